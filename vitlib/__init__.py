@@ -1,0 +1,1 @@
+"""vitlib: a paper-faithful Vision Transformer, its CNN rivals, and the tools to study them."""
