@@ -1,0 +1,2 @@
+from vitlib.models.registry import create_model, list_models
+from vitlib.models.vit import VisionTransformer

@@ -1,0 +1,37 @@
+# The two set-up commands of the README: `make demo` and `make test` (each creates .venv if missing).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The torch build pip takes from this project's development machines; set TORCH_SPEC="torch" (or a
+# CUDA wheel index) elsewhere. The package itself asks only for torch>=2.3.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STUDY ?= experiments/cifar.yaml
+export MPLBACKEND := Agg
+
+.PHONY: demo test reproduce report venv clean-demo
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+demo: $(VENV)/.installed
+	$(PY) -m vitlib.experiments run experiments/demo.yaml
+	@echo "Report: results/demo/REPORT.md and results/demo/report.html"
+
+reproduce: $(VENV)/.installed
+	$(PY) -m vitlib.experiments run $(STUDY)
+
+report: $(VENV)/.installed
+	$(PY) -m vitlib.report results
+
+clean-demo:
+	rm -rf results/demo

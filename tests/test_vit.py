@@ -1,0 +1,217 @@
+"""The ViT against independent implementations (timm, torchvision, the official .npz naming) and
+the paper's Table 1; every named model builds and trains a step on the CPU."""
+import pytest
+import timm
+import torch
+import torchvision
+
+import vitlib
+from vitlib.models.posemb import resize_grid, sincos_2d
+from vitlib.models.weights import load_pretrained, to_official_npz
+
+torch.manual_seed(0)
+
+
+def randomise(model):
+    """Random values everywhere (the zero-initialised head and class token would hide bugs)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+def small_timm(pool="token", **kw):
+    args = dict(img_size=32, patch_size=4, num_classes=7, embed_dim=48, depth=3, num_heads=3, mlp_ratio=2)
+    if pool == "gap":  # the official GAP: mean of the tokens after the final LayerNorm
+        args.update(global_pool="avg", class_token=False, fc_norm=False)
+    args.update(kw)
+    return randomise(timm.models.vision_transformer.VisionTransformer(**args))
+
+
+def small_vitlib(pool="token", **kw):
+    args = dict(num_classes=7, img_size=32, patch_size=4, embed_dim=48, depth=3, num_heads=3, mlp_dim=96, pool=pool)
+    args.update(kw)
+    return vitlib.create_model("vit_ti4", **args).eval()
+
+
+@pytest.mark.parametrize("pool", ["token", "gap"])
+def test_timm_weights_give_timm_logits(tmp_path, pool):
+    ref = small_timm(pool)
+    torch.save(ref.state_dict(), tmp_path / "timm.pth")
+    model = load_pretrained(small_vitlib(pool), tmp_path / "timm.pth")
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert (model(x) - ref(x)).abs().max() <= 1e-5
+        # the explicit attention path (used by the analyses) gives the same logits
+        logits, attentions = model(x, return_attention=True)
+    assert (logits - ref(x)).abs().max() <= 1e-5
+    tokens = 64 + (pool == "token")
+    assert len(attentions) == 3 and attentions[0].shape == (4, 3, tokens, tokens)
+    assert torch.allclose(attentions[0].sum(-1), torch.ones(4, 3, tokens), atol=1e-5)
+
+
+def test_timm_safetensors(tmp_path):
+    from safetensors.torch import save_file
+    ref = small_timm()
+    save_file(ref.state_dict(), tmp_path / "w.safetensors")
+    model = load_pretrained(small_vitlib(), tmp_path / "w.safetensors")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert (model(x) - ref(x)).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("representation_size", [None, 24])
+def test_torchvision_weights_give_torchvision_logits(tmp_path, representation_size):
+    ref = torchvision.models.VisionTransformer(image_size=32, patch_size=4, num_layers=3, num_heads=3,
+                                               hidden_dim=48, mlp_dim=96, num_classes=7,
+                                               representation_size=representation_size)
+    randomise(ref)
+    torch.save(ref.state_dict(), tmp_path / "tv.pth")
+    model = load_pretrained(small_vitlib(representation_size=representation_size), tmp_path / "tv.pth")
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert (model(x) - ref(x)).abs().max() <= 1e-5
+
+
+def test_official_npz_naming_read_by_timm_and_vitlib(tmp_path):
+    source = randomise(small_vitlib())
+    to_official_npz(source, tmp_path / "ViT-tiny.npz")
+    # timm's own reader of the official checkpoints is the independent check of the naming
+    ref = small_timm()
+    timm.models.vision_transformer._load_weights(ref, str(tmp_path / "ViT-tiny.npz"))
+    loaded = load_pretrained(small_vitlib(), tmp_path / "ViT-tiny.npz")
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), source(x))
+        assert (ref(x) - source(x)).abs().max() <= 1e-5
+    # the tanh pre-logits layer (`representation_size`) round-trips too
+    source = randomise(small_vitlib(representation_size=24))
+    to_official_npz(source, tmp_path / "pre.npz")
+    loaded = load_pretrained(small_vitlib(representation_size=24), tmp_path / "pre.npz")
+    with torch.no_grad():
+        assert torch.equal(loaded(x), source(x))
+
+
+def test_npz_read_into_other_resolution_and_class_count(tmp_path):
+    source = randomise(small_vitlib())
+    to_official_npz(source, tmp_path / "w.npz")
+    model = load_pretrained(small_vitlib(num_classes=3, img_size=64), tmp_path / "w.npz")
+    assert model.pos_embed.shape == (1, 1 + 16 * 16, 48)
+    assert torch.equal(model.pos_embed[0, 0], source.pos_embed[0, 0])  # class token kept apart
+    assert torch.count_nonzero(model.head.weight) == 0  # a new zero-initialised head
+    assert torch.equal(model.blocks[2].mlp.fc2.weight, source.blocks[2].mlp.fc2.weight)
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 3)
+
+
+def test_misfitting_file_names_first_key_and_shapes(tmp_path):
+    torch.save(small_timm(embed_dim=60).state_dict(), tmp_path / "w.pth")
+    with pytest.raises(ValueError, match=r"'cls_token' has shape \(1, 1, 60\) in the checkpoint but \(1, 1, 48\)"):
+        load_pretrained(small_vitlib(), tmp_path / "w.pth")
+    torch.save(small_timm(depth=4).state_dict(), tmp_path / "deeper.pth")
+    with pytest.raises(ValueError, match="blocks.3"):
+        load_pretrained(small_vitlib(), tmp_path / "deeper.pth")
+    with pytest.raises(FileNotFoundError, match="no weights file"):
+        load_pretrained(small_vitlib(), tmp_path / "missing.npz")
+
+
+def test_fused_and_explicit_attention_agree_with_relative_bias_and_dropout_off():
+    for pos_emb in ("learned", "learned2d", "sincos2d", "relative", "none"):
+        model = randomise(small_vitlib(pos_emb=pos_emb))
+        explicit = small_vitlib(pos_emb=pos_emb, attn_impl="explicit")
+        explicit.load_state_dict(model.state_dict())
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            assert (model(x) - explicit(x)).abs().max() <= 1e-5, pos_emb
+            assert (model(x) - model(x, return_attention=True)[0]).abs().max() <= 1e-5, pos_emb
+
+
+@pytest.mark.parametrize("name,timm_name,paper", [
+    ("vit_b16", "vit_base_patch16_224", 86e6), ("vit_l16", "vit_large_patch16_224", 307e6),
+    ("vit_h14", "vit_huge_patch14_224", 632e6)])
+def test_parameter_counts_equal_timm_and_table_1(name, timm_name, paper):
+    with torch.device("meta"):
+        ours = vitlib.count_params(vitlib.create_model(name, num_classes=1000, img_size=224))
+        theirs = vitlib.count_params(timm.create_model(timm_name, pretrained=False, num_classes=1000))
+    assert ours == theirs
+    assert abs(ours - paper) / paper < 0.015
+
+
+def test_initialisation_follows_the_official_code():
+    model = vitlib.create_model("vit_s16", num_classes=10, img_size=64)
+    assert torch.count_nonzero(model.cls_token) == 0 and torch.count_nonzero(model.head.weight) == 0
+    assert abs(model.pos_embed.std().item() - 0.02) < 0.002
+    assert model.blocks[0].mlp.fc1.bias.abs().max() < 1e-4  # N(0, 1e-6)
+    qkv = model.blocks[0].attn.qkv.weight  # Xavier-uniform on each of q, k, v: bound sqrt(6 / (D + D))
+    assert abs(qkv.abs().max().item() - (6 / (384 + 384)) ** 0.5) < 1e-3
+    conv = model.patch_embed.proj.weight  # LeCun normal: std sqrt(1 / fan_in)
+    assert abs(conv.std().item() - (1 / (3 * 16 * 16)) ** 0.5) < 0.003
+
+
+def test_resize_to_same_grid_is_identity_and_32_to_64_keeps_class_token():
+    grid = torch.randn(8, 8, 16)
+    assert torch.equal(resize_grid(grid, (8, 8)), grid)
+    assert torch.allclose(resize_grid(grid, (8, 8), "bicubic"), grid)
+    model = randomise(small_vitlib())
+    cls_pos, patch_pos = model.pos_embed[0, 0].clone(), model.position_embeddings().clone()
+    model.set_img_size(32)
+    assert torch.equal(model.position_embeddings(), patch_pos)
+    model.set_img_size(64)
+    assert model.grid_size == (16, 16) and model.pos_embed.shape == (1, 257, 48)
+    assert torch.equal(model.pos_embed[0, 0], cls_pos)
+    model(torch.randn(2, 3, 64, 64)).sum().backward()
+
+
+def test_sincos_embeddings_are_the_standard_formula():
+    emb = sincos_2d(4, 4, 16)  # D/4 = 4 frequencies 1 / 10000^(i/4)
+    row, col, i = 2, 3, 1
+    omega = 1 / 10000 ** (i / 4)
+    assert torch.isclose(emb[row * 4 + col, i], torch.tensor(row * omega).sin().float())
+    assert torch.isclose(emb[row * 4 + col, 8 + 4 + i], torch.tensor(col * omega).cos().float())
+
+
+@pytest.mark.parametrize("name", vitlib.list_models())
+def test_every_named_model_builds_and_trains_a_step(name):
+    small = dict(depth=1) if name.startswith(("vit", "r50_vit", "r_vit")) else {}
+    if name.startswith("vit_"):  # the real widths, fewer layers; a small image of whole patches
+        patch = int("".join(filter(str.isdigit, name)))
+        size = patch * 2
+    elif name.startswith(("r50_vit", "bit")):
+        size = 64 if name.startswith("bit") else 32
+    else:
+        size = 32
+    if name in ("vit_h2", "vit_h4", "vit_h8", "vit_l2", "vit_h14", "vit_h16", "vit_h32", "vit_l32", "vit_l16",
+                "vit_l4", "vit_l8", "vit_l14"):
+        small.update(embed_dim=64, num_heads=4, mlp_dim=128)  # the widths are checked by parameter counts
+    model = vitlib.create_model(name, num_classes=5, img_size=size, **small)
+    x = torch.randn(2, 3, size, size)
+    logits = model(x)
+    assert logits.shape == (2, 5)
+    logits.square().sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_bad_names_and_shapes_raise_clear_errors():
+    with pytest.raises(ValueError, match="unknown model 'vit_z16'.*vit_b16"):
+        vitlib.create_model("vit_z16")
+    with pytest.raises(ValueError, match="img_size=30 is not divisible by the patch size 4"):
+        vitlib.create_model("vit_s4", img_size=30)
+    with pytest.raises(ValueError, match="pos_emb='rope'.*'learned'.*'sincos2d'"):
+        vitlib.create_model("vit_s4", pos_emb="rope")
+    with pytest.raises(ValueError, match="pool='cls'.*'token'.*'gap'"):
+        vitlib.create_model("vit_s4", pool="cls")
+    with pytest.raises(ValueError, match="num_classes must be a positive integer"):
+        vitlib.create_model("vit_s4", num_classes=0)
+    with pytest.raises(ValueError, match="vit_s4.*unexpected keyword argument 'widht'"):
+        vitlib.create_model("vit_s4", widht=3)
+    model = vitlib.create_model("vit_ti4", num_classes=10, in_chans=1, depth=1)
+    with pytest.raises(ValueError, match=r"expected images of shape \(B, 1, 32, 32\), got \(2, 3, 32, 32\)"):
+        model(torch.randn(2, 3, 32, 32))
+
+
+def test_count_flops_matches_the_closed_form():
+    depth, dim, mlp, tokens = 2, 64, 128, 65
+    model = vitlib.create_model("vit_ti4", num_classes=10, depth=depth, embed_dim=dim, num_heads=4, mlp_dim=mlp)
+    per_block = 2 * tokens * (3 * dim * dim + dim * dim + 2 * dim * mlp) + 2 * 2 * tokens * tokens * dim
+    embed = 2 * 64 * dim * 3 * 4 * 4
+    head = 2 * dim * 10
+    assert vitlib.count_flops(model, 32) == depth * per_block + embed + head
