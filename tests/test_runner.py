@@ -1,0 +1,308 @@
+"""The study runner: study files, planning, papermill execution, and the notebooks' parameter checks.
+
+Notebooks are built here with nbformat; each executed one costs a kernel start (~3 s), so only
+five are executed in the whole file, and only one of them imports vitlib (and with it torch)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from vitlib.experiments import (at_least, between, load_study, notebook_params, plan_study,
+                                run_study, validate_params)
+from vitlib.experiments.__main__ import main
+from vitlib.experiments.study import expand_study
+
+HEADER = """# Study: a test study
+# Command: python -m vitlib.experiments run study.yaml
+# Expected runtime: seconds
+# Expected result: runs complete
+"""
+
+CHECK_CELL = """\
+from vitlib.experiments import at_least, notebook_params, validate_params
+SPEC = {"x": (int, at_least(0), "a count"), "mode": (str, ["a", "b"], "the mode"),
+        "out_dir": (str, None, "run folder")}
+params = validate_params(notebook_params(globals(), SPEC), SPEC)
+"""
+
+WORK_CELL = """\
+import json, sys, pathlib
+print("progress on stderr", file=sys.stderr)
+pathlib.Path(out_dir, "result.json").write_text(json.dumps({"x": x, "python": sys.executable}))
+"""
+
+RESUME_CELL = """\
+import json, pathlib
+partial = pathlib.Path(out_dir, "partial.txt").exists()
+pathlib.Path(out_dir, "seen.json").write_text(json.dumps({"resume": resume, "partial": partial}))
+"""
+
+
+def make_notebook(path, params_source, *cells):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(params_source)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# test notebook"), params,
+                *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nbformat.write(nb, str(path))
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A tmp folder as the repository root, with the test notebooks in it."""
+    monkeypatch.chdir(tmp_path)
+    make_notebook(tmp_path / "work.ipynb",
+                  'x: int = 1  # a count\nmode: str = "a"  # the mode\nout_dir: str = "out"  # run folder',
+                  CHECK_CELL, WORK_CELL)
+    make_notebook(tmp_path / "light.ipynb",  # no vitlib import: a kernel start is all it costs
+                  'x = 1\nmode = "a"\nout_dir = "out"', WORK_CELL)
+    make_notebook(tmp_path / "resumable.ipynb", 'out_dir = "out"\nresume = False', RESUME_CELL)
+    return tmp_path
+
+
+def write_study(path, body):
+    Path(path).write_text(HEADER + body)
+    return load_study(path)
+
+
+# ---------------------------------------------------------------- study files
+
+def test_grid_expansion_names_and_templates():
+    data = {"name": "s", "defaults": {"mode": "a", "epochs": 3},
+            "runs": [{"notebook": "nb/pre.ipynb", "name": "{model}-s{seed}",
+                      "grid": {"model": ["vit", "res"], "seed": [0, 1]}, "params": {"lr": 0.5}},
+                     {"notebook": "nb/ft.ipynb", "name": "ft-{model}",
+                      "grid": {"model": ["vit"]},
+                      "params": {"init": "{runs}/{model}-s1", "log": "{out}/log.txt",
+                                 "title": "{study}: {{literal}}", "epochs": 9}}]}
+    study = expand_study(data, "experiments/s.yaml")
+    assert study.output == Path("results/runs/s")
+    assert [r.name for r in study.runs] == ["vit-s0", "vit-s1", "res-s0", "res-s1", "ft-vit"]
+    first, ft = study.runs[0], study.runs[-1]
+    assert first.params == {"lr": 0.5, "model": "vit", "seed": 0}
+    assert first.defaults == {"mode": "a", "epochs": 3}
+    assert first.folder == Path("results/runs/s/vit-s0") and first.block == 0
+    assert ft.params == {"init": "results/runs/s/vit-s1", "log": "results/runs/s/ft-vit/log.txt",
+                         "title": "s: {literal}", "epochs": 9, "model": "vit"}
+    assert ft.defaults == {"mode": "a"}  # epochs is overridden by the block
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"notebook": "a.ipynb", "name": "r", "grid": {"x": [1, 2]}}, "not unique.*name template"),
+    ({"notebook": "a.ipynb", "grid": {"x": [1, 2]}}, "needs a 'name' template"),
+    ({"notebook": "a.ipynb", "name": "r{x}", "grid": {"x": 3}}, "'x' must be a non-empty list"),
+    ({"notebook": "a.ipynb", "name": "r{x}", "grid": {"x": [1]}, "params": {"x": 2}}, "x in both"),
+    ({"notebook": "a.ipynb", "params": {"out_dir": "o"}}, "'out_dir' is reserved"),
+    ({"notebook": "a.ipynb", "name": "r/{x}", "grid": {"x": [1]}}, "run name 'r/1'"),
+    ({"notebook": "a.ipynb", "params": {"p": "{runs}/{nope}"}}, r"parameter 'p'.*\{nope\}.*available"),
+    ({"notebook": "a.ipynb", "epochs": 3}, "unknown key.*'epochs'"),
+])
+def test_bad_blocks_are_refused_with_the_reason(block, message):
+    with pytest.raises(ValueError, match=message):
+        expand_study({"runs": [block]}, "s.yaml")
+
+
+def test_header_lines_are_required(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("# Command: python -m vitlib.experiments run s.yaml\n"
+                    "# Expected result: something\nruns: [{notebook: a.ipynb}]\n")
+    with pytest.raises(ValueError, match=r"s\.yaml.*lacks 'Expected runtime:'"):
+        load_study(path)
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_study(tmp_path / "missing.yaml")
+
+
+def test_study_file_reads_exponent_floats_and_header(tmp_path):
+    study = write_study(tmp_path / "s.yaml", "runs: [{notebook: a.ipynb, params: {lr: 1e-4, n: 10}}]\n")
+    assert study.name == "s" and study.runs[0].params == {"lr": 1e-4, "n": 10}
+    assert study.header.startswith("Study: a test study\nCommand:")
+
+
+# ---------------------------------------------------------------- validate_params
+
+SPEC = {"model": (str, ["vit", "res"], "model name"), "lr": (float, lambda v: v > 0, "rate, > 0"),
+        "epochs": (int, between(1, 100), "epochs"), "init": ((str, type(None)), None, "checkpoint")}
+
+
+def test_validate_params_accepts_and_converts():
+    params = validate_params({"epochs": 5, "lr": 1, "model": "vit", "init": None}, SPEC)
+    assert params == {"model": "vit", "lr": 1.0, "epochs": 5, "init": None}
+    assert list(params) == list(SPEC) and isinstance(params["lr"], float)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lrr": 0.1}, r"unknown parameter 'lrr' \(did you mean 'lr'\?\); the parameters are: model, lr"),
+    ({"epochs": "5"}, "parameter 'epochs' .*must be int, got str '5'"),
+    ({"epochs": True}, "parameter 'epochs' .*must be int, got bool"),
+    ({"epochs": 0}, "parameter 'epochs' = 0 is impossible: must be between 1 and 100"),
+    ({"lr": -1.0}, r"parameter 'lr' = -1.0 is impossible: see its description: rate, > 0"),
+    ({"model": "vgg"}, "parameter 'model' = 'vgg' is not allowed .*allowed values: 'vit', 'res'"),
+    ({"init": 3}, "parameter 'init' .*must be str or None"),
+])
+def test_validate_params_names_the_parameter(change, message):
+    given = {"model": "vit", "lr": 0.1, "epochs": 5, "init": "x.pt", **change}
+    with pytest.raises(ValueError, match=message):
+        validate_params(given, SPEC)
+
+
+def test_validate_params_reports_missing_and_all_problems_at_once():
+    with pytest.raises(ValueError, match="'lr' .*was not given; parameter 'epochs' = 500"):
+        validate_params({"model": "vit", "epochs": 500, "init": None}, SPEC)
+    with pytest.raises(ValueError, match="spec entry 'a'"):
+        validate_params({}, {"a": (int, None)})
+    assert at_least(2)(2) and not at_least(2)(1)
+
+
+def test_notebook_params_finds_injected_names():
+    history = ["", 'model = "vit"\nlr = 0.1', '# Parameters\nlr = 0.2\nlrr = 0.3\n', "check cell"]
+    namespace = {"In": history, "model": "vit", "lr": 0.2, "lrr": 0.3, "np": object(), "SPEC": SPEC}
+    assert notebook_params(namespace, {"model": 0, "lr": 0}) == {"model": "vit", "lr": 0.2, "lrr": 0.3}
+    assert notebook_params({"model": "vit", "other": 1}, {"model": 0}) == {"model": "vit"}
+
+
+# ---------------------------------------------------------------- planning and CLI (no kernel)
+
+def test_dry_run_and_parameter_names_checked_against_the_notebook(project, capsys):
+    (project / "s.yaml").write_text(HEADER + """\
+defaults: {mode: b}
+runs:
+  - {notebook: work.ipynb, name: "w{x}", grid: {x: [1, 2]}}
+  - {notebook: work.ipynb, name: typo, params: {xx: 1}}
+  - {notebook: missing.ipynb, name: gone}
+""")
+    assert main(["run", "s.yaml", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "[1/4] w1 would run: new" in out and "[2/4] w2 would run: new" in out
+    assert ("[3/4] typo would fail: ValueError: unknown parameter(s) 'xx' (did you mean 'x'?) "
+            "for work.ipynb; its parameters cell declares: x, mode, out_dir") in out
+    assert "[4/4] gone would fail: FileNotFoundError" in out
+    assert "would run 2, skip 0, fail 2" in out
+    assert not (project / "results").exists()
+
+    assert main(["run", "s.yaml", "--list", "--only", "w*"]) == 0
+    out = capsys.readouterr().out
+    assert "Expected runtime: seconds" in out and "mode=b" in out
+    assert "w1  work.ipynb  x=1" in out and "typo" not in out
+    assert main(["run", "s.yaml", "--only", "typo", "--quiet"]) == 1  # fails before any kernel starts
+    assert "done 0, skipped 0, failed 1" in capsys.readouterr().out
+    assert main(["run", "s.yaml", "--only", "nothing*"]) == 2
+    assert "no run of s.yaml matches nothing*" in capsys.readouterr().err
+
+
+def test_defaults_no_notebook_declares_are_an_error(project):
+    study = write_study("s.yaml", "defaults: {epochs: 3}\nruns: [{notebook: work.ipynb}]\n")
+    with pytest.raises(ValueError, match="no notebook declares the default.*epochs"):
+        plan_study(study)
+
+
+def test_plan_of_unfinished_folders(project):
+    study = write_study("s.yaml", "output: runs\nruns:\n"
+                        "  - {notebook: work.ipynb, name: 'w{x}', grid: {x: [1, 2, 3]}}\n")
+    own_only, no_record, empty = (project / "runs" / n for n in ("w1", "w2", "w3"))
+    for folder in (own_only, no_record, empty):
+        folder.mkdir(parents=True)
+    (own_only / "run.json").write_text(json.dumps({"status": "failed"}))
+    (own_only / "work.ipynb").write_text("{}")
+    (no_record / "checkpoint.pt").write_text("partial")
+    plans = plan_study(study)
+    assert [p.action for p in plans] == ["run"] * 3
+    assert plans[0].note == "last attempt failed; running again" and plans[0].stale is None
+    assert "did not finish; its folder is moved aside to runs/w2.stale-" in plans[1].note
+    assert plans[2].note == "new"
+    assert plans[1].params == {"x": 2, "out_dir": "runs/w2"}
+
+
+def test_cli_entry_point_runs_as_a_module(project):
+    (project / "s.yaml").write_text(HEADER + "runs: [{notebook: work.ipynb, name: one}]\n")
+    out = subprocess.run([sys.executable, "-m", "vitlib.experiments", "run", "s.yaml", "--list"],
+                         capture_output=True, text=True, timeout=60,
+                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 0, out.stderr
+    assert "one  work.ipynb" in out.stdout
+
+
+# ---------------------------------------------------------------- execution (kernels)
+
+def test_study_runs_fails_one_and_skips_on_rerun(project, capsys, monkeypatch):
+    # A `python3` kernel spec for another interpreter must not win over this interpreter's.
+    bogus = project / "jupyter" / "kernels" / "python3"
+    bogus.mkdir(parents=True)
+    (bogus / "kernel.json").write_text(json.dumps(
+        {"argv": ["/nonexistent/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+         "display_name": "wrong", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(project / "jupyter"))
+    body = """\
+output: runs
+defaults: {mode: a}
+runs:
+  - {notebook: light.ipynb, name: "x{x}", grid: {x: [1, 2]}}
+  - {notebook: work.ipynb, name: bad, params: {x: 3, mode: zzz}}
+  - {notebook: work.ipynb, name: typo, params: {xx: 3}}
+"""
+    study = write_study("s.yaml", body)
+    summary = run_study(study)
+    out, err = capsys.readouterr()
+    assert summary.done == ["x1", "x2"] and summary.skipped == []
+    assert [name for name, _ in summary.failed] == ["bad", "typo"]
+    bad_error = dict(summary.failed)["bad"]
+    assert bad_error.startswith("ValueError: parameter 'mode' = 'zzz' is not allowed")
+    assert "allowed values: 'a', 'b'" in bad_error
+    assert "[1/4] x1 running light.ipynb (new)" in out and "[1/4] x1 done in" in out
+    assert "[3/4] bad failed after" in out and "done 2, skipped 0, failed 2" in out
+    assert "  failed typo: ValueError: unknown parameter(s) 'xx'" in out
+    assert "progress on stderr" in err  # the notebook's own output reaches the terminal
+    assert __import__("os").environ["JUPYTER_PATH"] == str(project / "jupyter")  # restored
+
+    result = json.loads((project / "runs/x2/result.json").read_text())
+    assert result == {"x": 2, "python": sys.executable}
+    record = json.loads((project / "runs/x2/run.json").read_text())
+    assert record["status"] == "complete" and record["notebook"] == "light.ipynb"
+    assert record["parameters"] == {"mode": "a", "x": 2, "out_dir": "runs/x2"}
+    assert record["duration_s"] > 0 and "git_commit" in record and record["resumed"] is False
+    failed = json.loads((project / "runs/bad/run.json").read_text())
+    assert failed["status"] == "failed" and failed["error"] == bad_error
+    executed = nbformat.read(str(project / "runs/bad/work.ipynb"), as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
+    assert not (project / "runs/typo").exists()  # refused before it started
+
+    again = run_study(study, only=["x*"])  # finished runs are not executed again
+    assert again.skipped == ["x1", "x2"] and again.done == again.failed == []
+    assert "[1/2] x1 skipped (complete)" in capsys.readouterr().out
+
+    changed = write_study("s.yaml", body.replace("mode: a", "mode: b"))
+    with pytest.raises(ValueError, match=r"runs/x1: finished with other parameters \(mode: 'a' -> 'b'\)"):
+        run_study(changed)
+
+
+def test_killed_runs_are_rerun_cleanly(project):
+    study = write_study("s.yaml", "output: runs\nruns:\n"
+                        "  - {notebook: light.ipynb, name: plain, params: {x: 5}}\n"
+                        "  - {notebook: resumable.ipynb, name: res}\n")
+    for name, notebook, params in [("plain", "light.ipynb", {"x": 5, "out_dir": "runs/plain"}),
+                                   ("res", "resumable.ipynb", {"out_dir": "runs/res"})]:
+        folder = project / "runs" / name
+        folder.mkdir(parents=True)  # what a runner killed mid-run leaves behind
+        (folder / "run.json").write_text(json.dumps(
+            {"status": "running", "notebook": notebook, "parameters": params}))
+        (folder / notebook).write_text("half-written notebook")
+        (folder / "partial.txt").write_text("from the killed run")
+
+    summary = run_study(study, show_output=False)
+    assert summary.done == ["plain", "res"] and summary.failed == []
+
+    # No `resume` parameter: the old folder is kept aside, the run starts from an empty folder.
+    (stale,) = (project / "runs").glob("plain.stale-*")
+    assert (stale / "partial.txt").read_text() == "from the killed run"
+    assert sorted(p.name for p in (project / "runs/plain").iterdir()) == [
+        "light.ipynb", "result.json", "run.json"]
+    # A `resume` parameter: resumed in place with resume=True, the notebook's files kept.
+    assert json.loads((project / "runs/res/seen.json").read_text()) == {"resume": True, "partial": True}
+    record = json.loads((project / "runs/res/run.json").read_text())
+    assert record["status"] == "complete" and record["resumed"] is True
+    assert record["parameters"] == {"out_dir": "runs/res"}  # resume is not part of the run's identity
+    nbformat.read(str(project / "runs/res/resumable.ipynb"), as_version=4)  # rewritten, valid
+    assert run_study(study, show_output=False).skipped == ["plain", "res"]

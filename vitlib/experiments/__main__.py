@@ -1,0 +1,53 @@
+"""Command line: python -m vitlib.experiments run experiments/<study>.yaml [options]
+
+Exit status: 0 when every selected run is complete or skipped, 1 when any failed, 2 for a bad
+study file or arguments (nothing ran), 130 when interrupted.
+"""
+
+import argparse
+import sys
+
+from .runner import run_study, select
+from .study import load_study
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vitlib.experiments",
+                                     description="Run the notebooks of a study file.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a study's notebooks, skipping finished runs",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("study", help="study file, e.g. experiments/cifar.yaml")
+    run.add_argument("--dry-run", action="store_true",
+                     help="say what would run, resume, be skipped or fail; execute nothing")
+    run.add_argument("--list", action="store_true", help="list the study's runs and their parameters")
+    run.add_argument("--only", action="append", default=[], metavar="GLOB",
+                     help="only runs whose name matches this glob (repeatable), e.g. 'vit_s4-*'")
+    run.add_argument("--kernel", default=None,
+                     help="Jupyter kernel name (default: a kernel of this Python interpreter)")
+    run.add_argument("--quiet", action="store_true", help="don't echo the notebooks' own output")
+    args = parser.parse_args(argv)
+
+    try:
+        study = load_study(args.study)
+        if args.list:
+            print(study.header + "\n")
+            defaults = {k: v for r in study.runs for k, v in r.defaults.items()}
+            print("defaults (for notebooks that declare them): "
+                  + " ".join(f"{k}={v}" for k, v in defaults.items()))
+            for r in select(study, args.only):
+                print(f"{r.name}  {r.notebook}  " + " ".join(f"{k}={v}" for k, v in r.params.items()))
+            return 0
+        summary = run_study(study, only=args.only, dry_run=args.dry_run, kernel_name=args.kernel,
+                            show_output=not args.quiet, echo=lambda line: print(line, flush=True))
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

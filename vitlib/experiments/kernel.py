@@ -1,0 +1,54 @@
+"""The Jupyter kernel that runs a study's notebooks: this interpreter, importing this vitlib."""
+
+import json
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+KERNEL_NAME = "python3"
+
+
+@contextmanager
+def python_kernel():
+    """Yield the name of a kernel spec that runs this interpreter with this vitlib importable.
+
+    `kernel_name="python3"` alone can start another Python: a `python3` spec in the user's
+    Jupyter folder or on JUPYTER_PATH wins over the venv's own. So a spec of that name, with this
+    interpreter's absolute path, is written to a temporary folder put first on JUPYTER_PATH
+    for the duration; executed notebooks still say `python3` and open anywhere."""
+    try:
+        import ipykernel  # noqa: F401  the kernel below runs ipykernel_launcher
+    except ImportError:
+        raise RuntimeError(f"{sys.executable} lacks ipykernel: pip install ipykernel") from None
+    import vitlib
+
+    root = str(Path(vitlib.__file__).resolve().parent.parent)
+    saved = os.environ.get("JUPYTER_PATH")
+    with tempfile.TemporaryDirectory(prefix="vitlib-kernel-") as tmp:
+        spec_dir = Path(tmp, "kernels", KERNEL_NAME)
+        spec_dir.mkdir(parents=True)
+        spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (ipykernel)", "language": "python",
+                "env": {"PYTHONPATH": os.pathsep.join(
+                    p for p in (root, os.environ.get("PYTHONPATH")) if p)}}
+        (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (tmp, saved) if p)
+        try:
+            yield KERNEL_NAME
+        finally:
+            if saved is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = saved
+
+
+@contextmanager
+def kernel(name=None):
+    """`name` as given, or without one, `python_kernel()`."""
+    if name:
+        yield name
+    else:
+        with python_kernel() as name:
+            yield name

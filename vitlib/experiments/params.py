@@ -1,0 +1,121 @@
+"""Validate a notebook's parameters before it does any work.
+
+Every notebook opens with a cell tagged `parameters` that holds only literal assignments (papermill
+injects its own cell right after it to override them), then a cell like
+
+    from vitlib.experiments import notebook_params, validate_params, between
+    SPEC = {  # name: (type, allowed values or check, description)
+        "model":   (str, vitlib.list_models(), "model name"),
+        "epochs":  (int, between(1, 10_000), "training epochs"),
+        "lr":      (float, lambda v: v > 0, "peak learning rate, > 0"),
+        "out_dir": (str, None, "run folder"),
+    }
+    params = validate_params(notebook_params(globals(), SPEC), SPEC)
+
+`notebook_params` picks the declared names out of the notebook's globals plus every name papermill
+injected, so a mistyped `-p lrr 0.1` is reported instead of silently ignored; `validate_params`
+rejects unknown names, wrong types and impossible values with a ValueError that names the
+parameter and what is allowed.
+"""
+
+import ast
+import difflib
+
+# papermill opens the cell it injects with this comment (papermill.parameterize, comment="Parameters")
+_INJECTED_MARK = "# Parameters"
+
+
+def between(low, high):
+    """A check for `low <= value <= high` that explains itself in error messages."""
+    def check(value):
+        return low <= value <= high
+    check.allowed = f"between {low} and {high}"
+    return check
+
+
+def at_least(low):
+    """A check for `value >= low` that explains itself in error messages."""
+    def check(value):
+        return value >= low
+    check.allowed = f">= {low}"
+    return check
+
+
+def notebook_params(namespace: dict, spec: dict) -> dict:
+    """The parameters of a running notebook: the names `spec` declares, read from `namespace`
+    (the notebook's `globals()`), plus every name assigned in papermill's injected cell.
+
+    The injected cell is found in IPython's input history (`In`), so outside a kernel only the
+    declared names are returned."""
+    given = {name: namespace[name] for name in spec if name in namespace}
+    for name in _injected_names(namespace.get("In", ())):
+        if name in namespace:
+            given[name] = namespace[name]
+    return given
+
+
+def _injected_names(history) -> list:
+    injected = [src for src in history if isinstance(src, str) and src.startswith(_INJECTED_MARK)]
+    if not injected:
+        return []
+    names = []
+    for node in ast.parse(injected[-1]).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def validate_params(given: dict, spec: dict) -> dict:
+    """Check `given` against `spec` and return the parameters in spec order.
+
+    spec: name -> (type, check, description). `type` is a type or a tuple of types (include
+    `type(None)` to allow None); an int is accepted, and converted, where float is expected; a bool
+    is never an int. `check` is None, a collection of allowed values, or a callable returning True
+    for possible values (give it an `allowed` attribute, as `between` does, to describe them).
+    Every problem is reported in one ValueError, each naming its parameter.
+    """
+    for name, entry in spec.items():
+        if not (isinstance(entry, tuple) and len(entry) == 3):
+            raise ValueError(f"spec entry {name!r} must be (type, check, description), got {entry!r}")
+    problems = []
+    for name in given:
+        if name not in spec:
+            close = difflib.get_close_matches(name, spec, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"unknown parameter {name!r}{hint}; the parameters are: {', '.join(spec)}")
+    params = {}
+    for name, (types, check, description) in spec.items():
+        if name not in given:
+            problems.append(f"parameter {name!r} ({description}) was not given")
+            continue
+        value, problem = _check_one(name, given[name], types, check, description)
+        if problem:
+            problems.append(problem)
+        params[name] = value
+    if problems:
+        raise ValueError("; ".join(problems))
+    return params
+
+
+def _check_one(name, value, types, check, description):
+    types = types if isinstance(types, tuple) else (types,)
+    if float in types and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    bool_as_int = isinstance(value, bool) and bool not in types
+    if bool_as_int or not isinstance(value, types):
+        expected = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+        return value, (f"parameter {name!r} ({description}) must be {expected}, "
+                       f"got {type(value).__name__} {value!r}")
+    if check is None or value is None:
+        return value, None
+    if callable(check):
+        allowed = getattr(check, "allowed", None)
+        if not check(value):
+            what = f"must be {allowed} ({description})" if allowed else f"see its description: {description}"
+            return value, f"parameter {name!r} = {value!r} is impossible: {what}"
+        return value, None
+    allowed = list(check)
+    if value not in allowed:
+        return value, (f"parameter {name!r} = {value!r} is not allowed ({description}); "
+                       f"allowed values: {', '.join(repr(a) for a in allowed)}")
+    return value, None

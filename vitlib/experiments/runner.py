@@ -1,0 +1,269 @@
+"""Run a study's notebooks through papermill, one run folder each, skipping finished runs.
+
+Each run folder `<output>/<run>/` gets the executed notebook `<notebook name>.ipynb` and `run.json`,
+the runner's record: status (running, complete, failed, interrupted), the study, the notebook, the
+parameters it received, start and end times, duration, git commit and host. Everything else in the
+folder belongs to the notebook.
+
+Before anything runs, every selected run is planned from its folder:
+- no folder: run it;
+- run.json says complete with the same notebook and parameters: skip it;
+- run.json says complete with other parameters: stop the whole study with an error (a finished
+  result is never overwritten; use another `output:` or delete the folder);
+- anything else is an interrupted or failed run. The runner's own files are removed; if the
+  notebook left files of its own, the run resumes in place with `resume=True` when the notebook
+  declares a `resume` parameter (and run.json shows the same parameters), otherwise the folder is
+  moved aside to `<run>.stale-<time>` and the run starts fresh. Nothing is deleted silently.
+- a parameter the notebook's `parameters` cell does not declare fails that run before it starts.
+
+Notebooks run in a kernel of this very interpreter (see `kernel.python_kernel`).
+"""
+
+import ast
+import datetime
+import difflib
+import fnmatch
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .kernel import kernel
+from .study import Run, Study
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class Plan:
+    run: Run
+    action: str                                 # run | resume | skip | fail | conflict
+    note: str                                   # why, for the log; the error for "fail"
+    params: dict = field(default_factory=dict)  # what the notebook receives, out_dir included
+    stale: Path = None                          # where an interrupted run's folder is moved
+
+
+@dataclass
+class Summary:
+    done: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: list = field(default_factory=list)  # (run name, error)
+
+
+def select(study: Study, only=()) -> list:
+    """The study's runs whose names match any of the glob patterns in `only` (all without)."""
+    runs = [r for r in study.runs if not only or any(fnmatch.fnmatchcase(r.name, p) for p in only)]
+    if not runs:
+        raise ValueError(f"no run of {study.path} matches {' or '.join(only)}; "
+                         f"runs: {', '.join(r.name for r in study.runs)}")
+    return runs
+
+
+def declared_params(notebook: Path) -> list:
+    """Names assigned in the notebook's cell tagged `parameters` (what papermill may override)."""
+    nb = nbformat.read(str(notebook), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise ValueError(f"{notebook} has no cell tagged 'parameters'")
+    names = []
+    for node in ast.parse(cells[0].source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def plan_study(study: Study, only=()) -> list:
+    """Decide what happens to each selected run; raises if a finished run would be overwritten."""
+    declared = {}  # notebook -> its parameter names, or the error reading it
+    for notebook in dict.fromkeys(run.notebook for run in study.runs):
+        try:
+            declared[notebook] = declared_params(notebook)
+        except (OSError, ValueError) as err:
+            declared[notebook] = err
+    readable = [names for names in declared.values() if isinstance(names, list)]
+    unused = sorted({k for run in study.runs for k in run.defaults} - {k for n in readable for k in n})
+    if unused and len(readable) == len(declared):
+        raise ValueError(f"{study.path}: no notebook declares the default(s) {', '.join(unused)}")
+    plans = [_plan_run(run, declared[run.notebook]) for run in select(study, only)]
+    conflicts = [p.note for p in plans if p.action == "conflict"]
+    if conflicts:
+        raise ValueError("finished runs would be overwritten (use another 'output:' in the study "
+                         "or delete these folders):\n  " + "\n  ".join(conflicts))
+    return plans
+
+
+def _plan_run(run: Run, declared) -> Plan:
+    if isinstance(declared, Exception):
+        return Plan(run, "fail", f"{type(declared).__name__}: {declared}")
+    unknown = [k for k in run.params if k not in declared]
+    if unknown or "out_dir" not in declared:
+        problem = ("unknown parameter(s) " + ", ".join(_with_hint(k, declared) for k in unknown)
+                   if unknown else "no 'out_dir' parameter")
+        return Plan(run, "fail", f"ValueError: {problem} for {run.notebook}; "
+                                 f"its parameters cell declares: {', '.join(declared)}")
+    params = {k: v for k, v in run.defaults.items() if k in declared}
+    params = _jsonable({**params, **run.params, "out_dir": str(run.folder)})
+    record = _read_record(run.folder)
+    same = (record.get("notebook") == str(run.notebook) and record.get("parameters") == params)
+    if not run.folder.exists():
+        return Plan(run, "run", "new", params)
+    if record.get("status") == "complete":
+        if same:
+            return Plan(run, "skip", "complete", params)
+        return Plan(run, "conflict", f"{run.folder}: {_difference(record, run, params)}", params)
+    if not any(run.folder.iterdir()):
+        return Plan(run, "run", "new", params)
+    last = record.get("status") if record.get("status") in ("failed", "interrupted") else "did not finish"
+    own = {RUN_FILE, run.notebook.name}
+    if not [p for p in run.folder.iterdir() if p.name not in own]:
+        return Plan(run, "run", f"last attempt {last}; running again", params)
+    if same and "resume" in declared and "resume" not in params:
+        return Plan(run, "resume", f"last attempt {last}; resuming in place", params)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stale = run.folder.with_name(f"{run.folder.name}.stale-{stamp}")
+    return Plan(run, "run", f"last attempt {last}; its folder is moved aside to {stale}", params, stale)
+
+
+def _with_hint(name, declared):
+    close = difflib.get_close_matches(name, declared, n=1)
+    return f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
+
+
+def _difference(record, run, params):
+    if record.get("notebook") != str(run.notebook):
+        return f"it ran {record.get('notebook')}, the study now runs {run.notebook}"
+    old = record.get("parameters", {})
+    changes = [f"{k}: {old.get(k, '<unset>')!r} -> {params.get(k, '<unset>')!r}"
+               for k in sorted(set(old) | set(params)) if old.get(k, "<unset>") != params.get(k, "<unset>")]
+    return "finished with other parameters (" + ", ".join(changes) + ")"
+
+
+def run_study(study: Study, *, only=(), dry_run=False, kernel_name=None, show_output=True,
+              echo=print) -> Summary:
+    """Run (or with dry_run, describe) the selected runs in order; failures don't stop the rest."""
+    plans = plan_study(study, only)
+    total, summary = len(plans), Summary()
+    if dry_run:
+        for i, p in enumerate(plans, 1):
+            what = {"run": "would run", "resume": "would resume", "skip": "would skip",
+                    "fail": "would fail"}[p.action]
+            echo(f"[{i}/{total}] {p.run.name} {what}: {p.note}")
+        counts = {a: sum(p.action == a for p in plans) for a in ("run", "resume", "skip", "fail")}
+        echo(f"would run {counts['run'] + counts['resume']}, skip {counts['skip']}, "
+             f"fail {counts['fail']}")
+        return summary
+    git = _git_state()
+    with kernel(kernel_name) as kernel_name:
+        for i, p in enumerate(plans, 1):
+            tag = f"[{i}/{total}] {p.run.name}"
+            if p.action == "skip":
+                echo(f"{tag} skipped (complete)")
+                summary.skipped.append(p.run.name)
+                continue
+            if p.action == "fail":
+                echo(f"{tag} failed: {p.note}")
+                summary.failed.append((p.run.name, p.note))
+                continue
+            echo(f"{tag} running {p.run.notebook} ({p.note})")
+            start = time.monotonic()
+            error = _execute(p, study, kernel_name, git, show_output)
+            took = _duration(time.monotonic() - start)
+            if error:
+                echo(f"{tag} failed after {took}: {error}")
+                summary.failed.append((p.run.name, error))
+            else:
+                echo(f"{tag} done in {took}")
+                summary.done.append(p.run.name)
+    echo(f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}")
+    for name, error in summary.failed:
+        echo(f"  failed {name}: {error}")
+    return summary
+
+
+def _execute(p: Plan, study: Study, kernel_name: str, git: dict, show_output: bool):
+    """Run one notebook into its folder; returns None on success, else a one-line error."""
+    import papermill  # imported here: notebooks import vitlib.experiments for validate_params
+
+    folder, executed = p.run.folder, p.run.folder / p.run.notebook.name
+    if p.stale is not None:
+        folder.rename(p.stale)
+    for own in (folder / RUN_FILE, executed):
+        own.unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    injected = {**p.params, "resume": True} if p.action == "resume" else p.params
+    record = {"status": "running", "study": study.name, "study_file": str(study.path),
+              "run": p.run.name, "notebook": str(p.run.notebook), "executed_notebook": str(executed),
+              "parameters": p.params, "resumed": p.action == "resume", "started": _now(),
+              **git, "host": platform.node(), "python": sys.version.split()[0], "kernel": kernel_name}
+    _write_record(folder, record)
+    start, error = time.monotonic(), None
+    try:
+        papermill.execute_notebook(
+            str(p.run.notebook), str(executed), parameters=injected, kernel_name=kernel_name,
+            language="python", progress_bar=False,
+            stdout_file=sys.stdout if show_output else None,
+            stderr_file=sys.stderr if show_output else None)
+    except KeyboardInterrupt:
+        _write_record(folder, {**record, "status": "interrupted", "ended": _now(),
+                               "duration_s": round(time.monotonic() - start, 1)})
+        raise
+    except papermill.PapermillExecutionError as err:
+        error = _one_line(f"{err.ename}: {err.evalue}")
+    except Exception as err:  # kernel died, timeout, unreadable notebook: the run failed, go on
+        error = _one_line(f"{type(err).__name__}: {err}")
+    _write_record(folder, {**record, "status": "failed" if error else "complete", "ended": _now(),
+                           "duration_s": round(time.monotonic() - start, 1),
+                           **({"error": error} if error else {})})
+    return error
+
+
+def _read_record(folder: Path) -> dict:
+    try:
+        return json.loads((folder / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_record(folder: Path, record: dict):
+    tmp = folder / f".{RUN_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, folder / RUN_FILE)  # atomic: a killed runner never leaves half a run.json
+
+
+def _jsonable(params: dict) -> dict:
+    """Params as run.json will read back (tuples become lists), so comparisons are exact."""
+    return json.loads(json.dumps(params))
+
+
+def _git_state() -> dict:
+    def git(*args):
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=30)
+        return out.stdout.strip() if out.returncode == 0 else None
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    except (OSError, subprocess.TimeoutExpired):
+        commit, dirty = None, None
+    return {"git_commit": commit, "git_dirty": dirty}
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
