@@ -46,8 +46,7 @@ def _hybrid_builder(shape, layers, stem, patch=1, default_img_size=224):
 
 def _registry():
     models = {f"vit_{s}{p}": _vit_builder(s, p) for s in VIT_SHAPES for p in VIT_PATCHES}
-    models["r50_vit_b16"] = _hybrid_builder("b", (3, 4, 9), "bit")
-    models["r50_vit_l32"] = _hybrid_builder("l", (3, 4, 6, 3), "bit")  # Table 6's R50+ViT-L/32
+    models["r50_vit_b16"] = _hybrid_builder("b", (3, 4, 9), "same")  # TF "same" padding, as the JAX code
     models["r_vit_ti4"] = _hybrid_builder("ti", (2, 2), "cifar", default_img_size=32)
     models["r_vit_s4"] = _hybrid_builder("s", (2, 2), "cifar", default_img_size=32)
     try:
