@@ -203,6 +203,8 @@ def _execute(p: Plan, study: Study, kernel_name: str, git: dict, show_output: bo
               **git, "host": platform.node(), "python": sys.version.split()[0], "kernel": kernel_name}
     _write_record(folder, record)
     start, error = time.monotonic(), None
+    # the command that re-makes this run, recorded by the notebook in its result.json
+    os.environ["VITLIB_COMMAND"] = f"python -m vitlib.experiments run {study.path} --only {p.run.name}"
     try:
         papermill.execute_notebook(
             str(p.run.notebook), str(executed), parameters=injected, kernel_name=kernel_name,

@@ -1,0 +1,287 @@
+"""vitlib.report on synthetic run folders written by hand: loading, every claim rule, the tables,
+figures and REPORT.md, the empty case (everything "not yet run") and the command line."""
+import json
+import math
+
+import nbformat
+import pandas as pd
+import pytest
+
+from vitlib.report import build_report, evaluate_claims, fmt_mean_std, load_runs, summarise
+from vitlib.report.__main__ import main as report_main
+from vitlib.report.ablations import uniform_attention_distance
+from vitlib.report.verdict import shorten_runs
+
+FAMILY = {"vit": "vit", "bit": "resnet", "res": "resnet", "r_v": "hybrid"}
+
+
+def write_run(results, study, name, status="complete", **fields):
+    """A run folder as the batch runner and a notebook leave it: result.json (+ run.json)."""
+    folder = results / "runs" / study / name
+    folder.mkdir(parents=True)
+    model = fields.get("model", "vit_s4")
+    record = {"kind": "train", "study": study, "run": name, "model": model, "model_args": {},
+              "family": FAMILY[model[:3]], "dataset": "cifar10", "train_size": 50000,
+              "img_size": 32, "seed": 0, "recipe": "small", "lr": 1e-3, "steps": 1000,
+              "epochs": 10, "params": 1e6, "flops_per_image": 1e8, "train_flops": 1e15,
+              "train_seconds": 100.0, "images_per_s": 5000.0, "device": "NVIDIA H200",
+              "command": f"python -m vitlib.experiments run experiments/{study}.yaml --only {name}",
+              "top1": 50.0, **fields}
+    (folder / "result.json").write_text(json.dumps(record))
+    if status is not None:
+        (folder / "run.json").write_text(json.dumps({"status": status, "duration_s": 120.0,
+                                                     "study_file": f"experiments/{study}.yaml"}))
+    return folder
+
+
+def claim(runs, claim_id):
+    claims, _ = evaluate_claims(runs)
+    return claims.set_index("id").loc[claim_id]
+
+
+def write_data_size(results, vit, resnet, sizes=(1000, 50000)):
+    for size, v, r in zip(sizes, vit, resnet):
+        for seed, jitter in enumerate((-0.5, 0.5)):
+            write_run(results, "size", f"vit-{size}-s{seed}", train_size=size, seed=seed, top1=v + jitter)
+            write_run(results, "size", f"res-{size}-s{seed}", model="resnet18_cifar", train_size=size,
+                      seed=seed, top1=r + jitter)
+
+
+# ---------------------------------------------------------------------------------- collect ----
+
+def test_load_runs_reads_records_and_skips_stale_and_flags_failed(tmp_path):
+    write_run(tmp_path, "a", "ok", model_args={"pool": "gap"}, family=None)  # family inferred
+    write_run(tmp_path, "a", "old.stale-2024", top1=1.0)
+    write_run(tmp_path, "a", "broken", status="failed")
+    ft = write_run(tmp_path, "a", "ft", status=None, kind="finetune", finetune_top1=70.0,
+                   few_shot={"5": 40.0}, train_seconds=None)
+    (ft / "summary.json").write_text(json.dumps({"train_seconds": 12.5}))
+    (ft / "finetune").mkdir()
+    (ft / "finetune" / "env.json").write_text(json.dumps({"gpus": ["NVIDIA H100"], "torch": "2.11"}))
+    runs = load_runs(tmp_path).set_index("run")
+    assert sorted(runs.index) == ["broken", "ft", "ok"]
+    assert runs.at["ok", "pool"] == "gap" and runs.at["ok", "pos_emb"] == "learned"
+    assert runs.at["ok", "label"] == "vit_s4 (pool=gap)"
+    assert (runs.at["ok", "patch"], runs.at["ok", "depth"], runs.at["ok", "width"]) == (4, 12, 384)
+    assert runs.at["ft", "accuracy"] == 70.0 and runs.at["ft", "few_shot_5"] == 40.0
+    assert runs.at["ft", "train_seconds"] == 12.5 and runs.at["ft", "gpus"] == "NVIDIA H100"
+    assert runs.at["ft", "status"] == "unknown" and runs.at["ft", "usable"]
+    assert not runs.at["broken", "usable"]
+    assert runs.at["ok", "run_dir"] == f"{tmp_path.name}/runs/a/ok"
+
+
+def test_load_runs_rejects_bad_records(tmp_path):
+    with pytest.raises(FileNotFoundError, match="results_dir"):
+        load_runs(tmp_path / "missing")
+    folder = write_run(tmp_path, "a", "x")
+    (folder / "result.json").write_text(json.dumps({"kind": "pretrain"}))
+    with pytest.raises(ValueError, match=r"result.json.*'kind' must be one of train, finetune"):
+        load_runs(tmp_path)
+    (folder / "result.json").write_text("{not json")
+    with pytest.raises(ValueError, match="result.json is not valid JSON"):
+        load_runs(tmp_path)
+
+
+def test_summarise_and_format():
+    df = pd.DataFrame({"m": ["a", "a", "a", "b"], "accuracy": [1.0, 2.0, 3.0, 7.0]})
+    out = summarise(df, ["m"]).set_index("m")
+    assert out.at["a", "mean"] == 2.0 and out.at["a", "std"] == pytest.approx(1.0)
+    assert out.at["a", "n"] == 3 and out.at["b", "n"] == 1 and math.isnan(out.at["b", "std"])
+    assert fmt_mean_std(2.0, 1.0, 3) == "2.00 ± 1.00 (n=3)"
+    assert fmt_mean_std(7.0, float("nan"), 1) == "7.00 (n=1)"
+    assert fmt_mean_std(float("nan"), None, 0) == "not yet run"
+
+
+def test_shorten_runs_globs_many_folders():
+    many = [f"results/runs/cifar/scratch-vit-{i}" for i in range(5)] + ["results/runs/x/one"]
+    assert shorten_runs(many) == "results/runs/cifar/scratch-vit-* (5 runs), results/runs/x/one"
+    assert shorten_runs(["r/a", "r/b"]) == "r/a, r/b"
+
+
+# ---------------------------------------------------------------------------------- claims -----
+
+@pytest.mark.parametrize("vit, resnet, verdict", [
+    ((30, 80), (50, 82), "reproduced"),      # ResNet leads by 20, then by 2
+    ((60, 80), (50, 60), "partly"),          # lead -10 -> -20: only the shrinking holds
+    ((30, 60), (50, 90), "not reproduced"),  # lead 20 -> 30
+])
+def test_data_size_rule(tmp_path, vit, resnet, verdict):
+    write_data_size(tmp_path, vit, resnet)
+    row = claim(load_runs(tmp_path), "data-size")
+    assert row["verdict"] == verdict
+    lead_small, lead_large = resnet[0] - vit[0], resnet[1] - vit[1]
+    assert f"ResNet lead {lead_small:+.2f} pts at 1,000 → {lead_large:+.2f} at 50,000" in row["reason"]
+    assert f"ViT {vit[0]:.2f} ± 0.71 (n=2)" in row["ours"]  # std of ±0.5 jitter over 2 seeds
+    assert row["hardware"] == "NVIDIA H200 ×8"
+    assert row["runs"] == f"{tmp_path.name}/runs/size/* (8 runs)"
+
+
+def test_data_size_needs_both_families(tmp_path):
+    write_run(tmp_path, "size", "v1", train_size=1000)
+    write_run(tmp_path, "size", "v2", train_size=5000)
+    row = claim(load_runs(tmp_path), "data-size")
+    assert row["verdict"] == row["ours"] == "not yet run" and "vit and resnet" in row["reason"]
+
+
+def test_pretrain_size_and_few_shot(tmp_path):
+    # ViT gains 10 pts fine-tuned (ResNet 2) but only 1 pt 5-shot (ResNet 3)
+    for fam, model, ft, fs in (("vit", "vit_s4", (70, 80), (30, 31)),
+                               ("res", "resnet18_cifar", (75, 77), (35, 38))):
+        for size, acc, shot in zip((10000, 100000), ft, fs):
+            write_run(tmp_path, "ft", f"{fam}-{size}", model=model, kind="finetune",
+                      pretrain_dataset="tiny-imagenet", pretrain_size=size, finetune_top1=acc,
+                      few_shot={"1": shot - 10, "5": shot})
+    runs = load_runs(tmp_path)
+    assert claim(runs, "pretrain-size")["verdict"] == "reproduced"
+    few = claim(runs, "pretrain-size-5shot")
+    assert few["verdict"] == "not reproduced" and "ViT +1.00, ResNet +3.00" in few["reason"]
+
+
+def test_compute_rules(tmp_path):
+    # ResNet reaches 80% with 1e15 FLOPs, ViT needs 4e15: the small-data outcome (ratio 0.25)
+    for name, model, flops, acc in (("v1", "vit_s4", 1e15, 70), ("v2", "vit_s4", 4e15, 82),
+                                    ("r1", "resnet18_cifar", 1e15, 80), ("h1", "r_vit_s4", 1e15, 75),
+                                    ("h2", "r_vit_s4", 4e15, 81)):
+        write_run(tmp_path, "c", name, model=model, train_flops=flops, top1=acc, steps=int(flops / 1e12))
+    runs = load_runs(tmp_path)
+    row = claim(runs, "compute")
+    assert row["verdict"] == "not reproduced" and "= 0.25" in row["reason"]
+    assert "to reach 80.00%: ViT 4e+15 FLOPs, ResNet 1e+15 FLOPs" in row["ours"]
+    hybrid = claim(runs, "compute-hybrid")  # at 1e15: hybrid 75 vs ViT 70; at 4e15: 81 vs 82
+    assert hybrid["verdict"] == "reproduced" and "+5.00 pts at 1e+15" in hybrid["reason"]
+    assert "-1.00 at 4e+15" in hybrid["reason"]
+
+
+@pytest.mark.parametrize("seeds, low, high, verdict", [
+    (2, 70.0, 75.0, "reproduced"), (1, 70.0, 75.0, "partly"), (2, 75.0, 70.0, "not reproduced")])
+def test_resolution_rule(tmp_path, seeds, low, high, verdict):
+    for seed in range(seeds):
+        for size, acc in ((32, low), (64, high)):
+            write_run(tmp_path, "res", f"ft{size}-s{seed}", kind="finetune", img_size=size, seed=seed,
+                      pretrain_dataset="tiny-imagenet", pretrain_size=100000,
+                      finetune_top1=acc + 0.1 * seed)
+    assert claim(load_runs(tmp_path), "resolution")["verdict"] == verdict
+
+
+@pytest.mark.parametrize("accs, verdict", [
+    ({"none": 80.0, "learned": 85.0, "sincos2d": 84.5, "relative": 85.2}, "reproduced"),
+    ({"none": 80.0, "learned": 85.0, "sincos2d": 81.0}, "partly"),   # spread 4 >= margin 1
+    ({"none": 80.0, "learned": 85.0, "relative": 79.0}, "not reproduced"),
+])
+def test_pos_emb_rule(tmp_path, accs, verdict):
+    for pos, acc in accs.items():
+        args = {} if pos == "learned" else {"pos_emb": pos}  # "learned" is the default
+        write_run(tmp_path, "pos", f"pos-{pos}", model_args=args, top1=acc)
+    write_run(tmp_path, "pos", "other-size", model_args={"pos_emb": "none"}, train_size=1000, top1=1.0)
+    row = claim(load_runs(tmp_path), "pos-emb")
+    assert row["verdict"] == verdict
+    assert "none 80.00 (n=1)" in row["ours"] and "other-size" not in row["runs"]
+
+
+def test_pooling_rule(tmp_path):
+    for pool, lrs in (("token", {1e-3: 80.0, 3e-4: 78.0}), ("gap", {3e-3: 79.4, 1e-3: 76.0})):
+        for lr, acc in lrs.items():
+            write_run(tmp_path, "pool", f"{pool}-{lr}", model_args={"pool": pool}, lr=lr, top1=acc)
+    row = claim(load_runs(tmp_path), "pooling")
+    assert row["verdict"] == "reproduced" and "gap − token -0.60 pts, tolerance 1.00" in row["reason"]
+    assert "gap (best lr 0.003)" in row["ours"]
+
+
+def test_patch_depth_rule(tmp_path):
+    for name, args, flops, acc in (("p4", {}, 4e15, 80.0), ("p8", {"patch_size": 8}, 1e15, 70.0),
+                                   ("p2", {"patch_size": 2}, 16e15, 85.0),
+                                   ("d6", {"depth": 6}, 2e15, 76.0),       # +4 pts per doubling
+                                   ("w192", {"embed_dim": 192, "num_heads": 3}, 1e15, 78.0)):  # +1
+        write_run(tmp_path, "shape", name, model_args=args, train_flops=flops, top1=acc)
+    row = claim(load_runs(tmp_path), "patch-depth")
+    assert row["verdict"] == "reproduced", row["reason"]
+    assert "depth +4.00 pts per FLOP doubling, width +1.00" in row["ours"]
+
+
+def test_inspection_claims(tmp_path):
+    grows = [[5.0, 30.0], [10.0, 12.0], [14.0, 16.0]]  # layer 0 has a far head (30 px)
+    write_run(tmp_path, "insp", "i1", kind="inspect", attention_distance=grows, image_size=32,
+              patch_size=4, pos_similarity_neighbour_minus_far=0.3)
+    write_run(tmp_path, "insp", "i2", kind="inspect", attention_distance=grows[::-1], image_size=32,
+              patch_size=4, pos_similarity_neighbour_minus_far=-0.1)
+    runs = load_runs(tmp_path)
+    row = claim(runs, "attention-distance")
+    assert row["verdict"] == "partly" and "grows in 1/2 runs, far first-layer head in 2/2" in row["reason"]
+    assert claim(runs, "pos-emb-similarity")["verdict"] == "partly"
+    # uniform head on a 2x2 grid of 4-px patches: distances 0, 4, 4, 4*sqrt(2) from each patch
+    assert uniform_attention_distance(8, 4) == pytest.approx((8 + 4 * math.sqrt(2)) / 4)
+
+
+# ---------------------------------------------------------------------------------- report -----
+
+def test_empty_results_everything_not_yet_run(tmp_path):
+    md = build_report(tmp_path)
+    claims = pd.read_csv(tmp_path / "tables" / "claims.csv")
+    assert len(claims) == 11 and set(claims["verdict"]) == {"not yet run"}
+    assert set(claims["ours"]) == {"not yet run"}
+    assert not list((tmp_path / "figures").glob("*.png"))
+    text = md.read_text()
+    assert md == tmp_path / "REPORT.md" and "No run yet" in text
+    assert "_Figure data_size: not yet run._" in text and "JPEG at quality 75" in text
+    assert (tmp_path / "tables" / "data_size.md").read_text() == "_not yet run_\n"
+
+
+def test_build_report_writes_everything_relative_to_results_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    demo = tmp_path / "results" / "demo"
+    write_data_size(demo, (30, 80), (50, 82))
+    write_run(demo, "cpu", "slow", device="cpu (x86_64, 2 cores)", train_seconds=3600.0)
+    write_run(demo, "size", "crashed", status="failed")
+    (demo / "figures").mkdir()
+    (demo / "figures" / "inspect_attention.png").write_bytes(b"png")
+    (demo / "bench").mkdir()
+    pd.DataFrame({"model": ["vit_s4"], "images_per_s": [123.0]}).to_csv(demo / "bench" / "speed.csv", index=False)
+    md = build_report("results/demo")
+    assert md == demo / "REPORT.md" or md.resolve() == (demo / "REPORT.md").resolve()
+    text = md.read_text()
+    for name in ("data_size", "compute", "throughput"):
+        assert (demo / "figures" / f"{name}.png").stat().st_size > 1000
+        assert f"](figures/{name}.png)" in text
+    assert "_Figure pos_emb: not yet run._" in text and "](figures/inspect_attention.png)" in text
+    assert "### speed" in text and "| vit_s4  | 123            |" in text
+    assert "results/demo/runs/size/crashed: failed" in text
+    assert "Total GPU time: 0.25 h of training steps (sum of train_seconds of the 9 GPU runs)" in text
+    assert "python -m vitlib.experiments run experiments/size.yaml" in text
+    runs_csv = pd.read_csv(demo / "tables" / "runs.csv")
+    assert len(runs_csv) == 10 and "results/demo/runs/cpu/slow" in set(runs_csv["run folder"])
+    claims = pd.read_csv(demo / "tables" / "claims.csv").set_index("id")
+    assert claims.at["data-size", "verdict"] == "reproduced"
+    # the CPU run is the same configuration (vit_s4, recipe, 50,000 images) as the sweep's
+    assert claims.at["data-size", "runs"] == "results/demo/runs/cpu/slow, results/demo/runs/size/* (8 runs)"
+    assert claims.at["data-size", "hardware"] == "NVIDIA H200 ×8, cpu (x86_64, 2 cores)"
+    assert not (tmp_path / "results" / "REPORT.md").exists()
+    elsewhere = build_report(demo, out_md=tmp_path / "docs" / "R.md")  # links follow the file
+    assert "](../results/demo/figures/data_size.png)" in elsewhere.read_text()
+    # a figure whose data disappeared is removed, not left to pass for current results
+    for f in (demo / "runs").rglob("result.json"):
+        f.unlink()
+    build_report(demo)
+    assert not (demo / "figures" / "data_size.png").exists()
+
+
+def test_cli_without_notebook_builds_markdown(tmp_path, capsys):
+    assert report_main([str(tmp_path), "--notebook", str(tmp_path / "none.ipynb")]) == 0
+    assert "does not exist yet" in capsys.readouterr().out and (tmp_path / "REPORT.md").is_file()
+    assert report_main([str(tmp_path / "missing")]) == 2
+
+
+def test_cli_executes_notebook_to_html_without_code(tmp_path, capsys):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('results_dir = "results"  # str: folder with runs/')
+    params.metadata["tags"] = ["parameters"]
+    # the notebook only prints (a fast kernel): REPORT.md is then built by the command itself
+    nb.cells = [nbformat.v4.new_markdown_cell("# Report"), params,
+                nbformat.v4.new_code_cell("SECRET_CODE = 1\nprint('report of', results_dir)")]
+    nbformat.write(nb, tmp_path / "05_report.ipynb")
+    results = tmp_path / "out"
+    results.mkdir()
+    assert report_main([str(results), "--notebook", str(tmp_path / "05_report.ipynb")]) == 0
+    html = (results / "report.html").read_text()
+    assert f"report of {results}" in html and "SECRET_CODE" not in html
+    assert (results / "05_report.ipynb").is_file() and (results / "REPORT.md").is_file()
+    assert "did not write" in capsys.readouterr().out

@@ -1,0 +1,122 @@
+"""What a notebook run leaves in its run folder for the report: `result.json` (one flat record,
+see `RESULT_FIELDS`), learning curves, and the model a fine-tuning run starts from.
+
+Accuracies in records are percentages (0-100). The report (vitlib.report) reads only these files.
+"""
+import json
+import os
+import platform
+import shlex
+from pathlib import Path
+
+import torch
+
+from vitlib.models import create_model
+from vitlib.models.weights import load_pretrained
+from vitlib.train.runfolder import write_json
+
+KINDS = ("train", "finetune", "inspect")
+COMMON_FIELDS = ("kind", "run", "model", "model_args", "family")
+RESULT_FIELDS = {
+    "train": ("dataset", "train_size", "img_size", "seed", "top1"),
+    "finetune": ("dataset", "train_size", "img_size", "seed", "pretrained_from", "finetune_top1"),
+    "inspect": ("source_run", "attention_distance"),
+}
+
+
+def model_family(name):
+    """'vit' | 'resnet' | 'hybrid' for a registry name."""
+    if name.startswith("vit_"):
+        return "vit"
+    return "hybrid" if "_vit_" in name else "resnet"
+
+
+def device_name(device=None):
+    """The hardware a run used, as the report names it."""
+    if torch.cuda.is_available() and (device is None or str(device).startswith("cuda")):
+        return torch.cuda.get_device_name()
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def invocation(notebook, params):
+    """The command that re-makes a run: the batch runner exports its own; a notebook run by hand
+    is re-made by papermill with the same parameters."""
+    if os.environ.get("VITLIB_COMMAND"):
+        return os.environ["VITLIB_COMMAND"]
+    out = Path(params.get("out_dir", "."), Path(notebook).name)
+    return (f"papermill notebooks/{Path(notebook).name} {shlex.quote(str(out))} "
+            f"-y {shlex.quote(json.dumps(params))}")
+
+
+def write_result(out_dir, notebook, params, **record):
+    """Write `<out_dir>/result.json` atomically after checking the fields its kind needs;
+    `notebook` and `params` (the validated parameters) record how to re-make the run."""
+    kind = record.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"result kind={kind!r} is not one of {KINDS}")
+    missing = [f for f in COMMON_FIELDS[1:] * (kind != "inspect") + RESULT_FIELDS[kind] if f not in record]
+    if missing:
+        raise ValueError(f"result.json for kind={kind!r} lacks {', '.join(missing)}")
+    record.setdefault("command", invocation(notebook, params))
+    record.setdefault("parameters", params)
+    record.setdefault("device", device_name())
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "result.json", record)
+    return record
+
+
+def read_result(run_dir):
+    path = Path(run_dir) / "result.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a finished vitlib run folder (no result.json)")
+    return json.loads(path.read_text())
+
+
+def plot_learning_curves(metrics_csv, title=""):
+    """Training loss and evaluation accuracy against epochs, from a run's metrics.csv."""
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    m = pd.read_csv(metrics_csv)
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    loss_ax.plot(m["epoch"], m["train_loss"], marker="o")
+    loss_ax.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title=title)
+    for column, label in (("train_acc", "train"), ("eval_acc", "eval"), ("eval_acc_ema", "eval (EMA)"),
+                          ("eval_acc_tta", "eval (flip TTA)")):
+        if column in m and m[column].notna().any():
+            acc_ax.plot(m["epoch"], m[column], marker="o", label=label)
+    acc_ax.set(xlabel="epoch", ylabel="top-1 accuracy (%)")
+    acc_ax.legend()
+    return fig
+
+
+def model_for_finetuning(init, num_classes, img_size, *, model=None, model_args=None, in_chans=None):
+    """The model a fine-tuning run starts from, with a new zero-initialised head (App. B.1.1) and
+    its position embeddings interpolated to `img_size` (§3.2).
+
+    `init` is a vitlib run folder (its result.json names the model; checkpoint.pt holds the
+    weights), or a weights file read by `load_pretrained` (official .npz, timm or torchvision
+    state dict, a vitlib checkpoint), for which `model` must be named. Returns (model, source record).
+    """
+    path = Path(init)
+    if path.is_dir():
+        record = read_result(path)
+        ckpt = path / "checkpoint.pt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{path} has no checkpoint.pt to fine-tune from")
+        net = create_model(record["model"], num_classes=record["num_classes"], img_size=record["img_size"],
+                           in_chans=record["in_chans"], **record["model_args"])
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+        net.load_state_dict({k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in state.items()})
+        net.reset_classifier(num_classes)
+        if hasattr(net, "set_img_size"):
+            net.set_img_size(img_size)
+        return net, record
+    if not model:
+        raise ValueError(f"init={init!r} is a weights file: name its architecture with `model`")
+    net = create_model(model, num_classes=num_classes, img_size=img_size, in_chans=in_chans or 3,
+                       **(model_args or {}))
+    load_pretrained(net, path)
+    return net, {"model": model, "model_args": model_args or {}, "run": str(path), "dataset": "external"}

@@ -1,0 +1,92 @@
+"""The claims table: one row per claim of the paper, each with our number, its runs and a verdict.
+
+The rules live in the docstrings of the claim functions (scaling.py, ablations.py); a claim with
+missing runs says "not yet run" and never shows a number. `evaluate_claims` runs them all;
+`write_tables` saves the claims table, each claim's supporting table and the list of runs under
+`<results_dir>/tables/` as CSV (numbers) and Markdown (readable).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .ablations import (claim_attention_distance, claim_patch_depth, claim_pooling,
+                        claim_pos_emb, claim_pos_similarity)
+from .collect import format_summary
+from .scaling import (claim_compute, claim_compute_hybrid, claim_data_size, claim_few_shot,
+                      claim_pretrain_size, claim_resolution)
+from .verdict import ROW_COLUMNS
+
+CLAIMS = (claim_data_size, claim_pretrain_size, claim_few_shot, claim_compute,
+          claim_compute_hybrid, claim_resolution, claim_pos_emb, claim_pooling,
+          claim_patch_depth, claim_attention_distance, claim_pos_similarity)
+TABLES = ("data_size", "pretrain_size", "few_shot", "compute", "resolution", "pos_emb", "pooling",
+          "patch_depth", "inspection")
+RUNS_COLUMNS = {"run_dir": "run folder", "kind": "kind", "label": "model", "dataset": "dataset",
+                "train_size": "size", "seed": "seed", "accuracy": "top1", "device": "device",
+                "train_seconds": "seconds", "status": "status"}
+
+
+def evaluate_claims(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """(claims table with ROW_COLUMNS, {table name: supporting table}) for the runs of
+    collect.load_runs."""
+    rows, tables = [], {}
+    for claim in CLAIMS:
+        row, table = claim(runs)
+        rows.append(row)
+        tables.setdefault(row["table"], table)
+    return pd.DataFrame(rows, columns=ROW_COLUMNS), tables
+
+
+def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every run: folder, model, data set, size, seed, top1 (%), device, training seconds, status."""
+    return runs[list(RUNS_COLUMNS)].rename(columns=RUNS_COLUMNS)
+
+
+def _number(value) -> str:
+    """2 decimals for accuracies and seconds, 3 significant digits for FLOPs, params and lr."""
+    if pd.isna(value):
+        return ""
+    if float(value).is_integer() and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:.3g}" if abs(value) >= 1e5 or abs(value) < 0.01 else f"{value:.2f}"
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """The Markdown form of a table: mean/std/n merged into `top1 (%)`, numbers as short text."""
+    if {"mean", "std", "n"} <= set(table.columns):
+        table = format_summary(table)
+    out = table.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]):
+            out[col] = out[col].map(_number)
+    return out
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub Markdown table (cells as given: no re-parsing of numbers), or a line saying
+    there is nothing yet."""
+    if table.empty:
+        return "_not yet run_\n"
+    # a "|" inside a cell (a shell pipe in a command) would end the cell
+    escape = lambda v: v.replace("|", "\\|") if isinstance(v, str) else v  # noqa: E731
+    escaped = table.apply(lambda col: col.map(escape))
+    return escaped.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def write_table(table: pd.DataFrame, folder: Path, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / f"{name}.csv", index=False)
+    (folder / f"{name}.md").write_text(to_markdown(readable(table)))
+
+
+def write_tables(results_dir, runs: pd.DataFrame, claims: pd.DataFrame,
+                 tables: dict[str, pd.DataFrame]) -> Path:
+    """Write claims, runs and every supporting table to `<results_dir>/tables/`; returns it."""
+    folder = Path(results_dir) / "tables"
+    write_table(claims, folder, "claims")
+    write_table(runs_table(runs), folder, "runs")
+    for name in TABLES:
+        write_table(tables.get(name, pd.DataFrame()), folder, name)
+    return folder

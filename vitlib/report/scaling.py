@@ -1,0 +1,256 @@
+"""Claims about scale: training-set size, pre-training-set size, compute and resolution.
+
+Each `claim_*` takes the runs DataFrame of `collect.load_runs` and returns `(row, table)`: its row
+of the claims table and the supporting table saved as `tables/<row["table"]>.csv/.md`. The
+docstring of each function is its verdict rule. Only finished runs count (`collect.usable`);
+means are over seeds and std is the sample std over seeds.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .collect import fmt_cell, summarise, usable
+from .verdict import best_per, join_columns, make_row, noise, not_run, on_dataset
+
+FAMILIES = ("vit", "resnet", "hybrid")
+
+
+def _cell(best: pd.DataFrame, family: str, key: str) -> pd.DataFrame:
+    return best[best["family"] == family].set_index(key)
+
+
+def data_size_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The data-size sweep: kind=train runs on cifar10 (else the most common data set) of the
+    configurations (model, overrides, recipe) trained at >= 2 train_size; ablations run at a
+    single size are left out."""
+    df = on_dataset(usable(runs, "train"), "cifar10").dropna(subset=["train_size"])
+    df = df[df["family"].isin(FAMILIES)]
+    config = join_columns(df, ["label", "recipe"])
+    return df[df.groupby(config)["train_size"].transform("nunique") >= 2]
+
+
+def pretrain_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The pre-training-size sweep: kind=finetune runs on cifar10 (else the most common
+    downstream set), pre-trained on tiny-imagenet (else the most common set), fine-tuned at the
+    most common img_size (the resolution claim varies that one)."""
+    df = on_dataset(usable(runs, "finetune"), "cifar10").dropna(subset=["pretrain_size"])
+    df = on_dataset(df[df["family"].isin(FAMILIES)], "tiny-imagenet", column="pretrain_dataset")
+    return on_dataset(df, None, column="img_size")
+
+
+def claim_data_size(runs: pd.DataFrame):
+    """ResNets beat ViT on small training sets; ViT catches up with more data (Fig. 3/4, Table 5).
+
+    Data: data_size_runs (configurations trained at >= 2 sizes), families vit, resnet, hybrid.
+    At each train_size each family is represented by its best configuration (highest
+    mean top1 over seeds). ResNet lead = resnet top1 - vit top1 at each size where both exist.
+    reproduced: the lead is positive at the smallest size and smaller at the largest size than at
+    the smallest. partly: only the shrinking holds. not reproduced: otherwise.
+    Needs >= 2 sizes with both families.
+    """
+    meta = ("data-size", "ResNets beat ViT on small training sets; ViT catches up with more data",
+            "Fig. 3/4, Table 5: BiT ResNets beat ViT on small pre-training sets and ViT overtakes "
+            "them on the largest; ViT-B/16 CIFAR-10 98.13 (ImageNet-1k) → 99.00 (JFT-300M), "
+            "ViT-L/16 97.86 → 99.38", "data_size")
+    df = data_size_runs(runs)
+    table = summarise(df, ["dataset", "family", "label", "train_size"])
+    best = best_per(table, ["family", "train_size"])
+    vit, resnet = _cell(best, "vit", "train_size"), _cell(best, "resnet", "train_size")
+    sizes = sorted(set(vit.index) & set(resnet.index))
+    if len(sizes) < 2:
+        return not_run(*meta, df, "train runs of vit and resnet at >= 2 common train_size"), table
+    small, large = sizes[0], sizes[-1]
+    lead = {s: resnet.at[s, "mean"] - vit.at[s, "mean"] for s in (small, large)}
+    ours = "; ".join(f"{int(s):,} images: ResNet {fmt_cell(resnet.loc[s])}, ViT {fmt_cell(vit.loc[s])}"
+                     for s in (small, large))
+    leads, shrinks = lead[small] > 0, lead[large] < lead[small]
+    verdict = "reproduced" if leads and shrinks else "partly" if shrinks else "not reproduced"
+    reason = (f"ResNet lead {lead[small]:+.2f} pts at {int(small):,} → {lead[large]:+.2f} at "
+              f"{int(large):,} ({df['dataset'].iloc[0]}, best configuration of each family)")
+    return make_row(*meta, df, ours=ours, verdict=verdict, reason=reason), table
+
+
+def _pretrain_gain(runs, value: str, meta: tuple, what: str):
+    """Shared rule of the pre-training-size claims (see claim_pretrain_size)."""
+    df = pretrain_runs(runs)
+    table = summarise(df, ["dataset", "pretrain_dataset", "img_size", "family", "label",
+                           "pretrain_size"], value)
+    best = best_per(table, ["family", "pretrain_size"])
+    cells = {f: _cell(best, f, "pretrain_size") for f in ("vit", "resnet")}
+    sizes = sorted(set(cells["vit"].index) & set(cells["resnet"].index))
+    if len(sizes) < 2:
+        return not_run(*meta, df, f"finetune runs of vit and resnet with {what} at >= 2 common "
+                       "pretrain_size"), table
+    cells = {f: c.loc[[sizes[0], sizes[-1]]] for f, c in cells.items()}
+    gain = {f: c["mean"].iloc[-1] - c["mean"].iloc[0] for f, c in cells.items()}
+    seed_noise = noise(*(c["std"].iloc[i] for c in cells.values() for i in (0, -1)))
+    diff = gain["vit"] - gain["resnet"]
+    verdict = ("reproduced" if diff > seed_noise else "partly" if diff > 0 else "not reproduced")
+    ours = f"pre-training images {int(sizes[0]):,} → {int(sizes[-1]):,}: " + "; ".join(
+        f"{name} {fmt_cell(c.iloc[0])} → {fmt_cell(c.iloc[-1])}"
+        for name, c in (("ViT", cells["vit"]), ("ResNet", cells["resnet"])))
+    reason = (f"gain from the smallest to the largest pre-training set: ViT {gain['vit']:+.2f}, "
+              f"ResNet {gain['resnet']:+.2f} pts (largest seed std {seed_noise:.2f})")
+    return make_row(*meta, df, ours=ours, verdict=verdict, reason=reason), table
+
+
+def claim_pretrain_size(runs: pd.DataFrame):
+    """ViT gains more than ResNets from a larger pre-training set (Fig. 3/4, Table 5).
+
+    Data: pretrain_runs (one downstream set, one pre-training set, one img_size); finetune_top1
+    vs pretrain_size, each family represented by its best configuration at each size.
+    gain = top1 at the largest - top1 at the smallest pretrain_size both families have, per
+    family. reproduced: ViT's gain exceeds ResNet's by more than the largest seed std of the four
+    cells compared (0 with one seed each). partly: ViT's gain is larger by less than that.
+    not reproduced: ViT's gain is not larger.
+    """
+    meta = ("pretrain-size", "ViT gains more than ResNets from a larger pre-training set",
+            "Table 5 (CIFAR-10): ViT-L/16 97.86 (ImageNet-1k) → 99.16 (ImageNet-21k) → 99.38 "
+            "(JFT-300M); Fig. 3: BiT beats ViT on ImageNet-1k, ViT overtakes on JFT-300M",
+            "pretrain_size")
+    return _pretrain_gain(runs, "finetune_top1", meta, "finetune_top1")
+
+
+def claim_few_shot(runs: pd.DataFrame):
+    """The pre-training-size claim measured by 5-shot linear accuracy (Fig. 4).
+
+    Same data and rule as claim_pretrain_size, with few_shot["5"] (the 5-shot accuracy of the
+    frozen pre-trained features) in place of finetune_top1.
+    """
+    meta = ("pretrain-size-5shot", "5-shot: ViT gains more than ResNets from more pre-training data",
+            "Fig. 4 (ImageNet 5-shot linear accuracy, JFT subsets 9M/30M/90M/300M): ResNets win "
+            "on the small subsets, ViT overtakes them on the largest", "few_shot")
+    return _pretrain_gain(runs, "few_shot_5", meta, 'few_shot["5"]')
+
+
+def compute_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the compute claims: kind=train runs with train_flops and accuracy on cifar10
+    (else the most common set); finetune runs (their own fine-tuning FLOPs) when no train run
+    qualifies."""
+    df = usable(runs, "train").dropna(subset=["train_flops", "accuracy"])
+    if df.empty:
+        df = usable(runs, "finetune").dropna(subset=["train_flops", "accuracy"])
+    df = on_dataset(df, "cifar10")
+    return df[df["family"].isin(FAMILIES)]
+
+
+def compute_points(df: pd.DataFrame) -> pd.DataFrame:
+    """One point per configuration (family, model, train_size, steps) of compute_runs: seed means
+    of accuracy (top1, %) and cost."""
+    cols = ["dataset", "family", "label", "train_size", "steps"]
+    if df.empty:
+        return pd.DataFrame(columns=[*cols, "params", "flops_per_image", "train_flops", "top1",
+                                     "top1_std", "n", "images_per_s", "train_seconds"])
+    num = df.astype({c: float for c in ("params", "flops_per_image", "train_flops", "accuracy",
+                                        "images_per_s", "train_seconds")})
+    out = num.groupby(cols, dropna=False).agg(
+        params=("params", "first"), flops_per_image=("flops_per_image", "first"),
+        train_flops=("train_flops", "mean"), top1=("accuracy", "mean"),
+        top1_std=("accuracy", "std"), n=("accuracy", "count"),
+        images_per_s=("images_per_s", "mean"), train_seconds=("train_seconds", "mean"))
+    return out.reset_index().sort_values(["family", "train_flops"]).reset_index(drop=True)
+
+
+def _flops_to_reach(points: pd.DataFrame, accuracy: float) -> float:
+    reach = points[points["top1"] >= accuracy - 1e-9]
+    return float(reach["train_flops"].min()) if len(reach) else math.nan
+
+
+def _best_within(points: pd.DataFrame, budget: float) -> float:
+    """The Pareto frontier: the best accuracy reachable with at most `budget` training FLOPs."""
+    inside = points[points["train_flops"] <= budget * (1 + 1e-9)]
+    return float(inside["top1"].max()) if len(inside) else math.nan
+
+
+def claim_compute(runs: pd.DataFrame):
+    """ViT reaches a given accuracy with 2-4x less training compute than ResNets (Fig. 5, Table 6).
+
+    Data: compute_points (seed means per configuration). Per family the Pareto frontier is the
+    best accuracy reachable within each FLOP budget. target = the highest accuracy both the
+    ViT and the ResNet frontiers reach; ratio = ResNet FLOPs / ViT FLOPs needed to reach it.
+    reproduced: ratio >= 2 (the paper's 2-4x). partly: 1 < ratio < 2. not reproduced: ratio <= 1
+    (on small data the expected outcome: ResNets are the more compute-efficient).
+    """
+    meta = ("compute", "ViT needs 2-4× less training compute than ResNets for the same accuracy",
+            "Fig. 5 / Table 6: ViT uses about 2–4× less pre-training compute than ResNets for the "
+            "same transfer accuracy; ViT-B/16 224 exaFLOPs → 84.15 vs ResNet152x2 563 → 84.97 "
+            "(ImageNet)", "compute")
+    used = compute_runs(runs)
+    points = compute_points(used)
+    vit, resnet = (points[points["family"] == f] for f in ("vit", "resnet"))
+    if vit.empty or resnet.empty:
+        return not_run(*meta, used, "runs of vit and resnet with train_flops and accuracy"), points
+    target = min(vit["top1"].max(), resnet["top1"].max())
+    f_vit, f_res = _flops_to_reach(vit, target), _flops_to_reach(resnet, target)
+    ratio = f_res / f_vit
+    verdict = "reproduced" if ratio >= 2 else "partly" if ratio > 1 else "not reproduced"
+    ours = (f"to reach {target:.2f}%: ViT {f_vit:.3g} FLOPs, ResNet {f_res:.3g} FLOPs "
+            f"({len(points)} configurations, n={int(points['n'].min())}-{int(points['n'].max())} seeds)")
+    reason = f"ResNet/ViT FLOPs at equal accuracy = {ratio:.2f} (paper: 2-4)"
+    return make_row(*meta, used, ours=ours, verdict=verdict, reason=reason), points
+
+
+def claim_compute_hybrid(runs: pd.DataFrame):
+    """Hybrids beat pure ViT at small compute budgets (Fig. 5, Table 6).
+
+    Data: compute_points. budget = the smallest FLOP count at which both the hybrid and the ViT
+    have a run (max of their cheapest runs); compare the Pareto-frontier accuracies there.
+    reproduced: hybrid > ViT at that budget. not reproduced: otherwise. The reason also gives the
+    gap at the largest common budget (the paper: the gap vanishes for larger models).
+    """
+    meta = ("compute-hybrid", "Hybrids beat pure ViT at small compute budgets",
+            "Fig. 5 / Table 6: hybrids beat pure ViT at small budgets, the gap vanishes for larger "
+            "models; R50x1+ViT-B/16 274 exaFLOPs → 85.58 vs ViT-B/16 224 → 84.15", "compute")
+    df = compute_runs(runs)
+    points = compute_points(df)
+    vit, hybrid = (points[points["family"] == f] for f in ("vit", "hybrid"))
+    used = df[df["family"] != "resnet"]
+    if vit.empty or hybrid.empty:
+        return not_run(*meta, used, "runs of vit and hybrid with train_flops and accuracy"), points
+    low = max(vit["train_flops"].min(), hybrid["train_flops"].min())
+    high = min(vit["train_flops"].max(), hybrid["train_flops"].max())
+    gap = {b: _best_within(hybrid, b) - _best_within(vit, b) for b in (low, high)}
+    ours = (f"at {low:.3g} FLOPs: hybrid {_best_within(hybrid, low):.2f}%, "
+            f"ViT {_best_within(vit, low):.2f}%")
+    verdict = "reproduced" if gap[low] > 0 else "not reproduced"
+    reason = f"hybrid − ViT {gap[low]:+.2f} pts at {low:.3g} FLOPs, {gap[high]:+.2f} at {high:.3g}"
+    return make_row(*meta, used, ours=ours, verdict=verdict, reason=reason), points
+
+
+def claim_resolution(runs: pd.DataFrame):
+    """Fine-tuning at a higher resolution than pre-training helps (§3.2).
+
+    Data: kind=finetune runs; runs of one pretrained configuration (model, downstream set,
+    pretrain_dataset, pretrain_size) at >= 2 img_size are compared: diff = finetune_top1 at the
+    largest img_size - at the smallest. A comparison is clear when diff exceeds the larger seed std
+    of the two cells and both have >= 2 seeds, weak when only diff > 0.
+    reproduced: every comparison clear. partly: some diff > 0 (weak or mixed). not reproduced: none.
+    """
+    meta = ("resolution", "Fine-tuning at a higher resolution helps",
+            "§3.2: \"It is often beneficial to fine-tune at higher resolution than pre-training\" "
+            "(fine-tuned at 384 px after 224 px pre-training, Table 4)", "resolution")
+    df = usable(runs, "finetune").dropna(subset=["finetune_top1", "img_size"])
+    keys = ["label", "dataset", "pretrain_dataset", "pretrain_size"]
+    table = summarise(df, [*keys, "img_size"], "finetune_top1")
+    verdicts, parts, used = [], [], []
+    for _, group in df.groupby(join_columns(df, keys)):
+        cells = summarise(group, ["img_size"], "finetune_top1")
+        if len(cells) < 2:
+            continue
+        low, high = cells.iloc[0], cells.iloc[-1]
+        diff = high["mean"] - low["mean"]
+        clear = diff > noise(low["std"], high["std"]) and min(low["n"], high["n"]) >= 2
+        verdicts.append("clear" if clear else "weak" if diff > 0 else "no")
+        parts.append(f"{group['label'].iloc[0]}: {int(low['img_size'])} px {fmt_cell(low)} → "
+                     f"{int(high['img_size'])} px {fmt_cell(high)}")
+        used.append(group)
+    if not verdicts:
+        return not_run(*meta, df, "finetune runs of one pretrained model at >= 2 img_size"), table
+    verdict = ("reproduced" if set(verdicts) == {"clear"} else
+               "partly" if {"clear", "weak"} & set(verdicts) else "not reproduced")
+    reason = (f"{verdicts.count('clear')} clear, {verdicts.count('weak')} within noise or one "
+              f"seed, {verdicts.count('no')} not better, of {len(verdicts)} comparisons")
+    return make_row(*meta, pd.concat(used), ours="; ".join(parts), verdict=verdict,
+                    reason=reason), table
