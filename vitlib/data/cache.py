@@ -1,0 +1,173 @@
+"""Decode an image archive (or an extracted folder) once into a cached uint8 tensor.
+
+`load_decoded(path)` decodes every image of a `.tar`/`.tar.gz`/`.zip` or folder (see decode.py)
+and stores all of them, with their member names and the small text files beside them
+(annotations, class lists), in `<cache dir>/<key>.pt`. The key is the archive's file name + size +
+sha256 (for a folder: a hash of its file listing), so a changed archive is decoded again and an
+unchanged one is only loaded: the second load is a memory map of that file.
+
+The cache dir is `$VITLIB_CACHE`, else `~/.cache/vitlib/decoded`; the data itself may sit on a
+read-only disk. Writes are atomic (temp file + os.replace), so concurrent runs never see half a
+file, and a lock file makes concurrent processes (the ranks of one job) decode an archive once.
+"""
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vitlib.data.decode import decode_all, list_folder
+
+CACHE_FORMAT = 2  # bump to invalidate every cache file when the stored layout changes
+
+
+@dataclass
+class DecodedArchive:
+    names: list[str]  # image member names, sorted ("cifar10/train/cat/0001.jpg")
+    images: torch.Tensor  # (N, C, H, W) uint8
+    texts: dict[str, str]  # small text members by name
+    key: str  # cache file stem: identifies exactly what was decoded
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VITLIB_CACHE") or Path.home() / ".cache" / "vitlib" / "decoded")
+
+
+def memoize(table: str, key: str, compute):
+    """Return `compute()`, remembered in `<cache dir>/<table>.json` under `key` (JSON values)."""
+    path = cache_dir() / f"{table}.json"
+    try:
+        memo = json.loads(path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if key not in memo:
+        memo[key] = compute()
+        _atomic_write(path, lambda f: f.write(json.dumps(memo, indent=1).encode()))
+    return memo[key]
+
+
+def memoize_file(name: str, compute) -> dict:
+    """Return `compute()` (a dict of tensors, lists, str), remembered as `<cache dir>/<name>.pt`."""
+    path = cache_dir() / f"{name}.pt"
+    if path.exists():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # unreadable: compute again
+            pass
+    value = compute()
+    _atomic_write(path, lambda f: torch.save(value, f))
+    return value
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) so an unchanged file is hashed once.
+
+    A file modified in the last few seconds is hashed every time: file-system timestamps are
+    coarse, so a quick rewrite of the same size could otherwise keep a stale hash (git's "racily
+    clean" problem).
+    """
+    st = path.stat()
+
+    def compute():
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
+
+    if time.time() - st.st_mtime < 5:
+        return compute()
+    return memoize("sha256", f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}", compute)
+
+
+def archive_key(path: Path) -> str:
+    """Cache key: file name + size + sha256 prefix, or for a folder a hash of its file listing."""
+    if path.is_dir():
+        listing = hashlib.sha256()
+        for file in list_folder(path):
+            st = file.stat()
+            listing.update(f"{file.relative_to(path)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        return f"{path.name}-dir-{listing.hexdigest()[:16]}-v{CACHE_FORMAT}"
+    return f"{path.name}-{path.stat().st_size}-{file_sha256(path)[:16]}-v{CACHE_FORMAT}"
+
+
+def load_decoded(path, *, size: int | None = None) -> DecodedArchive:
+    """All images of an archive or folder as one uint8 tensor, decoded once and then cached.
+
+    Images must share one size, unless `size` is given: then an archive of mixed sizes is
+    resized to (size, size) while decoding (and cached under a key that includes the size).
+    Processes that ask for the same archive at once (the ranks of one job) decode it once: the
+    others wait on a lock file and then load the cache.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no archive or folder at {path}")
+    key = archive_key(path)
+    stems = (key, f"{key}-s{size}") if size else (key,)
+    cached = next(filter(None, map(_load_cache, stems)), None)
+    if cached is not None:
+        return cached
+    with _exclusive(cache_dir() / f"{key}.lock"):
+        cached = next(filter(None, map(_load_cache, stems)), None)  # another process may have won
+        if cached is not None:
+            return cached
+        names, images, texts, uniform = decode_all(path, size)
+        # Stored in name order, so a split (one folder) is one contiguous range: loading it later
+        # is a slice of the memory map, not a gather.
+        order = sorted(range(len(names)), key=names.__getitem__)
+        if order != list(range(len(names))):
+            names, images = [names[i] for i in order], images.index_select(0, torch.tensor(order))
+        stem = key if uniform else f"{key}-s{size}"
+        # Names as one string: the weights-only unpickler is slow on 100,000 separate strings.
+        blob = {"format": CACHE_FORMAT, "source": str(path), "names": "\0".join(names), "images": images,
+                "texts": texts}
+        _atomic_write(cache_dir() / f"{stem}.pt", lambda f: torch.save(blob, f))
+    return DecodedArchive(names, images, texts, stem)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path):
+    """An advisory lock (POSIX flock); without fcntl, concurrent decodes are merely wasteful."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _load_cache(stem: str) -> DecodedArchive | None:
+    file = cache_dir() / f"{stem}.pt"
+    if not file.exists():
+        return None
+    try:  # mmap: the second load reads only the pages a split touches
+        blob = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable cache file (e.g. from an older torch): decode again
+        return None
+    if blob.get("format") != CACHE_FORMAT:
+        return None
+    return DecodedArchive(blob["names"].split("\0"), blob["images"], blob["texts"], stem)
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,95 @@
+"""Any <split>/<class>/<image> tree: decoded into memory (through the cache), or read lazily.
+
+The in-memory path takes a folder, a .tar(.gz) or a .zip; `FolderDataset` (in_memory=False) takes
+an extracted folder only, because a gzip stream has no random access. Classes are the sorted class
+folder names over all splits, so every split shares one label index.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vitlib.data.augment import resize_images
+from vitlib.data.cache import archive_key, load_decoded, memoize
+from vitlib.data.decode import IMAGE_SUFFIXES
+from vitlib.data.sources import RawData, folder_layout, raw_from_decoded, raw_from_members, split_class_layout
+
+STATS_SAMPLE = 1000  # images decoded to estimate a lazy folder's mean/std
+
+
+def load_imagefolder(data_dir, *, in_memory: bool = True, img_size: int | None = None) -> RawData:
+    if data_dir is None:
+        raise ValueError("imagefolder needs data_dir=<root of a <split>/<class>/<image> tree, or its .tar.gz/.zip>")
+    path = Path(data_dir).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"imagefolder: nothing at data_dir={str(path)!r}; point it at the tree root or the archive")
+    if in_memory:
+        return raw_from_decoded(load_decoded(path, size=img_size), str(path), "split-class", folder_layout(path))
+    if not path.is_dir():
+        raise ValueError(f"in_memory=False reads an extracted folder; {path} is a file: extract it, "
+                         f"or load it with in_memory=True")
+    files = sorted(
+        os.path.relpath(os.path.join(folder, f), path)
+        for folder, _, filenames in os.walk(path) for f in filenames if f.lower().endswith(IMAGE_SUFFIXES))
+    if not files:
+        raise ValueError(f"{path} holds no images (looked for {', '.join(IMAGE_SUFFIXES)})")
+    names = [Path(f).as_posix() for f in files]
+    splits, class_names = split_class_layout(names, path)
+    raw = raw_from_members(names, splits, class_names, sorted(set(class_names)), str(path),
+                           paths=[str(path / f) for f in files])
+    raw.stats_key = archive_key(path)
+    return raw
+
+
+class FolderDataset(torch.utils.data.Dataset):
+    """Images decoded from disk one at a time (PIL, RGB), for folders larger than memory.
+
+    `dataset[i]` -> (uint8 (3, H, W) tensor, int label); with `img_size` every image is resized to
+    (img_size, img_size), which batching needs when the images differ in size. Same `classes`,
+    `mean`, `std` as an ImageDataset; use it through `BatchStream`, which wraps it in a DataLoader.
+    """
+
+    def __init__(self, paths, labels, classes, mean, std, name, img_size=None, split="", source=""):
+        self.paths, self.labels = list(paths), torch.as_tensor(labels, dtype=torch.int64)
+        self.classes, self.mean, self.std, self.name = list(classes), tuple(mean), tuple(std), name
+        self.img_size, self.split, self.source = img_size, split, source
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __getitem__(self, i: int):
+        return read_image(self.paths[i], self.img_size), int(self.labels[i])
+
+
+def read_image(path: str, img_size: int | None = None) -> torch.Tensor:
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"cannot decode image {path}: {err}") from err
+    image = torch.from_numpy(array.copy()).permute(2, 0, 1)  # (3, H, W)
+    return resize_images(image[None], img_size)[0] if img_size else image
+
+
+def estimate_stats(raw: RawData, img_size: int | None) -> tuple[tuple, tuple]:
+    """Mean/std of a lazy folder from a fixed sample of its train images, remembered on disk."""
+
+    def compute():
+        train = raw.split_index.get("train", torch.arange(len(raw.labels)))
+        sample = np.random.default_rng(0).permutation(len(train))[:STATS_SAMPLE]
+        total, square, count = 0, 0, 0
+        for i in sample:
+            x = read_image(raw.paths[int(train[i])], img_size).double() / 255  # (3, H, W)
+            total, square = total + x.sum((1, 2)), square + (x * x).sum((1, 2))
+            count += x[0].numel()
+        mean = total / count
+        return [mean.tolist(), (square / count - mean**2).sqrt().tolist()]
+
+    mean, std = memoize("stats", f"{raw.stats_key}|lazy-train-sample|{img_size}", compute)
+    return tuple(mean), tuple(std)
