@@ -1,0 +1,124 @@
+"""Exact resume and crash-safe run folders.
+
+A CLI run on digits is killed with SIGKILL after its first checkpoint, then resumed with --resume:
+its metrics, summary and final weights must equal those of an uninterrupted run exactly (dropout,
+pad-crop, flip, Mixup, EMA and an evaluation period that straddles checkpoints all switched on),
+and the files the killed run left must all parse.
+"""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from vitlib.__main__ import main
+from vitlib.train import runfolder
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["train", "--model", "vit_ti4", "--dataset", "digits", "--no-progress",
+        "--model-arg", "depth=2", "--model-arg", "embed_dim=32", "--model-arg", "num_heads=2",
+        "--model-arg", "mlp_dim=64", "--model-arg", "dropout=0.1",
+        "--epochs", "8", "--batch-size", "64", "--lr", "2e-3", "--label-smoothing", "0.1",
+        "--ema-decay", "0.9", "--tta-flip", "--eval-every", "2",
+        "--augment", '{"crop": "pad_crop", "flip": true, "mixup_alpha": 0.5}']
+
+
+def cli(out, *extra):
+    """The CLI in a subprocess, with one CPU thread as the in-process reference run uses."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.Popen([sys.executable, "-m", "vitlib", *ARGS, "--out", str(out), *extra], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def eval_columns(run):
+    with open(run / "metrics.csv") as f:
+        return [{k: r[k] for k in ("epoch", "step", "lr", "train_loss", "train_acc", "eval_acc",
+                                    "eval_acc_ema", "eval_acc_tta")} for r in csv.DictReader(f)]
+
+
+def kill_at_first_checkpoint(proc, run):
+    """SIGKILL `proc` as soon as `run`/checkpoint.pt exists (it appears complete: atomic rename)."""
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (run / "checkpoint.pt").exists():
+            proc.send_signal(signal.SIGKILL)
+            return
+        time.sleep(0.01)
+
+
+def test_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path):
+    killed, reference = tmp_path / "killed", tmp_path / "reference"
+    proc = cli(killed)
+    watcher = threading.Thread(target=kill_at_first_checkpoint, args=(proc, killed), daemon=True)
+    watcher.start()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # the uninterrupted run, in this process, while the other one runs until it is killed
+        assert main([*ARGS, "--out", str(reference)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    watcher.join()
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, f"not killed (status {proc.returncode}): {err[-2000:]}"
+    assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
+
+    # every file the killed run left parses
+    json.loads((killed / "config.json").read_text())
+    json.loads((killed / "env.json").read_text())
+    ckpt = runfolder.load_checkpoint(killed / "checkpoint.pt")
+    assert 1 <= ckpt["epoch"] < 8
+    if (killed / "metrics.csv").exists():
+        assert eval_columns(killed) == eval_columns(reference)[:len(eval_columns(killed))]
+
+    resumed = cli(killed, "--resume")
+    out, err = resumed.communicate()
+    assert resumed.returncode == 0, err
+    assert f"at epoch {ckpt['epoch']}" in out
+
+    assert eval_columns(killed) == eval_columns(reference)
+    summary, expected = (json.loads((run / "summary.json").read_text()) for run in (killed, reference))
+    assert summary["final"] == expected["final"] and summary["best"] == expected["best"]
+    assert summary["steps"] == expected["steps"] and summary["status"] == "complete"
+    weights, expected_weights = (runfolder.load_checkpoint(run / "checkpoint.pt") for run in (killed, reference))
+    for part in ("model", "ema"):
+        for key, value in expected_weights[part].items():
+            assert torch.equal(weights[part][key], value), f"{part}.{key} differs"
+    env = json.loads((killed / "env.json").read_text())
+    assert len(env["resumes"]) == 1
+
+
+def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
+    target = tmp_path / "summary.json"
+    runfolder.write_json(target, {"status": "complete"})
+    before = target.read_bytes()
+
+    def crash(*args):
+        raise KeyboardInterrupt  # as a kill between writing the temporary file and renaming it
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        runfolder.write_json(target, {"status": "half"})
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # the temporary file is gone
+
+
+def test_checkpoint_round_trip_restores_every_random_generator(tmp_path):
+    import random
+
+    import numpy as np
+    torch.manual_seed(3)
+    random.seed(3)
+    np.random.seed(3)
+    state = runfolder.rng_state()
+    runfolder.save_checkpoint(tmp_path / "checkpoint.pt", {"rng": state, "step": 7})
+    draws = (torch.rand(3), random.random(), np.random.rand())
+    runfolder.set_rng_state(runfolder.load_checkpoint(tmp_path / "checkpoint.pt")["rng"])
+    again = (torch.rand(3), random.random(), np.random.rand())
+    assert torch.equal(draws[0], again[0]) and draws[1:] == again[1:]

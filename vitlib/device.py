@@ -1,0 +1,76 @@
+"""The one place that chooses the device and the numeric precision.
+
+Every part of vitlib that runs a model asks here: `default_device()` for where, and
+`autocast_context(device, precision)` for how. "auto" precision means bf16 autocast on a CUDA GPU
+that supports it (weights, optimiser state and the loss stay fp32) and plain fp32 elsewhere.
+"""
+import contextlib
+
+import torch
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def default_device():
+    """The first CUDA GPU when there is one, else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def resolve_device(device="auto"):
+    """"auto" | "cpu" | "cuda" | "cuda:N" | torch.device -> torch.device (checked to exist)."""
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "auto"):
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a device; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here; use 'cpu' or 'auto'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r} is not supported; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'")
+    return dev
+
+
+def resolve_precision(device, precision="auto"):
+    """The precision a run on `device` actually uses: "bf16" or "fp32"."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not supported; allowed: {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    if precision == "fp32":
+        return "fp32"
+    if device.type != "cuda":
+        if precision == "bf16":  # CPU bf16 autocast is slow and changes numerics: refuse it plainly
+            raise ValueError("precision='bf16' needs a CUDA device; use precision='fp32' or 'auto' on the CPU")
+        return "fp32"
+    if not torch.cuda.is_bf16_supported():
+        if precision == "bf16":
+            raise ValueError(f"precision='bf16' but {torch.cuda.get_device_name(device)} has no bf16 support")
+        return "fp32"
+    return "bf16"
+
+
+def autocast_context(device, precision="auto"):
+    """bf16 autocast on CUDA (matrix products in bf16, reductions and the loss in fp32), a no-op
+    context in fp32."""
+    device = torch.device(device)
+    if resolve_precision(device, precision) == "bf16":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def configure_backends(device):
+    """Let fp32 matrix products use TF32 tensor cores on Ampere and later GPUs (what fp32 parts of a
+    bf16-autocast step run in; about 10 mantissa bits, ample for training), and let cuDNN pick the
+    fastest convolution algorithm for the fixed input shapes of a training run."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+
+def synchronize(device):
+    """Wait for queued GPU work, so that wall-clock timings measure the work itself."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,311 @@
+"""`fit`: the one training loop of vitlib, read top to bottom in the order things happen.
+
+    set-up:  device, run folder checks, batch streams, model (+ compile, DDP), optimiser, EMA, resume
+    per epoch:  seed dropout from (seed, epoch), replay the epoch's batches
+        per step:  lr from the schedule, forward/backward over grad_accum micro-batches, clip,
+                   optimiser step, EMA update
+        end of epoch:  NaN check, eval (raw, flip-TTA, EMA), metrics.csv, checkpoint.pt, a log line
+    end:  summary.json
+
+Exact resume: checkpoints are taken at epoch boundaries, every random choice inside an epoch is a
+function of (seed, epoch, batch index, rank), so a resumed run replays the lost epochs
+bit-for-bit on the same hardware.
+"""
+import copy
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from vitlib.data import BatchStream
+from vitlib.device import autocast_context, configure_backends, resolve_precision, synchronize
+from vitlib.flops import count_flops, count_params
+from vitlib.train import distributed, runfolder
+from vitlib.train.config import TrainConfig
+from vitlib.train.schedule import lr_at
+
+# Parameters kept free of weight decay besides every 1-D one (biases, norm scales): position
+# embeddings, the class token and relative-position tables (as timm and big_vision)
+NO_DECAY_NAMES = ("pos_embed", "cls_token", "rel_pos")
+
+
+def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress=True, run_info=None):
+    """Train `model` on `train_data`, evaluate on `eval_data` (ImageDataset or FolderDataset), write
+    the run folder `out_dir` and return the summary dict (summary.json's content).
+
+    config: a TrainConfig (or its dict). run_info: extra JSON-able facts merged into config.json
+    (the CLI records the data-set arguments there). The model is moved to the device and trained
+    in place. A folder that already holds a run is never overwritten: resume=True continues it from
+    checkpoint.pt (or returns its summary if it is complete), and a folder of a different run is
+    refused; see runfolder.check_run_folder for the rules. A NaN/inf loss raises FloatingPointError
+    and leaves the last good checkpoint. Under torchrun every rank calls fit; only rank 0 writes.
+    """
+    config = TrainConfig.from_dict(config) if isinstance(config, dict) else config
+    dist = distributed.setup(config.device)
+    device, out_dir = dist.device, Path(out_dir)
+    precision = resolve_precision(device, config.precision)
+    configure_backends(device)
+    autocast = autocast_context(device, precision)
+
+    # ---- batch sizes and run length -----------------------------------------------------------
+    per_rank = config.batch_size // dist.world_size
+    if config.batch_size % (dist.world_size * config.grad_accum):
+        raise ValueError(f"batch_size={config.batch_size} must divide evenly over world_size="
+                         f"{dist.world_size} processes x grad_accum={config.grad_accum}")
+    micro_batch = per_rank // config.grad_accum
+    if len(train_data) < config.batch_size:
+        raise ValueError(f"the training set has {len(train_data)} images, fewer than one global batch "
+                         f"(batch_size={config.batch_size}); lower batch_size")
+    shard = dict(seed=config.seed, rank=dist.rank, world_size=dist.world_size, num_workers=config.num_workers)
+    train_stream = BatchStream(train_data, micro_batch, device=device, augment=config.augment_config(),
+                               shuffle=True, drop_last=True, **shard)
+    # no activations are kept for backward in eval, so twice the training micro-batch fits
+    eval_stream = BatchStream(eval_data, 2 * micro_batch, device=device, shuffle=False, drop_last=False, **shard)
+    steps_per_epoch = len(train_stream) // config.grad_accum
+    total_steps = config.steps or config.epochs * steps_per_epoch
+    num_epochs = math.ceil(total_steps / steps_per_epoch)
+    warmup = config.warmup(steps_per_epoch)
+    if warmup >= total_steps:
+        raise ValueError(f"warm-up ({warmup} steps) must be shorter than the run ({total_steps} steps)")
+
+    # ---- run folder: check on every rank before any rank writes --------------------------------
+    record = {"train": config.to_dict(), "model": runfolder.describe_model(model),
+              "data": {"train": runfolder.describe_data(train_data), "eval": runfolder.describe_data(eval_data)},
+              **(run_info or {})}
+    try:
+        error, has_checkpoint = None, runfolder.check_run_folder(out_dir, record, resume)
+    except ValueError as e:
+        error, has_checkpoint = str(e), False
+    if (error := distributed.broadcast_error(error, dist)) is not None:
+        raise ValueError(error)
+    distributed.barrier(dist)
+    log = tqdm.write if dist.is_main else lambda message: None  # printed above the progress bar
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        env = {**runfolder.environment_info(), "device": str(device), "precision": precision,
+               "world_size": dist.world_size,  # the data's files are machine-specific: here, not in config.json
+               "data_source": {"train": train_data.source, "eval": eval_data.source}}
+        if has_checkpoint:  # keep the first start's record; add one entry per resume
+            first = runfolder.read_json(out_dir / "env.json")
+            env = {**first, "resumes": first.get("resumes", []) + [env]}
+        else:
+            if resume:
+                log(f"resume: no checkpoint in {out_dir}, starting from scratch")
+            runfolder.write_json(out_dir / "config.json", record)
+        runfolder.write_json(out_dir / "env.json", env)
+
+    # ---- model, optimiser, EMA -----------------------------------------------------------------
+    raw_model = model.to(device).train()
+    if config.zero_init_head:
+        zero_head(raw_model)
+    in_chans, _, img_size = runfolder.image_shape(train_data)
+    flops_per_image = count_flops(raw_model, img_size, in_chans)
+    optimizer = make_optimizer(raw_model, config, device)
+    ema_model = copy.deepcopy(raw_model).float().requires_grad_(False) if config.ema_decay else None
+    fwd_model = torch.compile(raw_model, mode=config.compile_mode) if config.compile else raw_model
+    train_model = fwd_model
+    if dist.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            fwd_model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    # ---- resume -----------------------------------------------------------------------------------
+    step, start_epoch, rows = 0, 0, []
+    clock = {"train_s": 0.0, "compile_s": 0.0, "eval_s": 0.0, "elapsed_s": 0.0}
+    # training loss/accuracy sums since the last evaluation (a checkpoint may fall between two)
+    pending = {"loss_sum": torch.zeros(2), "images": 0, "train_s": 0.0}
+    if has_checkpoint:
+        ckpt = runfolder.load_checkpoint(out_dir / "checkpoint.pt")
+        raw_model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if ema_model is not None:
+            ema_model.load_state_dict(ckpt["ema"])
+        runfolder.set_rng_state(ckpt["rng"])
+        step, start_epoch, rows, clock, pending = (ckpt[k] for k in ("step", "epoch", "metrics", "clock", "pending"))
+        log(f"resumed from {out_dir / 'checkpoint.pt'} at epoch {start_epoch}, step {step}")
+    last_checkpoint_epoch, session_start_step = start_epoch, step
+
+    # ---- the loop -------------------------------------------------------------------------------
+    t_start = time.perf_counter() - clock["elapsed_s"]
+    # (sum of step losses, correct predictions) since the last eval, this rank's share; a checkpoint
+    # holds the sum over ranks, restored on rank 0
+    loss_sum = pending["loss_sum"].to(device) if dist.is_main else torch.zeros(2, device=device)
+    bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
+               disable=not (progress and dist.is_main))
+    try:
+        for epoch in range(start_epoch, num_epochs):
+            # dropout / drop-path draw from the global torch generator: seed it per (seed, epoch, rank)
+            torch.manual_seed(int(np.random.SeedSequence([config.seed, epoch, dist.rank]).generate_state(1)[0]))
+            train_stream.set_epoch(epoch)
+            batches = iter(train_stream)
+            epoch_steps = min(steps_per_epoch, total_steps - step)
+            losses = torch.zeros(epoch_steps, device=device)  # per step, on the device: no sync per step
+            synchronize(device)
+            t0 = time.perf_counter()
+            for i in range(epoch_steps):
+                lr = lr_at(step, peak_lr=config.lr, total_steps=total_steps, warmup_steps=warmup,
+                           schedule=config.schedule, min_lr=config.min_lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                for micro in range(config.grad_accum):
+                    x, y = next(batches)  # x: (b, C, H, W); y: (b,) labels or (b, K) Mixup/CutMix targets
+                    if dist.enabled:  # all-reduce gradients only on the last micro-batch
+                        train_model.require_backward_grad_sync = micro == config.grad_accum - 1
+                    with autocast:
+                        logits = train_model(x)  # (b, K)
+                        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                    (loss / config.grad_accum).backward()
+                    losses[i] += loss.detach() / config.grad_accum
+                    hard = y if y.ndim == 1 else y.argmax(dim=-1)
+                    loss_sum[1] += (logits.argmax(dim=-1) == hard).sum()
+                if config.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(raw_model.parameters(), config.clip_grad)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if ema_model is not None:
+                    update_ema(ema_model, raw_model, config.ema_decay)
+                step += 1
+                if config.compile and step == session_start_step + 1:  # the first step compiles
+                    synchronize(device)
+                    clock["compile_s"] += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                bar.update(1)
+                if (i + 1) % config.log_every == 0 or i + 1 == epoch_steps:  # a sync: not every step
+                    epoch_loss = check_finite(losses[:i + 1], step - i - 1, dist, out_dir, last_checkpoint_epoch)
+                    bar.set_postfix(loss=f"{epoch_loss:.4f}", lr=f"{lr:.2e}")
+            synchronize(device)
+            epoch_s = time.perf_counter() - t0
+            clock["train_s"] += epoch_s
+            pending["train_s"] += epoch_s
+            pending["images"] += epoch_steps * config.batch_size
+            loss_sum[0] += losses.sum()
+
+            # ---- end of epoch: evaluate, record, log, checkpoint ----
+            last = epoch == num_epochs - 1
+            line = (f"epoch {epoch + 1}/{num_epochs} step {step}/{total_steps} lr {lr:.2e} loss {epoch_loss:.4f} "
+                    f"{epoch_steps * config.batch_size / epoch_s:.0f} img/s")
+            if (epoch + 1) % config.eval_every == 0 or last:
+                t_eval = time.perf_counter()
+                acc, acc_tta = evaluate(fwd_model, eval_stream, autocast, config.tta_flip, dist)
+                acc_ema = evaluate(ema_model, eval_stream, autocast, False, dist)[0] if ema_model is not None else None
+                clock["eval_s"] += time.perf_counter() - t_eval
+                loss_total, correct = distributed.all_reduce_sum(loss_sum.clone(), dist).tolist()
+                images = pending["images"]
+                rows.append(dict(
+                    epoch=epoch + 1, step=step, lr=lr,
+                    train_loss=loss_total / dist.world_size / (images // config.batch_size),
+                    train_acc=correct / images, eval_acc=acc, eval_acc_ema=acc_ema, eval_acc_tta=acc_tta,
+                    images_per_s=images / pending["train_s"], elapsed_s=time.perf_counter() - t_start))
+                loss_sum.zero_()
+                pending.update(images=0, train_s=0.0)
+                if dist.is_main:
+                    runfolder.write_csv(out_dir / "metrics.csv", rows, runfolder.METRIC_FIELDS)
+                line += f" | {format_eval(rows[-1])}"
+            log(line)
+            if (epoch + 1) % config.checkpoint_every == 0 or last:
+                clock["elapsed_s"] = time.perf_counter() - t_start
+                pending["loss_sum"] = distributed.all_reduce_sum(loss_sum.clone(), dist).cpu()
+                if dist.is_main:
+                    runfolder.save_checkpoint(out_dir / "checkpoint.pt", dict(
+                        model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
+                        ema=ema_model.state_dict() if ema_model is not None else None,
+                        rng=runfolder.rng_state(), step=step, epoch=epoch + 1, metrics=rows, clock=clock,
+                        pending=pending, config=config.to_dict()))
+                last_checkpoint_epoch = epoch + 1
+    finally:
+        bar.close()
+
+    # ---- summary --------------------------------------------------------------------------------
+    summary = runfolder.make_summary(rows, clock, config, step, flops_per_image, count_params(raw_model),
+                                     dist.world_size, precision)
+    if dist.is_main:
+        runfolder.write_json(out_dir / "summary.json", summary)
+    distributed.barrier(dist)
+    return summary
+
+
+def make_optimizer(model, config, device):
+    """AdamW or SGD, with weight decay on matrices and conv kernels only, fused kernels on CUDA."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or any(k in name for k in NO_DECAY_NAMES) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = {"fused": True} if device.type == "cuda" else {}  # the CPU keeps torch's default kernels
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, **fused)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, **fused)
+
+
+@torch.no_grad()
+def update_ema(ema_model, model, decay):
+    """ema <- decay * ema + (1 - decay) * weights, in fp32; buffers (BatchNorm statistics) copied."""
+    ema_params = list(ema_model.parameters())
+    torch._foreach_lerp_(ema_params, [p.detach().to(e.dtype) for e, p in zip(ema_params, model.parameters())],
+                         1.0 - decay)
+    for e, b in zip(ema_model.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+@torch.no_grad()
+def evaluate(model, stream, autocast, tta_flip, dist):
+    """Top-1 accuracy over every example of the stream's dataset, and flip-TTA top-1 (mean logits
+    of the image and its mirror) when asked, else None.
+
+    Results are stored per example index and combined over ranks with a max, so the examples a
+    multi-process stream repeats to even out the ranks count once."""
+    was_training = model.training
+    model.eval()
+    index = stream.indices().to(dist.device)  # this rank's examples, in batch order
+    hits = torch.zeros(3, len(stream.dataset), device=dist.device)  # (seen, correct, correct with TTA)
+    start = 0
+    for x, y in stream:  # x: (b, C, H, W), y: (b,)
+        idx = index[start:start + len(y)]
+        start += len(y)
+        with autocast:
+            logits = model(x).float()  # (b, K)
+            if tta_flip:
+                hits[2, idx] = ((logits + model(x.flip(-1)).float()).argmax(dim=-1) == y).float()
+        hits[0, idx] = 1.0
+        hits[1, idx] = (logits.argmax(dim=-1) == y).float()
+    model.train(was_training)
+    seen, plain, tta = distributed.all_reduce_max(hits, dist).sum(dim=1).tolist()
+    if seen != len(stream.dataset):
+        raise RuntimeError(f"evaluation saw {seen:.0f} of {len(stream.dataset)} examples")
+    return plain / seen, (tta / seen if tta_flip else None)
+
+
+def check_finite(losses, first_step, dist, out_dir, last_checkpoint_epoch):
+    """Stop on a NaN/inf loss (agreed by all ranks), naming the first bad step; otherwise return the
+    mean loss so far this epoch. Raising here, before the epoch's checkpoint, keeps the last good
+    one on disk."""
+    losses = distributed.all_reduce_sum(losses.clone(), dist) / dist.world_size
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad) == 0:
+        return losses.mean().item()
+    i = bad[0].item()
+    message = (f"loss is {losses[i].item()} at step {first_step + i + 1}; training stopped. "
+               f"{out_dir / 'checkpoint.pt'} (epoch {last_checkpoint_epoch}) is the last good state: "
+               "lower lr or enable clip_grad")
+    if dist.is_main:
+        runfolder.write_json(out_dir / "summary.json", {"status": "diverged", "error": message})
+    raise FloatingPointError(message)
+
+
+def zero_head(model):
+    """Zero the classifier (`model.head`), as the paper's fine-tuning (App. B.1.1)."""
+    head = getattr(model, "head", None)
+    if not isinstance(head, torch.nn.Module):
+        raise ValueError(f"zero_init_head=True needs a model with a `head` module; {type(model).__name__} has none")
+    with torch.no_grad():
+        for p in head.parameters():
+            p.zero_()
+
+
+def format_eval(row):
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    return (f"train {pct(row['train_acc'])} eval {pct(row['eval_acc'])} ema {pct(row['eval_acc_ema'])} "
+            f"tta {pct(row['eval_acc_tta'])} {row['elapsed_s']:.1f} s")

@@ -1,0 +1,233 @@
+"""The run folder: every file a training run leaves behind, and the only code that writes them.
+
+    config.json    what was run: TrainConfig, model, data (+ run_info from the caller)
+    env.json       where and with what code: git commit, versions, hardware, start time(s)
+    metrics.csv    one row per evaluation
+    summary.json   final and best accuracy, time, compute; status "complete" (or "diverged")
+    checkpoint.pt  everything needed to continue the run exactly (see fit's resume)
+
+Every write goes to a temporary file in the same folder and is then renamed over the target
+(os.replace is atomic on POSIX), so a run killed at any moment leaves files that parse.
+"""
+import csv
+import dataclasses
+import io
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RUN_FILES = ("config.json", "env.json", "metrics.csv", "summary.json", "checkpoint.pt")
+METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "eval_acc", "eval_acc_ema", "eval_acc_tta",
+                 "images_per_s", "elapsed_s")
+# TrainConfig keys that may differ when a run is resumed: they change how fast it runs or how much
+# it prints, not what it computes
+RUNTIME_KEYS = ("train.log_every", "train.num_workers", "train.compile", "train.compile_mode", "train.device")
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
+
+
+def atomic_write_bytes(path, data):
+    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path, obj):
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path, rows, fieldnames):
+    """Rewrite the whole CSV (it is small: one row per evaluation)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fieldnames, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def save_checkpoint(path, state):
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path, map_location="cpu"):
+    # weights_only: a checkpoint holds tensors and plain Python values only (see rng_state)
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def rng_state():
+    """Every global random generator's state, as plain values and tensors."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state):
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _git(*args):
+    """Output of a git command run in vitlib's source tree, or None (no git, not a checkout)."""
+    try:
+        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def environment_info():
+    """Code version, software and hardware of this process, for env.json."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    cuda = torch.cuda.is_available()
+    return {
+        "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": sys.argv,
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def describe_model(model):
+    """The model's class and its `config` (create_model records name and arguments there)."""
+    cfg = getattr(model, "config", None)
+    if cfg is not None and not isinstance(cfg, dict):
+        cfg = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else vars(cfg)
+    return {"class": type(model).__name__, **(cfg or {})}
+
+
+def image_shape(ds):
+    """(C, H, W) of an ImageDataset (in memory) or a FolderDataset (decodes its first image)."""
+    return tuple(ds.images.shape[1:]) if hasattr(ds, "images") else tuple(ds[0][0].shape)
+
+
+def describe_data(ds):
+    """What identifies a data set across machines (its file location goes to env.json instead)."""
+    return {"name": ds.name, "split": ds.split, "num_images": len(ds),
+            "num_classes": ds.num_classes, "image_shape": list(image_shape(ds)), "mean": list(ds.mean),
+            "std": list(ds.std)}
+
+
+def make_summary(rows, clock, config, step, flops_per_image, params, world_size, precision):
+    """summary.json: final and best accuracy (from the metrics rows), time and compute."""
+    final = rows[-1]
+    best = max(rows, key=lambda r: r["eval_acc"])
+    images_seen = step * config.batch_size
+    summary = {
+        "status": "complete",
+        "final": {k: final[k] for k in ("eval_acc", "eval_acc_ema", "eval_acc_tta", "train_loss", "train_acc")},
+        "best": {"eval_acc": best["eval_acc"], "epoch": best["epoch"], "step": best["step"]},
+        "epochs": final["epoch"], "steps": step, "images_seen": images_seen,
+        "train_seconds": clock["train_s"],  # optimiser steps only: no eval, no compilation
+        "compile_seconds": clock["compile_s"] if config.compile else None,
+        "eval_seconds": clock["eval_s"], "elapsed_seconds": clock["elapsed_s"],
+        "images_per_s": images_seen / clock["train_s"] if clock["train_s"] else None,
+        "flops_per_image": flops_per_image,  # forward, at the training resolution
+        "train_flops": 3 * flops_per_image * images_seen,  # forward + backward ~ 3 x forward
+        "params": params, "precision": precision, "world_size": world_size,
+    }
+    if final["eval_acc_ema"] is not None:
+        best_ema = max(rows, key=lambda r: r["eval_acc_ema"])
+        summary["best_ema"] = {"eval_acc": best_ema["eval_acc_ema"], "epoch": best_ema["epoch"]}
+    return summary
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differing_keys(old, new, ignore=RUNTIME_KEYS):
+    """Dotted keys whose values differ between two config records (JSON-normalised)."""
+    a, b = _flatten(json.loads(json.dumps(old, default=str))), _flatten(json.loads(json.dumps(new, default=str)))
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>") and k not in ignore)
+
+
+def check_run_folder(out_dir, record, resume):
+    """Decide what a run may do with `out_dir`, before anything is written. Returns True when there
+    is a checkpoint to resume from, False for a fresh start.
+
+    - no folder, or a folder without run files: a fresh start.
+    - config.json of a different run (differing keys other than RUNTIME_KEYS): ValueError naming
+      the keys, with or without resume; a folder is never reused for another run.
+    - config.json of this run without resume: ValueError, complete or not; a finished or
+      interrupted run is never overwritten. Pass resume=True to continue it (or, when it is
+      complete, to read its summary back), or pick a new folder.
+    - resume with no checkpoint (the run died before its first one): a fresh start, so a launcher
+      may always pass --resume.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir={str(out_dir)!r} exists and is not a folder")
+    config_path = out_dir / "config.json"
+    if not config_path.exists():
+        present = [f for f in RUN_FILES if (out_dir / f).exists()]
+        if present:
+            raise ValueError(f"out_dir={str(out_dir)!r} holds {', '.join(present)} but no config.json: "
+                             "not a run folder vitlib can check; choose a new folder")
+        return False
+    diff = differing_keys(read_json(config_path), record)
+    if diff:
+        raise ValueError(f"out_dir={str(out_dir)!r} holds a different run; config.json differs in: "
+                         f"{', '.join(diff)}. Choose a new folder")
+    if not resume:
+        summary = out_dir / "summary.json"
+        status = read_json(summary).get("status", "unknown") if summary.exists() else "unfinished"
+        raise ValueError(f"out_dir={str(out_dir)!r} already holds this run (status: {status}); pass "
+                         "resume=True (--resume) to continue it, or choose a new folder")
+    return (out_dir / "checkpoint.pt").exists()
