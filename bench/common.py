@@ -1,0 +1,153 @@
+"""What every benchmark shares: the environment a number was measured in, timing that waits for the
+GPU, peak memory, out-of-memory detection, the CSV writer and the table printer.
+
+Every CSV row carries the environment columns (gpu, torch, commit, date) so that a number copied
+out of `results/bench/` still says where it came from.
+"""
+import csv
+import datetime
+import gc
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results"
+ENV_COLUMNS = ("gpu", "torch", "commit", "date")
+
+
+def progress(message):
+    """A line flushed at once, so that a run killed by `timeout` shows the phase it was in."""
+    print(f"[{datetime.datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def parse_list(text, allowed, name):
+    """'a,b' -> ['a', 'b'], each checked against `allowed` (ValueError names the flag)."""
+    items = [item.strip() for item in str(text).split(",") if item.strip()]
+    bad = [item for item in items if item not in allowed]
+    if not items or bad:
+        raise ValueError(f"{name}={text!r}: {', '.join(bad) or 'empty'} not allowed; "
+                         f"choose a comma-separated list of {', '.join(allowed)}")
+    return items
+
+
+def check_positive(**values):
+    for name, value in values.items():
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value!r}")
+
+
+def git_commit():
+    """Short commit of the working tree, '+dirty' when files differ from it, 'unknown' outside git."""
+    try:
+        run = lambda *args: subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                                           timeout=10, check=True).stdout.strip()
+        commit = run("rev-parse", "--short", "HEAD")
+        return commit + ("+dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment(device):
+    """The environment columns: GPU name (or 'cpu'), torch version, git commit, UTC date."""
+    device = torch.device(device)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"gpu": gpu, "torch": torch.__version__, "commit": git_commit(), "date": date}
+
+
+def resolve_out(out, name, suffix=".csv", folder="bench"):
+    """`--out` as given, or results/<folder>/<name><suffix>."""
+    return Path(out) if out else RESULTS / folder / f"{name}{suffix}"
+
+
+def write_csv(rows, path, columns, env):
+    """Write `rows` (dicts) with `columns` then the environment columns; the folder is created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*columns, *ENV_COLUMNS], extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**{c: format_value(row.get(c, "")) for c in columns}, **env})
+    return path
+
+
+def format_value(value):
+    """Floats to 4 significant digits; everything else as it is."""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return value
+
+
+def print_table(rows, columns, title=None, file=None):
+    """A plain aligned text table (no dependency), one row per dict."""
+    file = file or sys.stdout
+    cells = [[str(format_value(row.get(c, ""))) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    line = lambda values: "  ".join(v.rjust(w) for v, w in zip(values, widths))
+    if title:
+        print(title, file=file)
+    print(line(columns), file=file)
+    print(line(["-" * w for w in widths]), file=file)
+    for r in cells:
+        print(line(r), file=file)
+    file.flush()
+
+
+def synchronize(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def wall_seconds(fn, calls, device):
+    """Wall-clock seconds for `calls` calls of fn(), GPU work included (for warm-up / compile)."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def ms_per_call(fn, calls, device):
+    """Mean milliseconds per call of fn() over `calls` back-to-back calls: CUDA events around the
+    whole loop on a GPU (launches stay asynchronous, as in training), perf_counter on the CPU."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return 1000.0 * wall_seconds(fn, calls, device) / calls
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize(device)
+    start.record()
+    for _ in range(calls):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / calls
+
+
+def reset_peak_memory(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gib(device):
+    """Peak allocated CUDA memory since the last reset, in GiB; 'n/a' on the CPU."""
+    if torch.device(device).type != "cuda":
+        return "n/a"
+    return torch.cuda.max_memory_allocated(device) / 2 ** 30
+
+
+def free_memory(device):
+    """Collect garbage and release cached blocks between measurements, so one does not tax the next."""
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def is_out_of_memory(error):
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()

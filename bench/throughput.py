@@ -1,0 +1,241 @@
+"""Training throughput of vitlib's ViT against timm's `VisionTransformer` of the same shape: same
+batch, same random data already on the device, same run, same GPU. One training step is forward +
+backward + AdamW step (bf16 autocast on CUDA, fp32 on the CPU; fp32 master weights throughout).
+
+    python -m bench.throughput                                    # eager, s4_32 and b16_224
+    python -m bench.throughput --configs s4_32 --compile none,default
+    python -m bench.throughput --tiny --device cpu --steps 2 --warmup 1 --out /tmp/t.csv
+
+Each (config, impl, compile mode) gives images/s, ms per step, MFU = 3 x forward FLOPs per image
+(vitlib.count_flops) x images/s / peak (989 TFLOP/s, dense bf16 of an H100 / H200 SXM), peak
+memory and compile seconds (warm-up time beyond that of as many steady steps). "vitlib-best" is
+vitlib with the settings expected to be fastest (the --best-* flags); its speed_vs_timm compares
+with the fastest timm row of its config, the others with timm at the same compile mode.
+"""
+import argparse
+import contextlib
+import math
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/throughput.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+import torch.nn.functional as F
+
+from bench.common import (check_positive, environment, free_memory, is_out_of_memory, ms_per_call,
+                          parse_list, peak_memory_gib, print_table, progress, reset_peak_memory,
+                          resolve_out, wall_seconds, write_csv)
+from vitlib import count_flops, create_model
+from vitlib.device import configure_backends, resolve_device, resolve_precision
+
+# name: (vitlib model, img_size, num_classes, default batch, shape overrides)
+CONFIGS = {
+    "s4_32": ("vit_s4", 32, 10, 512, {}),        # ViT-S/4 on 32 x 32 images (CIFAR), 65 tokens
+    "b16_224": ("vit_b16", 224, 1000, 256, {}),  # ViT-B/16 on 224 x 224 images (ImageNet), 197 tokens
+    "tiny": ("vit_ti4", 16, 10, 8, dict(depth=2, embed_dim=64, num_heads=2, mlp_dim=128)),  # CPU tests
+}
+IMPLS = ("vitlib", "timm", "vitlib-best")
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+SCOPES = ("model", "step")
+ADAMW_KINDS = ("fused", "fused-capturable", "foreach")
+BACKENDS = ("inductor", "aot_eager", "eager")  # the last two trace without generating kernels (tests)
+COLUMNS = ("config", "impl", "compile", "batch", "images_per_s", "step_ms", "mfu", "peak_mem_gib",
+           "compile_s", "speed_vs_timm", "settings", "status")
+
+
+@dataclass(frozen=True)
+class Settings:
+    compile: str = "none"      # torch.compile mode; "none" runs eagerly
+    scope: str = "model"       # "model": compile the model; "step": forward, backward and opt.step in one
+    adamw: str = "fused"       # AdamW kernels on CUDA (the CPU keeps torch's default)
+    tf32: bool = False         # vitlib.device.configure_backends: TF32 matmuls/convs, cudnn.benchmark
+    backend: str = "inductor"
+
+    def describe(self):
+        return f"scope={self.scope} adamw={self.adamw} tf32={'on' if self.tf32 else 'off'}" + (
+            f" backend={self.backend}" if self.backend != "inductor" else "")
+
+
+def build_model(impl, config):
+    name, img_size, num_classes, _, overrides = CONFIGS[config]
+    model = create_model(name, num_classes=num_classes, img_size=img_size, **overrides)
+    if impl == "timm":  # the same shape; timm uses F.scaled_dot_product_attention by default
+        from timm.models.vision_transformer import VisionTransformer as TimmViT
+        model = TimmViT(img_size=img_size, patch_size=model.patch_size, embed_dim=model.embed_dim,
+                        depth=len(model.blocks), num_heads=model.num_heads,
+                        mlp_ratio=model.blocks[0].mlp.fc1.out_features / model.embed_dim,
+                        num_classes=num_classes)
+    return model
+
+
+def make_adamw(model, settings, device):
+    """AdamW with fp32 state. Inside a compiled step the hand-fused kernel stays one opaque call,
+    while "foreach" is lowered by inductor into a few generated kernels (the compiled optimiser)."""
+    kernels = {"fused": dict(fused=True), "fused-capturable": dict(fused=True, capturable=True),
+               "foreach": dict(foreach=True)}[settings.adamw]
+    if device.type != "cuda" and settings.adamw != "foreach":
+        kernels = {}  # the CPU keeps torch's default kernels
+    return torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, **kernels)
+
+
+def make_train_step(model, opt, settings, device):
+    """step(x, y) -> detached loss; compiled as `settings` says."""
+    bf16 = resolve_precision(device) == "bf16"
+    compiled = settings.compile != "none"
+    options = dict(backend=settings.backend)
+    if settings.backend == "inductor":
+        options["mode"] = settings.compile
+    net = torch.compile(model, **options) if compiled and settings.scope == "model" else model
+
+    def train_step(x, y):  # x: (B, C, H, W), y: (B,)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    step = torch.compile(train_step, **options) if compiled and settings.scope == "step" else train_step
+    if compiled and settings.compile in CUDA_GRAPH_MODES and settings.backend == "inductor":
+        def graphed_step(x, y):  # tell CUDA-graph trees that a new iteration starts
+            torch.compiler.cudagraph_mark_step_begin()
+            return step(x, y)
+        return graphed_step
+    return step
+
+
+@contextlib.contextmanager
+def backend_flags(settings, device):
+    """The TF32 / cudnn.benchmark flags for one measurement, restored afterwards (they are global)."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    if settings.tf32:
+        configure_backends(device)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved
+
+
+def measure(config, impl, settings, batch, steps, warmup, device, flops, peak_flops):
+    """One row; out-of-memory and other failures are recorded in `status`, not raised."""
+    _, img_size, num_classes, _, _ = CONFIGS[config]
+    row = dict(config=config, impl=impl, compile=settings.compile, batch=batch, settings=settings.describe())
+    label = f"{config} {impl} compile={settings.compile} {settings.describe()}"
+    if settings.compile in CUDA_GRAPH_MODES:
+        warmup = max(warmup, 3)  # CUDA-graph trees run eagerly once and record on a later call
+    free_memory(device)
+    reset_peak_memory(device)
+    try:
+        with backend_flags(settings, device):
+            progress(f"{label}: building")
+            model = build_model(impl, config).to(device).train()
+            opt = make_adamw(model, settings, device)
+            x = torch.randn(batch, 3, img_size, img_size, device=device)  # (B, C, H, W)
+            y = torch.randint(num_classes, (batch,), device=device)  # (B,)
+            step = make_train_step(model, opt, settings, device)
+            progress(f"{label}: warm-up, {warmup} steps (compiles here)")
+            warm_s = wall_seconds(lambda: step(x, y), warmup, device)
+            progress(f"{label}: timing {steps} steps")
+            step_ms = ms_per_call(lambda: step(x, y), steps, device)
+            loss = float(step(x, y))
+        images_per_s = 1000.0 * batch / step_ms
+        row.update(images_per_s=images_per_s, step_ms=step_ms, peak_mem_gib=peak_memory_gib(device),
+                   compile_s=max(0.0, warm_s - warmup * step_ms / 1000.0),
+                   mfu=3 * flops * images_per_s / peak_flops if device.type == "cuda" else "n/a",
+                   status="ok" if math.isfinite(loss) else f"non-finite loss {loss}")
+        progress(f"{label}: {images_per_s:.1f} images/s, {step_ms:.2f} ms/step, loss {loss:.3f}")
+    except Exception as error:  # a failed variant must not cost the other measurements of a GPU session
+        oom = is_out_of_memory(error)
+        if not oom:
+            traceback.print_exc()
+        row.update(images_per_s="OOM" if oom else "", status="OOM" if oom else
+                   f"error: {type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}")
+        progress(f"{label}: {row['status']}")
+    finally:
+        if settings.compile != "none":  # drop the graphs, and keep the next variant clear of the
+            torch._dynamo.reset()       # recompilation limit (past it dynamo silently runs eager)
+    return row
+
+
+def add_speed_vs_timm(rows):
+    """images/s over timm's at the same config and compile mode (vitlib-best: the fastest timm row)."""
+    ok = lambda r: r.get("status") == "ok"
+    for row in rows:
+        timm = [r["images_per_s"] for r in rows if r["impl"] == "timm" and ok(r) and r["config"] == row["config"]
+                and (row["impl"] == "vitlib-best" or r["compile"] == row["compile"])]
+        row["speed_vs_timm"] = row["images_per_s"] / max(timm) if ok(row) and timm else ""
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", default="s4_32,b16_224", help=f"comma list of {', '.join(CONFIGS)}")
+    p.add_argument("--batch", type=int, default=None, help="images per step (default: the config's)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps")
+    p.add_argument("--warmup", type=int, default=5, help="untimed first steps (compilation happens here)")
+    p.add_argument("--compile", default="none", help=f"comma list of {', '.join(COMPILE_MODES)}")
+    p.add_argument("--impls", default="vitlib,timm,vitlib-best", help=f"comma list of {', '.join(IMPLS)}")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--tiny", action="store_true", help="a 2-layer, 64-wide ViT on 16 px images (CPU tests)")
+    p.add_argument("--out", default=None, help="CSV path (default results/bench/throughput.csv)")
+    p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU for MFU")
+    p.add_argument("--backend", default="inductor", help=f"torch.compile backend: {', '.join(BACKENDS)}")
+    best = p.add_argument_group("vitlib-best", "the settings of the vitlib-best variant")
+    best.add_argument("--best-compile", default="max-autotune-no-cudagraphs", help="torch.compile mode")
+    best.add_argument("--best-scope", default="step", help=f"what torch.compile wraps: {', '.join(SCOPES)}")
+    best.add_argument("--best-adamw", default="foreach", help=f"AdamW kernels: {', '.join(ADAMW_KINDS)}")
+    best.add_argument("--best-tf32", action=argparse.BooleanOptionalAction, default=True,
+                      help="TF32 and cudnn.benchmark via vitlib.device.configure_backends")
+    args = p.parse_args(argv)
+    args.configs = ["tiny"] if args.tiny else parse_list(args.configs, [c for c in CONFIGS if c != "tiny"], "--configs")
+    args.compile = parse_list(args.compile, COMPILE_MODES, "--compile")
+    args.impls = parse_list(args.impls, IMPLS, "--impls")
+    parse_list(args.backend, BACKENDS, "--backend")
+    parse_list(args.best_compile, COMPILE_MODES, "--best-compile")
+    parse_list(args.best_scope, SCOPES, "--best-scope")
+    parse_list(args.best_adamw, ADAMW_KINDS, "--best-adamw")
+    check_positive(steps=args.steps, warmup=args.warmup, peak_tflops=args.peak_tflops,
+                   **({"batch": args.batch} if args.batch is not None else {}))
+    if "timm" in args.impls:
+        try:
+            import timm  # noqa: F401
+        except ImportError:
+            raise ValueError("--impls includes timm but timm is not installed: pip install timm") from None
+    args.device = resolve_device(args.device)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device, out = args.device, resolve_out(args.out, "throughput")
+    env = environment(device)
+    progress(f"throughput on {env['gpu']}, torch {env['torch']}, commit {env['commit']}; "
+             f"precision {resolve_precision(device)}; CSV {out}")
+    plain = lambda mode: Settings(compile=mode, backend=args.backend)
+    best = Settings(args.best_compile, args.best_scope, args.best_adamw, args.best_tf32, args.backend)
+    rows = []
+    for config in args.configs:
+        batch = args.batch or CONFIGS[config][3]
+        flops = count_flops(build_model("vitlib", config).to(device), CONFIGS[config][1])
+        variants = [(impl, plain(mode)) for mode in args.compile for impl in ("vitlib", "timm") if impl in args.impls]
+        variants += [("vitlib-best", best)] if "vitlib-best" in args.impls else []
+        for impl, settings in variants:
+            rows.append(measure(config, impl, settings, batch, args.steps, args.warmup, device, flops,
+                                args.peak_tflops * 1e12))
+            add_speed_vs_timm(rows)
+            write_csv(rows, out, COLUMNS, env)  # after every row: a run killed later keeps these
+    free_memory(device)
+    print_table(rows, COLUMNS, title=f"\nTraining throughput on {env['gpu']} (torch {env['torch']}, "
+                                     f"commit {env['commit']}), written to {out}")
+    return rows
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ValueError as error:
+        sys.exit(f"error: {error}")

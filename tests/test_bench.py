@@ -1,0 +1,133 @@
+"""The benchmarks run end to end at tiny sizes on the CPU; no timing is asserted (timings belong in
+bench/, never in an assertion): they must finish, print their table last and write the CSV."""
+import csv
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # bench/ is a folder of scripts beside the package, not installed with it
+
+from bench import common, sequence_length, throughput  # noqa: E402
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def last_table(stdout, n_rows):
+    """The header and rows of the table that ends the output."""
+    lines = stdout.rstrip().splitlines()
+    header, rule, rows = lines[-n_rows - 2], lines[-n_rows - 1], lines[-n_rows:]
+    assert set(rule) <= {"-", " "} and "-" in rule, rule
+    return header.split(), [line.split() for line in rows]
+
+
+def test_throughput_tiny_cpu(tmp_path, capsys):
+    pytest.importorskip("timm")
+    out = tmp_path / "throughput.csv"
+    # the eager backend traces vitlib-best's whole step (forward, backward, opt.step) with dynamo
+    # without paying for kernel generation on the CPU
+    rows = throughput.main(["--tiny", "--device", "cpu", "--steps", "2", "--warmup", "1", "--out", str(out),
+                            "--backend", "eager"])
+    assert [(r["impl"], r["compile"]) for r in rows] == [
+        ("vitlib", "none"), ("timm", "none"), ("vitlib-best", "max-autotune-no-cudagraphs")]
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    assert "scope=step" in rows[2]["settings"] and "tf32=on" in rows[2]["settings"]
+
+    header, table = last_table(capsys.readouterr().out, len(rows))
+    assert header == list(throughput.COLUMNS)
+    assert [line[:3] for line in table] == [["tiny", r["impl"], r["compile"]] for r in rows]
+
+    columns, data = read_csv(out)
+    assert columns == [*throughput.COLUMNS, *common.ENV_COLUMNS]
+    assert len(data) == 3
+    for row in data:
+        images_per_s, step_ms = float(row["images_per_s"]), float(row["step_ms"])
+        assert images_per_s > 0 and step_ms == pytest.approx(1000 * 8 / images_per_s, rel=2e-3)
+        assert float(row["compile_s"]) >= 0
+        assert (row["mfu"], row["peak_mem_gib"], row["gpu"], row["torch"]) == ("n/a", "n/a", "cpu", torch.__version__)
+        assert row["batch"] == "8" and row["date"].endswith("Z") and row["commit"]
+    timm_speed = float(data[1]["images_per_s"])
+    assert data[1]["speed_vs_timm"] == "1"
+    assert float(data[0]["speed_vs_timm"]) == pytest.approx(float(data[0]["images_per_s"]) / timm_speed, rel=2e-3)
+
+
+def test_speed_vs_timm_pairs_compile_modes_and_best_takes_fastest_timm():
+    rows = [dict(config="c", impl=impl, compile=mode, images_per_s=speed, status="ok")
+            for impl, mode, speed in [("vitlib", "none", 90.0), ("timm", "none", 100.0),
+                                      ("vitlib", "default", 150.0), ("timm", "default", 120.0),
+                                      ("vitlib-best", "max-autotune", 180.0)]]
+    rows.append(dict(config="c", impl="vitlib", compile="max-autotune", images_per_s="OOM", status="OOM"))
+    throughput.add_speed_vs_timm(rows)
+    assert [r["speed_vs_timm"] for r in rows] == pytest.approx([0.9, 1.0, 1.25, 1.0, 1.5, ""])
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--compile", "fast", "--compile='fast'"), ("--configs", "b16", "--configs='b16'"),
+    ("--impls", "vitlib,jax", "--impls='vitlib,jax'"), ("--best-scope", "all", "--best-scope"),
+    ("--steps", "0", "--steps must be positive"), ("--device", "tpu", "device='tpu'")])
+def test_throughput_rejects_bad_flags_before_any_work(flag, value, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+        throughput.parse_args([flag, value])
+
+
+def test_sequence_length_tiny_cpu(tmp_path, capsys):
+    out, figure = tmp_path / "sequence_length.csv", tmp_path / "sequence_length.png"
+    rows, fits = sequence_length.main(["--tiny", "--depth", "1", "--device", "cpu", "--steps", "1", "--warmup", "1",
+                                       "--out", str(out), "--figure", str(figure)])
+    assert [(r["attn_impl"], r["tokens"]) for r in rows] == [
+        (impl, n) for impl in ("sdpa", "explicit") for n in (4, 16, 64, 256)]
+    assert all(r["status"] == "ok" and r["time_ms"] > 0 and r["peak_mem_gib"] == "n/a" for r in rows)
+    assert rows[-1]["fwd_gflops"] > rows[0]["fwd_gflops"]  # more tokens, more work
+
+    header, table = last_table(capsys.readouterr().out, len(fits))
+    assert header == list(sequence_length.FIT_COLUMNS)
+    assert [line[0] for line in table] == ["sdpa", "explicit"]
+    assert all(f["points"] == 4 and all(math.isfinite(f[k]) for k in ("a_ms_per_token2", "b_ms_per_token", "c_ms"))
+               for f in fits)
+
+    columns, data = read_csv(out)
+    fit_columns = [f"fit_{k}" for k in sequence_length.FIT_COLUMNS[2:]]
+    assert columns == [*sequence_length.COLUMNS, *fit_columns, *common.ENV_COLUMNS]
+    assert len(data) == 8 and {row["depth"] for row in data} == {"1"} and {row["gpu"] for row in data} == {"cpu"}
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quadratic_fit_recovers_an_exact_parabola_and_skips_oom():
+    rows = [dict(tokens=n, time_ms=2e-3 * n ** 2 + 0.5 * n + 3.0, status="ok") for n in (16, 64, 256, 1024)]
+    rows.append(dict(tokens=4096, time_ms="OOM", status="OOM"))
+    fit = sequence_length.quadratic_fit(rows)
+    assert fit["points"] == 4 and fit["r2"] == pytest.approx(1.0)
+    assert (fit["a_ms_per_token2"], fit["b_ms_per_token"], fit["c_ms"]) == pytest.approx((2e-3, 0.5, 3.0), rel=1e-6)
+    assert math.isnan(sequence_length.quadratic_fit(rows[:2])["r2"])  # two token counts cannot fix a parabola
+
+
+def test_sequence_length_records_out_of_memory(monkeypatch, tmp_path):
+    def out_of_memory(**kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB")
+    monkeypatch.setattr(sequence_length, "VisionTransformer", out_of_memory)
+    args = sequence_length.parse_args(["--tiny", "--device", "cpu"])
+    row = sequence_length.measure("explicit", 16, 1, sequence_length.TINY_SHAPE, args)
+    assert (row["status"], row["time_ms"], row["peak_mem_gib"], row["tokens"]) == ("OOM", "OOM", "OOM", 256)
+
+
+def test_write_csv_and_table_formatting(tmp_path, capsys):
+    env = dict(gpu="cpu", torch="x", commit="abc", date="d")
+    path = common.write_csv([dict(a=1.234567, b="OOM")], tmp_path / "sub" / "t.csv", ("a", "b"), env)
+    assert read_csv(path) == (["a", "b", "gpu", "torch", "commit", "date"],
+                              [dict(a="1.235", b="OOM", gpu="cpu", torch="x", commit="abc", date="d")])
+    common.print_table([dict(a=1.0, b="n/a")], ("a", "b"))
+    assert capsys.readouterr().out.splitlines() == ["a    b", "-  ---", "1  n/a"]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_check_script_parses():
+    subprocess.run(["bash", "-n", str(REPO / "bench" / "gpu_check.sh")], check=True)
