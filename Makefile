@@ -25,6 +25,7 @@ test: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(PY) -m vitlib.experiments run experiments/demo.yaml
+	$(PY) -m vitlib.report results/demo
 	@echo "Report: results/demo/REPORT.md and results/demo/report.html"
 
 reproduce: $(VENV)/.installed

@@ -256,3 +256,12 @@ def test_zero_init_head_and_batch_larger_than_the_data(digits, tmp_path):
         fit(model, train, test, TrainConfig(batch_size=4096, zero_init_head=True), tmp_path, progress=False)
     fit(model, train, test, TrainConfig(steps=1, batch_size=64, lr=1e-9, zero_init_head=True), tmp_path, progress=False)
     assert model.head.weight.abs().max() < 1e-6
+
+
+def test_a_recipe_takes_a_warmup_in_steps_or_in_epochs():
+    recipe = get_recipe("vit_small_data")
+    assert recipe.warmup_epochs == 5
+    assert get_recipe("vit_small_data", warmup_steps=20).warmup(100) == 20
+    assert get_recipe("vit_small_data", warmup_epochs=0.5).warmup(100) == 50
+    with pytest.raises(ValueError, match="not both"):
+        get_recipe("vit_small_data", warmup_steps=20, warmup_epochs=1)

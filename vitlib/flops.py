@@ -10,8 +10,9 @@ def count_flops(model, img_size, in_chans=None):
 
     Counts matrix products, convolutions and attention (the operations that dominate); training
     costs about 3x this per image (forward + backward)."""
-    if in_chans is None:
-        in_chans = getattr(getattr(model, "patch_embed", None), "in_chans", None) or getattr(model, "in_chans", 3)
+    if in_chans is None:  # the input channels of the first convolution (every model here has one)
+        first_conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        in_chans = first_conv.in_channels if first_conv is not None else 3
     param = next(model.parameters())
     x = torch.zeros(1, in_chans, img_size, img_size, device=param.device, dtype=param.dtype)
     was_training = model.training

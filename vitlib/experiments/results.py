@@ -48,17 +48,17 @@ def invocation(notebook, params):
             f"-y {shlex.quote(json.dumps(params))}")
 
 
-def write_result(out_dir, notebook, params, **record):
+def write_result(out_dir, notebook, parameters, /, **record):
     """Write `<out_dir>/result.json` atomically after checking the fields its kind needs;
-    `notebook` and `params` (the validated parameters) record how to re-make the run."""
+    `notebook` and `parameters` (the validated ones) record how to re-make the run."""
     kind = record.get("kind")
     if kind not in KINDS:
         raise ValueError(f"result kind={kind!r} is not one of {KINDS}")
     missing = [f for f in COMMON_FIELDS[1:] * (kind != "inspect") + RESULT_FIELDS[kind] if f not in record]
     if missing:
         raise ValueError(f"result.json for kind={kind!r} lacks {', '.join(missing)}")
-    record.setdefault("command", invocation(notebook, params))
-    record.setdefault("parameters", params)
+    record.setdefault("command", invocation(notebook, parameters))
+    record.setdefault("parameters", parameters)
     record.setdefault("device", device_name())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

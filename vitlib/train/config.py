@@ -128,8 +128,13 @@ class TrainConfig:
         return cls(**d)
 
     def replace(self, **changes):
-        """A copy with `changes`; unknown keys raise the same ValueError as from_dict."""
-        return self.from_dict({**self.to_dict(), **changes})
+        """A copy with `changes`; unknown keys raise the same ValueError as from_dict. Setting one
+        of warmup_steps / warmup_epochs alone replaces the other (a warm-up has one length)."""
+        base = self.to_dict()
+        for this, other in (("warmup_steps", "warmup_epochs"), ("warmup_epochs", "warmup_steps")):
+            if this in changes and other not in changes:
+                base[other] = 0
+        return self.from_dict({**base, **changes})
 
 
 def _is_int(x):
