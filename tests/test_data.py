@@ -18,7 +18,8 @@ from vitlib.data import FolderDataset, get_dataset
 from vitlib.data import cache as cache_module
 from vitlib.data import decode as decode_module
 
-SHARED = Path("/work/shared/data")
+# the read-only real archives beside the checkout (../shared/data), or wherever VITLIB_SHARED_DATA says
+SHARED = Path(os.environ.get("VITLIB_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
