@@ -161,7 +161,7 @@ def plot_inductive_bias(cnn_radii: dict[str, list[float]], vit_distances,
     vit = _as_numpy(vit_distances)
     if vit.ndim != 2:
         raise ValueError(f"vit_distances must be (layers, heads), got {vit.shape}")
-    fig = Figure(figsize=(5, 3.8), layout="constrained")
+    fig = Figure(figsize=(6, 4.2), layout="constrained")
     ax = fig.subplots()
     for name, radii in cnn_radii.items():
         n = len(radii)
@@ -175,5 +175,5 @@ def plot_inductive_bias(cnn_radii: dict[str, list[float]], vit_distances,
     ax.set_xlim(0, 1.05)
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7)
-    ax.set_title("Locality with depth: CNN receptive field vs ViT attention")
+    ax.set_title("CNN receptive field vs ViT attention distance")
     return fig

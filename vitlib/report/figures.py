@@ -32,13 +32,16 @@ def _skip(path: Path) -> None:
 
 
 def _axes(ncols: int = 1, width: float = 6.0):
-    fig = Figure(figsize=(width * ncols, 4.2))
+    fig = Figure(figsize=(width * ncols, 5.2))
     return fig, fig.subplots(1, ncols, squeeze=False)[0]
 
 
 def _model_legend(ax, title: str = "model") -> None:
+    """The legend below the axes, where long model labels cannot hide the data."""
     if ax.get_legend() is not None:
-        ax.get_legend().set_title(title)
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles, labels, title=title, fontsize="small", loc="upper center",
+                  bbox_to_anchor=(0.5, -0.18), ncol=1, frameon=False)
 
 
 def _numeric(df: pd.DataFrame, *cols) -> pd.DataFrame:
