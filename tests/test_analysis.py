@@ -353,3 +353,11 @@ def test_plots_return_labelled_figures():
                  "depth", "pixels")
     with pytest.raises(ValueError, match="dist"):
         plot_attention_distance(torch.rand(12))
+
+
+def test_neighbour_minus_far_similarity_is_positive_for_sincos_and_zero_for_constant():
+    from vitlib.analysis import neighbour_minus_far_similarity, pos_embed_cosine_similarity
+    from vitlib.models.posemb import sincos_2d
+    sim = pos_embed_cosine_similarity(sincos_2d(6, 6, 64), (6, 6))
+    assert neighbour_minus_far_similarity(sim) > 0.1
+    assert neighbour_minus_far_similarity(torch.ones(4, 4, 4, 4)) == 0.0

@@ -3,7 +3,8 @@ from vitlib.analysis.attention import (attention_distances, attention_rollout, c
                                        mean_attention_distance, patch_distance_matrix,
                                        rollout_maps, rollout_to_maps)
 from vitlib.analysis.embeddings import (embedding_filter_pca, embedding_filters,
-                                        pos_embed_cosine_similarity, pos_embed_similarity)
+                                        neighbour_minus_far_similarity, pos_embed_cosine_similarity,
+                                        pos_embed_similarity)
 from vitlib.analysis.fewshot import (extract_features, few_shot_accuracy, few_shot_eval,
                                      fit_least_squares, sample_k_shot)
 from vitlib.analysis.plots import (plot_attention_distance, plot_embedding_filters,
@@ -15,7 +16,7 @@ from vitlib.analysis.receptive_field import (effective_receptive_field,
 __all__ = [
     "attention_distances", "attention_rollout", "collect_attentions", "mean_attention_distance",
     "patch_distance_matrix", "rollout_maps", "rollout_to_maps",
-    "embedding_filter_pca", "embedding_filters", "pos_embed_cosine_similarity",
+    "embedding_filter_pca", "embedding_filters", "neighbour_minus_far_similarity", "pos_embed_cosine_similarity",
     "pos_embed_similarity",
     "extract_features", "few_shot_accuracy", "few_shot_eval", "fit_least_squares", "sample_k_shot",
     "plot_attention_distance", "plot_embedding_filters", "plot_inductive_bias",

@@ -71,3 +71,15 @@ def pos_embed_similarity(model: nn.Module) -> Tensor:
         raise ValueError(f"pos_embed_similarity needs an absolute position embedding (learned, "
                          f"learned2d or sincos2d); this model has pos_emb={pos_emb!r}")
     return pos_embed_cosine_similarity(pos, model.grid_size)
+
+
+def neighbour_minus_far_similarity(similarity: Tensor) -> float:
+    """How much the position embeddings encode 2-D topology (Fig. 7 centre), as one number: the
+    mean cosine similarity of 4-neighbour patch pairs minus that of pairs at least half the
+    grid's largest distance apart. Positive when nearby patches have more similar embeddings."""
+    gh, gw = similarity.shape[:2]
+    flat = similarity.reshape(gh * gw, gh * gw)
+    rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+    coords = torch.stack([rows.flatten(), cols.flatten()], dim=1).float()  # (N, 2)
+    dist = torch.cdist(coords, coords)  # (N, N) in patches
+    return (flat[dist == 1].mean() - flat[dist >= dist.max() / 2].mean()).item()

@@ -92,6 +92,20 @@ def plot_learning_curves(metrics_csv, title=""):
     return fig
 
 
+def load_run_model(run_dir):
+    """The trained model of a finished run folder (eval mode, CPU) and its result record; a
+    fine-tuning run's model is its `finetune/` sub-run."""
+    record = read_result(run_dir)
+    ckpt = Path(run_dir, "finetune" if record["kind"] == "finetune" else "", "checkpoint.pt")
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{run_dir} has no {ckpt.relative_to(run_dir)} to load")
+    model = create_model(record["model"], num_classes=record["num_classes"], img_size=record["img_size"],
+                         in_chans=record["in_chans"], **record["model_args"])
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    model.load_state_dict({k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in state.items()})
+    return model.eval(), record
+
+
 def model_for_finetuning(init, num_classes, img_size, *, model=None, model_args=None, in_chans=None):
     """The model a fine-tuning run starts from, with a new zero-initialised head (App. B.1.1) and
     its position embeddings interpolated to `img_size` (§3.2).
@@ -102,14 +116,8 @@ def model_for_finetuning(init, num_classes, img_size, *, model=None, model_args=
     """
     path = Path(init)
     if path.is_dir():
-        record = read_result(path)
-        ckpt = path / "checkpoint.pt"
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"{path} has no checkpoint.pt to fine-tune from")
-        net = create_model(record["model"], num_classes=record["num_classes"], img_size=record["img_size"],
-                           in_chans=record["in_chans"], **record["model_args"])
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
-        net.load_state_dict({k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in state.items()})
+        net, record = load_run_model(path)
+        net.train()
         net.reset_classifier(num_classes)
         if hasattr(net, "set_img_size"):
             net.set_img_size(img_size)
