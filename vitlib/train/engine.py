@@ -198,7 +198,8 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
                     epoch=epoch + 1, step=step, lr=lr,
                     train_loss=loss_total / dist.world_size / (images // config.batch_size),
                     train_acc=correct / images, eval_acc=acc, eval_acc_ema=acc_ema, eval_acc_tta=acc_tta,
-                    images_per_s=images / pending["train_s"], elapsed_s=time.perf_counter() - t_start))
+                    images_per_s=images / pending["train_s"], train_s=clock["train_s"],
+                    elapsed_s=time.perf_counter() - t_start))
                 loss_sum.zero_()
                 pending.update(images=0, train_s=0.0)
                 if dist.is_main:

@@ -28,7 +28,7 @@ import torch
 
 RUN_FILES = ("config.json", "env.json", "metrics.csv", "summary.json", "checkpoint.pt")
 METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "eval_acc", "eval_acc_ema", "eval_acc_tta",
-                 "images_per_s", "elapsed_s")
+                 "images_per_s", "train_s", "elapsed_s")  # train_s: cumulative optimiser-step seconds
 # TrainConfig keys that may differ when a run is resumed: they change how fast it runs or how much
 # it prints, not what it computes
 RUNTIME_KEYS = ("train.log_every", "train.num_workers", "train.compile", "train.compile_mode", "train.device")

@@ -1,0 +1,325 @@
+"""Speedrun (issue 6): training seconds to a CIFAR-10 test accuracy (the shared JPEG copy) for a
+ViT trained from scratch and for its ResNet-18 rival, on one GPU.
+
+    VITLIB_DATA=/work/shared/data python -m bench.speedrun --model vit --seeds 3      # ~8 min on an H100
+    VITLIB_DATA=/work/shared/data python -m bench.speedrun --model resnet --seeds 3   # ~4 min
+    python -m bench.speedrun --from-runs results/bench/speedrun_runs    # table, CSVs, figure only
+    python -m bench.speedrun --tiny --model vit,resnet --device cpu --out /tmp/s.csv  # CPU test size
+
+Targets (mean of 3 seeds): ViT >= 85% in <= 120 s (stretch 90% in 180 s), ResNet-18 >= 92% in <= 60 s.
+A seed is one `vitlib.train.fit` run of recipe vit_speedrun / resnet_speedrun on the SPECS model,
+evaluated on the test set every epoch, in <runs-dir>/<model>-seed<k>. Training seconds are fit's
+clock: optimiser steps with their batch gathering and augmentation; not evaluation, checkpoints,
+nor the first step (it compiles: compile_s; the evaluation graphs compile inside eval_s).
+Columns: `met` (airbench's criterion: final accuracy >= target and training seconds <= budget;
+the mean row applies it to the means), `time_to_target_s` (DAWNBench's first crossing, linear
+between evaluations), `acc_at_budget` (last evaluation within the budget), flip-TTA apart, and
+`epochs_in_budget` (epochs that fit the budget at the measured speed: set --epochs from it). As in
+airbench and DAWNBench, the recipes were chosen on the test set: this measures speed, not
+generalisation. Writes results/bench/speedrun.csv (per seed, mean, std), speedrun_curves.csv
+(every evaluation), both with the environment columns, and results/figures/speedrun.png.
+"""
+import argparse
+import csv
+import math
+import sys
+import traceback
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/speedrun.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+
+from bench.common import RESULTS, check_positive, free_memory, parse_list, print_table, progress, resolve_out, write_csv
+from vitlib import create_model
+from vitlib.__main__ import _pairs  # key=value parsing, as the training CLI's --set / --model-arg
+from vitlib.data import get_dataset
+from vitlib.device import resolve_device
+from vitlib.train import fit, get_recipe
+from vitlib.train.runfolder import read_json
+
+# The models. ViT: the paper's architecture (patch embedding + Transformer, no convolutional stem)
+# at ViT-S width (D 384, 6 heads of 64, MLP 1536) with 4 x 4 patches (64 tokens of a 32 px image),
+# cut to 6 blocks so ~100 epochs fit 2 minutes (4.2 GFLOPs per training image, half of ViT-S/4).
+# Global average pooling and fixed 2-D sin-cos positions as in Beyer et al. 2022 ("Better plain
+# ViT baselines for ImageNet-1k"): no class token to learn (64 tokens, not 65), and positions that
+# need no training — the paper finds pooling (App. D.3) and the kind of position embedding
+# (Table 8) matter little. The tiny specs run the same code on 16 px digits on a CPU (tests).
+SPECS = {
+    "vit": dict(model="vit_s4", args=dict(depth=6, pool="gap", pos_emb="sincos2d"), recipe="vit_speedrun",
+                target=0.85, budget_s=120.0, stretch_target=0.90, stretch_budget_s=180.0),
+    "resnet": dict(model="resnet18_cifar", args={}, recipe="resnet_speedrun", target=0.92, budget_s=60.0),
+}
+TINY_ARGS = {"vit": dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64, pool="gap", pos_emb="sincos2d"),
+             "resnet": dict(blocks=(1, 1, 1, 1), widths=(8, 16, 32, 64))}
+TINY_TRAIN = dict(batch_size=128, epochs=2, warmup_epochs=0.5, compile=False)
+COLUMNS = ("model", "seed", "status", "epochs", "batch", "target", "budget_s", "met", "final_acc", "train_s",
+           "time_to_target_s", "acc_at_budget", "final_acc_tta", "time_to_target_tta_s", "final_acc_ema",
+           "stretch_target", "stretch_budget_s", "time_to_stretch_s", "compile_s", "eval_s", "elapsed_s",
+           "images_per_s", "epochs_in_budget", "params", "data", "run")
+TABLE = ("model", "seed", "epochs", "train_s", "final_acc", "final_acc_tta", "time_to_target_s",
+         "acc_at_budget", "target", "budget_s", "met", "compile_s", "images_per_s", "epochs_in_budget")
+CURVE_COLUMNS = ("model", "seed", "epoch", "step", "lr", "train_s", "eval_acc", "eval_acc_tta", "eval_acc_ema", "run")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="vit", help=f"comma list of {', '.join(SPECS)}")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (runs) per model")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
+    p.add_argument("--epochs", type=int, default=None, help="run length (default: the recipe's)")
+    p.add_argument("--budget-s", type=float, default=None, help="training-seconds budget (default: the model's)")
+    p.add_argument("--target", type=float, default=None, help="test accuracy to reach, 0..1 (default: the model's)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a TrainConfig field over the recipe")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="a model field over the spec")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--data-dir", default=None, help="folder holding cifar10-jpeg.tar.gz (default $VITLIB_DATA)")
+    p.add_argument("--tiny", action="store_true", help="digits at 16 px, 1-block ViT, narrow ResNet (CPU tests)")
+    p.add_argument("--runs-dir", default=None, help="run folders (default results/bench/speedrun_runs)")
+    p.add_argument("--resume", action="store_true", help="read finished runs back, continue unfinished ones")
+    p.add_argument("--from-runs", nargs="+", default=None, metavar="DIR", help="report these run folders; no training")
+    p.add_argument("--out", default=None, help="CSV (default results/bench/speedrun.csv; curves beside it)")
+    p.add_argument("--figure", default=None, help="PNG (default results/figures/speedrun.png)")
+    args = p.parse_args(argv)
+    args.model = parse_list(args.model, list(SPECS), "--model")
+    check_positive(seeds=args.seeds, **{k: v for k, v in (("epochs", args.epochs), ("budget_s", args.budget_s))
+                                        if v is not None})
+    if args.first_seed < 0 or args.target is not None and not 0 < args.target <= 1:
+        raise ValueError(f"--first-seed must be >= 0 (got {args.first_seed}), --target in (0, 1] (got {args.target})")
+    args.runs_dir = Path(args.runs_dir) if args.runs_dir else RESULTS / "bench" / "speedrun_runs"
+    if args.from_runs is None:  # everything a training run needs, checked before any data is read
+        args.device = str(resolve_device(args.device))
+        for kind in args.model:
+            train_config(kind, args, args.first_seed), build_model(kind, args)
+            for seed in seeds(args):
+                run = args.runs_dir / f"{kind}-seed{seed}"
+                if (run / "config.json").exists() and not args.resume:
+                    raise ValueError(f"run folder {run} exists: pass --resume to reuse it, or another --runs-dir")
+    return args
+
+
+def seeds(args):
+    return range(args.first_seed, args.first_seed + args.seeds)
+
+
+def train_config(kind, args, seed):
+    """Recipe < --tiny's CPU sizes < --epochs < --set (`augment.flip=false` sets one augmentation field)."""
+    base = get_recipe(SPECS[kind]["recipe"])
+    changes = dict(TINY_TRAIN) if args.tiny else {}
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    for key, value in _pairs(args.set, "--set").items():
+        if key.startswith("augment."):
+            changes.setdefault("augment", dict(base.augment))[key[len("augment."):]] = value
+        else:
+            changes[key] = value
+    return base.replace(**changes, seed=seed, device=args.device)
+
+
+def build_model(kind, args, num_classes=10):
+    spec = SPECS[kind]
+    img_size, in_chans = (16, 1) if args.tiny else (32, 3)
+    model_args = {**spec["args"], **(TINY_ARGS[kind] if args.tiny else {}), **_pairs(args.model_arg, "--model-arg")}
+    return create_model(spec["model"], num_classes=num_classes, img_size=img_size, in_chans=in_chans, **model_args)
+
+
+def train_all(args):
+    """One fit per (model, seed); a failed seed is reported as such and the others still run."""
+    name = "digits" if args.tiny else "cifar10"
+    train, test = (get_dataset(name, split, data_dir=args.data_dir) for split in ("train", "test"))
+    progress(f"data: {len(train)} train / {len(test)} test images of {train.source}")
+    for kind in args.model:
+        for seed in seeds(args):
+            run, config = args.runs_dir / f"{kind}-seed{seed}", train_config(kind, args, seed)
+            progress(f"{kind} seed {seed}: {config.epochs} epochs of batch {config.batch_size} -> {run}")
+            torch.manual_seed(seed)  # the initial weights
+            model = build_model(kind, args, train.num_classes)
+            try:
+                fit(model, train, test, config, run, resume=args.resume, progress=False,
+                    run_info={"speedrun": {"model": kind, "seed": seed}})
+            except Exception:  # a diverged or crashed seed must not cost the others of a GPU session
+                traceback.print_exc()
+            del model
+            torch._dynamo.reset()  # fresh graphs per seed, clear of dynamo's recompilation limit
+            free_memory(args.device)
+    return [run for run in (args.runs_dir / f"{k}-seed{s}" for k in args.model for s in seeds(args))
+            if (run / "config.json").exists()]
+
+
+def find_runs(paths):
+    """Run folders (holding config.json) among `paths` and their direct sub-folders."""
+    found = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise FileNotFoundError(f"--from-runs: {path} is not a folder")
+        found += [p for p in [path, *sorted(path.iterdir())] if (p / "config.json").is_file()]
+    if not found:
+        raise FileNotFoundError(f"--from-runs: no run folder (with config.json) in {', '.join(map(str, paths))}")
+    return found
+
+
+def train_seconds(metrics, batch_size):
+    """Cumulative training seconds at each evaluation. metrics.csv has no such column (fit keeps the
+    total only, in summary.json); each row's images_per_s is images / train seconds since the
+    previous evaluation, so the seconds are (images since then) / images_per_s, exactly."""
+    if metrics and all(r.get("train_s") for r in metrics):  # a later engine may write the column itself
+        return [float(r["train_s"]) for r in metrics]
+    total, prev_step, out = 0.0, 0, []
+    for r in metrics:
+        total += (int(r["step"]) - prev_step) * batch_size / float(r["images_per_s"])
+        prev_step = int(r["step"])
+        out.append(total)
+    return out
+
+
+def time_to(seconds, accs, target, chance):
+    """First training second at which accuracy reaches `target`, interpolated linearly between
+    evaluations, starting from (0 s, chance); nan when never reached (or not measured: nan)."""
+    prev_t, prev_a = 0.0, chance
+    for t, a in ((t, a) for t, a in zip(seconds, accs) if not math.isnan(a)):
+        if a >= target:
+            return prev_t + (target - prev_a) / (a - prev_a) * (t - prev_t) if a > prev_a else t
+        prev_t, prev_a = t, a
+    return math.nan
+
+
+def _num(value):  # a CSV / JSON cell -> float, nan for none
+    return math.nan if value in (None, "", "None") else float(value)
+
+
+def load_run(path, args):
+    """One run folder -> (its table row, its curve rows, its env.json)."""
+    record = read_json(path / "config.json")
+    env, summary = (read_json(path / f) if (path / f).exists() else {} for f in ("env.json", "summary.json"))
+    metrics = list(csv.DictReader((path / "metrics.csv").read_text().splitlines())) if (path / "metrics.csv").exists() \
+        else []
+    info, train_cfg, data = record.get("speedrun", {}), record["train"], record["data"]["train"]
+    kind = info.get("model", "?")
+    spec = SPECS.get(kind, {})
+    target, budget = args.target or spec.get("target", math.nan), args.budget_s or spec.get("budget_s", math.nan)
+    secs = train_seconds(metrics, train_cfg["batch_size"])
+    acc, tta, ema = ([_num(r[k]) for r in metrics] for k in ("eval_acc", "eval_acc_tta", "eval_acc_ema"))
+    chance = 1.0 / data["num_classes"]
+    within = [a for t, a in zip(secs, acc) if t <= budget]
+    row = dict(model=kind, seed=info.get("seed", train_cfg["seed"]), status=summary.get("status", "unfinished"),
+               epochs=train_cfg["epochs"], batch=train_cfg["batch_size"], target=target, budget_s=budget,
+               time_to_target_s=time_to(secs, acc, target, chance), acc_at_budget=within[-1] if within else math.nan,
+               time_to_target_tta_s=time_to(secs, tta, target, chance), params=summary.get("params", ""),
+               data=Path(env.get("data_source", {}).get("train") or data["name"]).name, run=str(path))
+    if spec.get("stretch_target"):
+        row.update(stretch_target=spec["stretch_target"], stretch_budget_s=spec["stretch_budget_s"],
+                   time_to_stretch_s=time_to(secs, acc, spec["stretch_target"], chance))
+    if secs:  # speed from the curve, so that a run cut by a timeout still says how fast it was
+        row.update(train_s=secs[-1], images_per_s=int(metrics[-1]["step"]) * train_cfg["batch_size"] / secs[-1])
+        row["epochs_in_budget"] = budget * row["images_per_s"] / data["num_images"]
+    if row["status"] == "complete":
+        final = summary["final"]
+        row.update(final_acc=final["eval_acc"], final_acc_tta=_num(final["eval_acc_tta"]),
+                   final_acc_ema=_num(final["eval_acc_ema"]), compile_s=_num(summary["compile_seconds"]),
+                   eval_s=summary["eval_seconds"], elapsed_s=summary["elapsed_seconds"])
+        row["met"] = row["final_acc"] >= target and row["train_s"] <= budget
+    curve = [dict(model=kind, seed=row["seed"], epoch=int(r["epoch"]), step=int(r["step"]), lr=float(r["lr"]),
+                  train_s=t, eval_acc=a, eval_acc_tta=b, eval_acc_ema=c, run=str(path))
+             for r, t, a, b, c in zip(metrics, secs, acc, tta, ema)]
+    return row, curve, env
+
+
+NUMERIC = ("final_acc", "train_s", "time_to_target_s", "acc_at_budget", "final_acc_tta", "time_to_target_tta_s",
+           "final_acc_ema", "time_to_stretch_s", "compile_s", "eval_s", "elapsed_s", "images_per_s", "epochs_in_budget")
+
+
+def mean_rows(rows):
+    """Per model, a mean and a std row over its seeds (nan when a seed has none: a seed that never
+    reached the target, or did not finish, makes the mean time nan rather than flattering)."""
+    out = []
+    for kind in dict.fromkeys(r["model"] for r in rows):
+        group = [r for r in rows if r["model"] == kind]
+        same = {k: group[0].get(k, "") for k in ("epochs", "batch", "target", "budget_s", "stretch_target",
+                                                  "stretch_budget_s", "params", "data")}
+        values = {k: np.array([_num(r.get(k)) for r in group]) for k in NUMERIC}
+        complete = sum(r["status"] == "complete" for r in group)
+        mean = dict(model=kind, seed="mean", status=f"{complete}/{len(group)} complete", **same,
+                    **{k: float(v.mean()) for k, v in values.items()})
+        mean["met"] = bool(mean["final_acc"] >= mean["target"] and mean["train_s"] <= mean["budget_s"])
+        std = {k: float(v.std(ddof=1)) if len(v) > 1 else math.nan for k, v in values.items()}
+        out += [mean, dict(model=kind, seed="std", **std)]
+    return out
+
+
+def environment_of(envs):
+    """bench.common's environment columns from the runs' env.json: each distinct value (runs of
+    several sessions may differ), and the date of the latest run."""
+    def joined(values):
+        return " | ".join(dict.fromkeys(map(str, values))) or "unknown"
+    commits = [(e.get("git_commit") or "unknown")[:7] + ("+dirty" if e.get("git_dirty") else "") for e in envs]
+    return dict(gpu=joined((e.get("gpus") or ["cpu"])[0] for e in envs), torch=joined(e.get("torch") for e in envs),
+                commit=joined(commits), date=max((e.get("start_time", "") for e in envs), default="unknown"))
+
+
+def plot(curves, rows, path, title):
+    """Accuracy (%) against training seconds: one line per seed, a colour per model; each model's
+    target accuracy and budget dashed (the stretch goal dotted)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, kind in enumerate(dict.fromkeys(r["model"] for r in rows)):
+        color, first = f"C{i}", next(r for r in rows if r["model"] == kind)
+        for j, seed in enumerate(dict.fromkeys(c["seed"] for c in curves if c["model"] == kind)):
+            points = [(c["train_s"], 100 * c["eval_acc"]) for c in curves if c["model"] == kind and c["seed"] == seed]
+            ax.plot(*zip(*points), "-", marker="osD^v"[j % 5], ms=2.5, color=color, alpha=0.8, lw=1.1,
+                    label=f"{kind} seed {seed}")
+        goals = [(first["target"], first["budget_s"], "--")]
+        if first.get("stretch_target"):
+            goals.append((first["stretch_target"], first["stretch_budget_s"], ":"))
+        for target, budget, style in goals:
+            ax.axhline(100 * target, color=color, ls=style, lw=1, alpha=0.7)
+            ax.axvline(budget, color=color, ls=style, lw=1, alpha=0.7)
+            ax.annotate(f"{kind}: {100 * target:.0f}% in {budget:.0f} s", (budget, 100 * target), color=color,
+                        fontsize=8)
+    ax.set(xlabel="training seconds (optimiser steps; compilation and evaluation excluded)",
+           ylabel="CIFAR-10 test accuracy (%)", title=title)
+    ax.set_ylim(top=100)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def report(run_dirs, args):
+    """Rows, curves and figure from run folders; the CSVs and the figure written, the table printed last."""
+    order = {kind: i for i, kind in enumerate(SPECS)}
+    loaded = sorted((load_run(p, args) for p in run_dirs), key=lambda x: (order.get(x[0]["model"], 99), x[0]["seed"]))
+    rows, curves, envs = [x[0] for x in loaded], [c for x in loaded for c in x[1]], [x[2] for x in loaded]
+    rows += mean_rows(rows)
+    env = environment_of(envs)
+    out = resolve_out(args.out, "speedrun")
+    curves_out = out.with_name(out.stem + "_curves.csv")
+    figure = resolve_out(args.figure, "speedrun", ".png", "figures")
+    write_csv(rows, out, COLUMNS, env)
+    write_csv(curves, curves_out, CURVE_COLUMNS, env)
+    title = f"CIFAR-10 speedrun on {env['gpu']} (torch {env['torch']}, commit {env['commit']})"
+    try:
+        plot(curves, rows, figure, title)
+    except ImportError as error:  # the numbers matter more than the picture
+        progress(f"no figure: {error}")
+    print_table(rows, TABLE, title=f"\n{title}: written to {out}, {curves_out}, {figure}")
+    return rows, curves
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    runs = find_runs(args.from_runs) if args.from_runs else train_all(args)
+    return report(runs, args)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")

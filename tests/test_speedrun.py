@@ -1,0 +1,178 @@
+"""bench/speedrun.py: the speedrun runs end to end at tiny size on the CPU (16 px digits, a 1-block
+ViT and a narrow ResNet, 2 epochs), and its arithmetic — training seconds rebuilt from metrics.csv,
+the interpolated time to a target, the mean rows — is checked on analytic cases. No timing is
+asserted: timings belong in bench/, never in an assertion."""
+import csv
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # bench/ is a folder of scripts beside the package, not installed with it
+
+from bench import common, speedrun  # noqa: E402
+from vitlib import count_flops, create_model  # noqa: E402
+from vitlib.train import RECIPES, lr_at  # noqa: E402
+from vitlib.train.runfolder import read_json  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two shared cores: one intra-op thread is faster than two fighting over them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def test_speedrun_tiny_cpu_trains_reports_and_rebuilds_from_the_run_folders(tmp_path, capsys):
+    runs, out, figure = tmp_path / "runs", tmp_path / "speedrun.csv", tmp_path / "speedrun.png"
+    flags = ["--tiny", "--model", "vit,resnet", "--seeds", "2", "--device", "cpu", "--target", "0.25",
+             "--runs-dir", str(runs), "--out", str(out), "--figure", str(figure)]
+    rows, curves = speedrun.main(flags)
+    assert [(r["model"], r["seed"]) for r in rows] == [
+        ("vit", 0), ("vit", 1), ("resnet", 0), ("resnet", 1), ("vit", "mean"), ("vit", "std"),
+        ("resnet", "mean"), ("resnet", "std")]
+    seeds, means = rows[:4], rows[4:]
+    assert all(r["status"] == "complete" and r["epochs"] == 2 and r["batch"] == 128 for r in seeds)
+    assert all(r["target"] == 0.25 and r["data"] == "sklearn.datasets.load_digits" for r in seeds)
+    assert [r["budget_s"] for r in seeds] == [120.0, 120.0, 60.0, 60.0]  # each model's own budget
+
+    for row in seeds:
+        run = Path(row["run"])
+        assert run.parent == runs and run.name == f"{row['model']}-seed{row['seed']}"
+        summary = read_json(run / "summary.json")
+        curve = [c for c in curves if c["run"] == row["run"]]
+        assert [c["epoch"] for c in curve] == [1, 2]  # evaluated after every epoch
+        # the cumulative training seconds rebuilt from metrics.csv end at fit's own total
+        assert row["train_s"] == curve[-1]["train_s"] == pytest.approx(summary["train_seconds"], rel=1e-9)
+        assert row["images_per_s"] == pytest.approx(summary["images_per_s"], rel=1e-9)
+        assert 0 < curve[0]["train_s"] < curve[1]["train_s"]
+        assert row["final_acc"] == summary["final"]["eval_acc"] == curve[-1]["eval_acc"]
+        assert row["final_acc_tta"] == summary["final"]["eval_acc_tta"] and math.isnan(row["final_acc_ema"])
+        assert row["met"] == (row["final_acc"] >= 0.25 and row["train_s"] <= row["budget_s"])
+        assert row["epochs_in_budget"] == pytest.approx(row["budget_s"] * row["images_per_s"] / 1438)
+        reached = [c for c in curve if c["eval_acc"] >= 0.25]
+        if reached:  # the crossing lies between the evaluation before the first hit and the hit
+            before = [c["train_s"] for c in curve if c["train_s"] < reached[0]["train_s"]]
+            assert (before[-1] if before else 0.0) <= row["time_to_target_s"] <= reached[0]["train_s"]
+        else:
+            assert math.isnan(row["time_to_target_s"])
+        assert math.isnan(row["compile_s"])  # no torch.compile on the CPU test
+
+    vit_mean = means[0]
+    assert vit_mean["final_acc"] == pytest.approx((seeds[0]["final_acc"] + seeds[1]["final_acc"]) / 2)
+    assert vit_mean["status"] == "2/2 complete" and vit_mean["stretch_target"] == 0.90
+    assert means[1]["final_acc"] == pytest.approx(abs(seeds[0]["final_acc"] - seeds[1]["final_acc"]) / math.sqrt(2))
+
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    assert lines[-len(rows) - 2].split() == list(speedrun.TABLE)  # the table is printed last
+    columns, data = read_csv(out)
+    assert columns == [*speedrun.COLUMNS, *common.ENV_COLUMNS] and len(data) == 8
+    assert {d["gpu"] for d in data} == {"cpu"} and {d["torch"] for d in data} == {torch.__version__}
+    columns, curve_data = read_csv(tmp_path / "speedrun_curves.csv")
+    assert columns == [*speedrun.CURVE_COLUMNS, *common.ENV_COLUMNS] and len(curve_data) == 8
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the report is a function of the run folders alone: rebuilt without training, it is the same
+    again, _ = speedrun.main(["--from-runs", str(runs), "--target", "0.25", "--out", str(tmp_path / "again.csv"),
+                              "--figure", str(tmp_path / "again.png")])
+    assert [{k: r.get(k) for k in ("model", "seed", "final_acc", "train_s", "time_to_target_s")} for r in again[:4]] \
+        == [{k: r.get(k) for k in ("model", "seed", "final_acc", "train_s", "time_to_target_s")} for r in seeds]
+    # and an existing run folder is never overwritten: refused before any work
+    with pytest.raises(ValueError, match="vit-seed0 exists: pass --resume"):
+        speedrun.parse_args(flags)
+
+
+def test_train_seconds_are_rebuilt_exactly_from_images_per_s():
+    # 10 steps of 4 images at 20 img/s (2 s), 10 more at 10 img/s (4 s), 5 more at 20 img/s (1 s)
+    metrics = [dict(step=str(step), images_per_s=str(speed)) for step, speed in [(10, 20), (20, 10), (25, 20)]]
+    assert speedrun.train_seconds(metrics, batch_size=4) == pytest.approx([2.0, 6.0, 7.0])
+    with_column = [dict(step="10", images_per_s="20", train_s="2.5")]  # a column of its own wins ...
+    assert speedrun.train_seconds(with_column, batch_size=4) == [2.5]
+    with_column.insert(0, dict(step="5", images_per_s="20", train_s=""))  # ... when every row has it
+    assert speedrun.train_seconds(with_column, batch_size=4) == pytest.approx([1.0, 2.0])
+
+
+@pytest.mark.parametrize("accs, target, expected", [
+    ([0.5, 0.8, 0.9], 0.85, 25.0),       # between the 2nd and 3rd evaluation
+    ([0.5, 0.8, 0.9], 0.3, 5.0),         # between the start (0 s, chance 0.1) and the 1st
+    ([0.5, 0.8, 0.9], 0.95, math.nan),   # never reached
+    ([0.9, 0.7, 0.95], 0.85, 9.375),     # the first crossing counts, not a later one
+    ([math.nan, 0.8, 0.9], 0.45, 10.0),  # an unmeasured evaluation is skipped: (0, 0.1) -> (20, 0.8)
+])
+def test_time_to_target_interpolates_linearly_from_chance(accs, target, expected):
+    got = speedrun.time_to([10.0, 20.0, 30.0], accs, target, chance=0.1)
+    assert math.isnan(got) if math.isnan(expected) else got == pytest.approx(expected)
+
+
+def test_mean_row_applies_the_criterion_to_the_means_and_a_missed_target_spoils_the_mean_time():
+    rows = [dict(model="vit", seed=s, status="complete", target=0.85, budget_s=120.0, final_acc=acc, train_s=t,
+                 time_to_target_s=ttt) for s, acc, t, ttt in [(0, 0.86, 110.0, 100.0), (1, 0.85, 125.0, math.nan)]]
+    mean, std = speedrun.mean_rows(rows)
+    assert (mean["seed"], std["seed"]) == ("mean", "std")
+    assert mean["final_acc"] == pytest.approx(0.855) and mean["train_s"] == pytest.approx(117.5)
+    assert mean["met"] is True  # 85.5% in 117.5 s on average, though seed 1 alone ran over
+    assert math.isnan(mean["time_to_target_s"]) and math.isnan(std["time_to_target_s"])
+    assert std["train_s"] == pytest.approx(10.606601717798213)
+
+
+def test_speedrun_recipes_and_the_vit_spec():
+    vit, resnet = RECIPES["vit_speedrun"], RECIPES["resnet_speedrun"]
+    for recipe in (vit, resnet):  # one-cycle to 0, evaluated every epoch, flip-TTA reported beside
+        assert (recipe.schedule, recipe.min_lr, recipe.eval_every, recipe.tta_flip, recipe.compile) == (
+            "linear", 0.0, 1, True, True)
+        assert recipe.augment["crop"] == "pad_crop" and recipe.augment["flip"] and not recipe.augment["mixup_alpha"]
+        assert recipe.checkpoint_every >= recipe.epochs  # one checkpoint, at the end
+        per_epoch = 50_000 // recipe.batch_size
+        steps, warmup = recipe.epochs * per_epoch, recipe.warmup(per_epoch)
+        assert warmup <= steps // 4  # a short warm-up: 3% of the ViT run, Page's ~20% for the ResNet
+        assert lr_at(steps - 1, peak_lr=recipe.lr, total_steps=steps, warmup_steps=warmup,
+                     schedule=recipe.schedule) < 1e-3 * recipe.lr
+    assert (vit.optimizer, vit.batch_size, vit.label_smoothing, vit.ema_decay) == ("adamw", 512, 0.1, 0.0)
+    assert (resnet.optimizer, resnet.nesterov, resnet.label_smoothing) == ("sgd", True, 0.2)
+
+    spec = speedrun.SPECS["vit"]
+    model = create_model(spec["model"], num_classes=10, img_size=32, **spec["args"])
+    convs = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs == ["patch_embed.proj"] and model.patch_embed.backbone is None  # no convolutional stem
+    assert model.patch_embed.proj.kernel_size == model.patch_embed.proj.stride == (4, 4)
+    assert (len(model.blocks), model.embed_dim, model.num_prefix_tokens) == (6, 384, 0)
+    assert count_flops(model, 32) == pytest.approx(1.4e9, rel=0.01)  # the FLOP count the recipe is sized by
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "cnn"], "--model='cnn'"),
+    (["--seeds", "0"], "--seeds must be positive"),
+    (["--epochs", "0"], "--epochs must be positive"),
+    (["--budget-s", "-5"], "--budget-s must be positive"),
+    (["--target", "85"], r"--target in \(0, 1\] \(got 85.0\)"),
+    (["--set", "lr=-1"], "TrainConfig.lr=-1 is invalid"),
+    (["--set", "warmup"], "--set expects key=value"),
+    (["--model-arg", "depth=0"], "depth must be a positive integer"),
+    (["--device", "tpu"], "device='tpu'"),
+])
+def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        speedrun.parse_args(["--tiny", "--runs-dir", str(tmp_path), *flags])
+
+
+def test_from_runs_needs_run_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run folder"):
+        speedrun.main(["--from-runs", str(tmp_path)])
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_speedrun_script_parses():
+    subprocess.run(["bash", "-n", str(REPO / "bench" / "gpu_speedrun.sh")], check=True)
