@@ -1,7 +1,7 @@
 """The study runner: study files, planning, papermill execution, and the notebooks' parameter checks.
 
 Notebooks are built here with nbformat; each executed one costs a kernel start (~3 s), so only
-five are executed in the whole file, and only one of them imports vitlib (and with it torch)."""
+six are executed in the whole file, and only one of them imports vitlib (and with it torch)."""
 
 import json
 import subprocess
@@ -14,7 +14,8 @@ import pytest
 from vitlib.experiments import (at_least, between, load_study, notebook_params, plan_study,
                                 run_study, validate_params)
 from vitlib.experiments.__main__ import main
-from vitlib.experiments.study import expand_study
+from vitlib.experiments.runner import command_line
+from vitlib.experiments.study import expand_study, parse_override
 
 HEADER = """# Study: a test study
 # Command: python -m vitlib.experiments run study.yaml
@@ -306,3 +307,108 @@ def test_killed_runs_are_rerun_cleanly(project):
     assert record["parameters"] == {"out_dir": "runs/res"}  # resume is not part of the run's identity
     nbformat.read(str(project / "runs/res/resumable.ipynb"), as_version=4)  # rewritten, valid
     assert run_study(study, show_output=False).skipped == ["plain", "res"]
+
+
+# ---------------------------------------------------------------- overrides: --set and --output
+
+@pytest.mark.parametrize("text, expected", [
+    ("steps=3", ("steps", 3)), ("lr=1e-4", ("lr", 1e-4)), ("resume=true", ("resume", True)),
+    ("model_args={depth: 1, pos_emb: none}", ("model_args", {"depth": 1, "pos_emb": "none"})),
+    ("few_shot=[5, 10]", ("few_shot", [5, 10])), ("dataset=digits", ("dataset", "digits")),
+    ("data_dir=", ("data_dir", "")), ('init="{runs}/a=b"', ("init", "{runs}/a=b")),
+])
+def test_parse_override_reads_the_value_as_yaml(text, expected):
+    assert parse_override(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("steps", r"--set 'steps': expected key=value"),
+    ("2x=1", r"--set '2x=1': expected key=value with a parameter name"),
+    ("train_args={augment:{},warmup_steps:1}", r"'warmup_steps:1' reads as a key without a value.*space"),
+    ("init={runs}/x", r"--set init: '\{runs\}/x' is not a YAML value .*quote"),
+])
+def test_parse_override_errors_say_how_to_write_it(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_override(text)
+
+
+def test_output_and_overrides_move_every_path_and_keep_the_names():
+    data = {"name": "s", "output": "results/runs/s", "defaults": {"mode": "a"},
+            "runs": [{"notebook": "pre.ipynb", "name": "{model}-s{seed}",
+                      "grid": {"model": ["vit"], "seed": [0, 1]}, "params": {"epochs": 30}},
+                     {"notebook": "ft.ipynb", "name": "ft",
+                      "params": {"init": "{runs}/vit-s1", "log": "{out}/log", "report": "{results}"}}]}
+    plain = expand_study(data, "s.yaml")
+    assert plain.runs[2].params["report"] == "results" and plain.output_given is False
+    study = expand_study(data, "s.yaml", output="/tmp/smoke/runs/s",
+                         overrides={"epochs": 1, "seed": 5, "note": "{study} at {runs}"})
+    assert study.output == Path("/tmp/smoke/runs/s") and study.output_given
+    assert [r.name for r in study.runs] == ["vit-s0", "vit-s1", "ft"]  # the study's own values
+    first, ft = study.runs[0], study.runs[2]
+    assert first.folder == Path("/tmp/smoke/runs/s/vit-s0")
+    assert first.params == {"epochs": 30, "model": "vit", "seed": 0}  # overrides kept apart
+    assert first.overrides == {"epochs": 1, "seed": 5, "note": "s at /tmp/smoke/runs/s"}
+    assert ft.params == {"init": "/tmp/smoke/runs/s/vit-s1", "log": "/tmp/smoke/runs/s/ft/log",
+                         "report": "/tmp/smoke"}
+    assert study.overrides == {"epochs": 1, "seed": 5, "note": "{study} at {runs}"}  # as given
+    with pytest.raises(ValueError, match=r"--set: 'out_dir' is reserved"):
+        expand_study(data, "s.yaml", overrides={"out_dir": "x"})
+    with pytest.raises(ValueError, match=r"\{results\} in '\{results\}' needs an output of the form "
+                                         r"<results>/runs/<name>, got '/tmp/flat'"):
+        expand_study(data, "s.yaml", output="/tmp/flat")
+
+
+def test_overrides_go_only_where_declared_and_unknown_ones_stop_the_study(project, capsys):
+    (project / "s.yaml").write_text(HEADER + """\
+runs:
+  - {notebook: work.ipynb, name: "w{x}", grid: {x: [1, 2]}, params: {mode: a}}
+  - {notebook: resumable.ipynb, name: res}
+""")
+    study = load_study("s.yaml", output="smoke/runs/s", overrides={"x": 7, "mode": "b"})
+    plans = plan_study(study)
+    assert [p.params for p in plans] == [
+        {"mode": "b", "x": 7, "out_dir": "smoke/runs/s/w1"},
+        {"mode": "b", "x": 7, "out_dir": "smoke/runs/s/w2"},
+        {"out_dir": "smoke/runs/s/res"}]  # resumable.ipynb declares neither x nor mode
+    with pytest.raises(ValueError, match=r"--set 'xx' \(did you mean 'x'\?\): no notebook of s.yaml "
+                                         r"declares it; they declare: mode, out_dir, resume, x"):
+        plan_study(load_study("s.yaml", overrides={"xx": 1}))
+
+    assert main(["run", "s.yaml", "--dry-run", "--output", "smoke/runs/s", "--set", "x=7"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("output smoke/runs/s; --set x=7\n") and "would run 3, skip 0, fail 0" in out
+    assert main(["run", "s.yaml", "--list", "--set", "x=7"]) == 0
+    assert "--set (wins over the runs' values): x=7" in capsys.readouterr().out
+    assert main(["run", "s.yaml", "--dry-run", "--set", "x"]) == 2
+    assert "expected key=value" in capsys.readouterr().err
+    assert main(["run", "s.yaml", "--dry-run", "--set", "nope=1"]) == 2
+    assert "--set 'nope': no notebook of s.yaml declares it" in capsys.readouterr().err
+    assert not (project / "smoke").exists() and not (project / "results").exists()
+
+
+def test_a_smoke_run_records_its_overrides_and_is_never_taken_for_a_real_run(project):
+    make_notebook(project / "cmd.ipynb", 'x = 1\nout_dir = "out"',
+                  "import json, os, pathlib\n"
+                  "pathlib.Path(out_dir, 'result.json').write_text(json.dumps(\n"
+                  "    {'x': x, 'command': os.environ['VITLIB_COMMAND']}))")
+    (project / "s.yaml").write_text(HEADER + "output: runs/s\nruns: [{notebook: cmd.ipynb, name: one}]\n")
+    smoke = load_study("s.yaml", overrides={"x": 9, "mode": "b c"})  # mode: no notebook declares it...
+    with pytest.raises(ValueError, match="--set 'mode'"):
+        run_study(smoke)
+    smoke = load_study("s.yaml", overrides={"x": 9})
+    assert run_study(smoke, show_output=False).done == ["one"]
+    record = json.loads((project / "runs/s/one/run.json").read_text())
+    assert record["parameters"] == {"x": 9, "out_dir": "runs/s/one"} and record["overrides"] == {"x": 9}
+    result = json.loads((project / "runs/s/one/result.json").read_text())
+    assert result == {"x": 9, "command": "python -m vitlib.experiments run s.yaml --set x=9 --only one"}
+    assert run_study(smoke, show_output=False).skipped == ["one"]  # same overrides: finished
+    with pytest.raises(ValueError, match=r"runs/s/one: finished with other parameters \(x: 9 -> '<unset>'\)"):
+        run_study(load_study("s.yaml"))  # the real study refuses to take the smoke run as its own
+
+    moved = load_study("s.yaml", output="/tmp/x y/runs/s",
+                       overrides={"dataset": "digits", "model_args": {"depth": 1}, "note": "a: b", "n": None})
+    assert command_line(moved, "one") == (
+        "python -m vitlib.experiments run s.yaml --output '/tmp/x y/runs/s' --set dataset=digits "
+        """--set 'model_args={"depth": 1}' --set 'note="a: b"' --set n=null --only one""")
+    assert [parse_override(f"{k}={v}") for k, v in [("model_args", '{"depth": 1}'), ("note", '"a: b"')]] == [
+        ("model_args", {"depth": 1}), ("note", "a: b")]  # the recorded command reads back

@@ -1,5 +1,10 @@
 """Command line: python -m vitlib.experiments run experiments/<study>.yaml [options]
 
+A smoke test of a study on tiny settings, which never touches results/:
+
+    python -m vitlib.experiments run experiments/ablation-pooling.yaml --output /tmp/smoke/runs/pool \
+        --set dataset=digits --set img_size=16 --set steps=3 --set 'model_args={depth: 1}'
+
 Exit status: 0 when every selected run is complete or skipped, 1 when any failed, 2 for a bad
 study file or arguments (nothing ran), 130 when interrupted.
 """
@@ -8,7 +13,7 @@ import argparse
 import sys
 
 from .runner import run_study, select
-from .study import load_study
+from .study import load_study, parse_override
 
 
 def main(argv=None) -> int:
@@ -23,18 +28,28 @@ def main(argv=None) -> int:
     run.add_argument("--list", action="store_true", help="list the study's runs and their parameters")
     run.add_argument("--only", action="append", default=[], metavar="GLOB",
                      help="only runs whose name matches this glob (repeatable), e.g. 'vit_s4-*'")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                     help="override a parameter in every run whose notebook declares it (repeatable; "
+                          "VALUE is YAML, e.g. steps=3 or 'model_args={depth: 1}')")
+    run.add_argument("--output", default=None, metavar="DIR",
+                     help="write the runs to DIR instead of the study's output, e.g. "
+                          "/tmp/smoke/runs/cifar ({results} is then /tmp/smoke)")
     run.add_argument("--kernel", default=None,
                      help="Jupyter kernel name (default: a kernel of this Python interpreter)")
     run.add_argument("--quiet", action="store_true", help="don't echo the notebooks' own output")
     args = parser.parse_args(argv)
 
     try:
-        study = load_study(args.study)
+        overrides = dict(parse_override(text) for text in args.overrides)
+        study = load_study(args.study, output=args.output, overrides=overrides)
         if args.list:
             print(study.header + "\n")
             defaults = {k: v for r in study.runs for k, v in r.defaults.items()}
             print("defaults (for notebooks that declare them): "
                   + " ".join(f"{k}={v}" for k, v in defaults.items()))
+            if overrides:
+                print(f"output {study.output}; --set (wins over the runs' values): "
+                      + " ".join(f"{k}={v}" for k, v in overrides.items()))
             for r in select(study, args.only):
                 print(f"{r.name}  {r.notebook}  " + " ".join(f"{k}={v}" for k, v in r.params.items()))
             return 0

@@ -16,6 +16,11 @@ Before anything runs, every selected run is planned from its folder:
   moved aside to `<run>.stale-<time>` and the run starts fresh. Nothing is deleted silently.
 - a parameter the notebook's `parameters` cell does not declare fails that run before it starts.
 
+Overrides (`--set`, see study.py) go to the runs whose notebook declares them and are part of the
+parameters run.json records (and compares), so a smoke run's folder is never taken for a real run;
+an override that no notebook of the study declares stops the study before anything runs. The
+command each notebook records re-makes the run with the same --output and --set.
+
 Notebooks run in a kernel of this very interpreter (see `kernel.python_kernel`).
 """
 
@@ -26,6 +31,7 @@ import fnmatch
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -35,7 +41,7 @@ from pathlib import Path
 import nbformat
 
 from .kernel import kernel
-from .study import Run, Study
+from .study import Run, Study, parse_override
 
 RUN_FILE = "run.json"
 
@@ -87,14 +93,19 @@ def plan_study(study: Study, only=()) -> list:
         except (OSError, ValueError) as err:
             declared[notebook] = err
     readable = [names for names in declared.values() if isinstance(names, list)]
-    unused = sorted({k for run in study.runs for k in run.defaults} - {k for n in readable for k in n})
+    known = {k for names in readable for k in names}
+    unused = sorted({k for run in study.runs for k in run.defaults} - known)
     if unused and len(readable) == len(declared):
         raise ValueError(f"{study.path}: no notebook declares the default(s) {', '.join(unused)}")
+    unknown = [_with_hint(k, sorted(known)) for k in study.overrides if k not in known]
+    if unknown and len(readable) == len(declared):
+        raise ValueError(f"--set {', '.join(unknown)}: no notebook of {study.path} declares it; "
+                         f"they declare: {', '.join(sorted(known))}")
     plans = [_plan_run(run, declared[run.notebook]) for run in select(study, only)]
     conflicts = [p.note for p in plans if p.action == "conflict"]
     if conflicts:
         raise ValueError("finished runs would be overwritten (use another 'output:' in the study "
-                         "or delete these folders):\n  " + "\n  ".join(conflicts))
+                         "or --output, or delete these folders):\n  " + "\n  ".join(conflicts))
     return plans
 
 
@@ -108,7 +119,8 @@ def _plan_run(run: Run, declared) -> Plan:
         return Plan(run, "fail", f"ValueError: {problem} for {run.notebook}; "
                                  f"its parameters cell declares: {', '.join(declared)}")
     params = {k: v for k, v in run.defaults.items() if k in declared}
-    params = _jsonable({**params, **run.params, "out_dir": str(run.folder)})
+    overrides = {k: v for k, v in run.overrides.items() if k in declared}
+    params = _jsonable({**params, **run.params, **overrides, "out_dir": str(run.folder)})
     record = _read_record(run.folder)
     same = (record.get("notebook") == str(run.notebook) and record.get("parameters") == params)
     if not run.folder.exists():
@@ -149,6 +161,9 @@ def run_study(study: Study, *, only=(), dry_run=False, kernel_name=None, show_ou
     """Run (or with dry_run, describe) the selected runs in order; failures don't stop the rest."""
     plans = plan_study(study, only)
     total, summary = len(plans), Summary()
+    if study.overrides or study.output_given:
+        echo(f"output {study.output}" + "".join(f"; --set {k}={_yaml(v)}" for k, v in study.overrides.items())
+             + ("" if study.output_given else " (the study's own output: no --output given)"))
     if dry_run:
         for i, p in enumerate(plans, 1):
             what = {"run": "would run", "resume": "would resume", "skip": "would skip",
@@ -199,12 +214,13 @@ def _execute(p: Plan, study: Study, kernel_name: str, git: dict, show_output: bo
     injected = {**p.params, "resume": True} if p.action == "resume" else p.params
     record = {"status": "running", "study": study.name, "study_file": str(study.path),
               "run": p.run.name, "notebook": str(p.run.notebook), "executed_notebook": str(executed),
-              "parameters": p.params, "resumed": p.action == "resume", "started": _now(),
+              "parameters": p.params, "overrides": {k: p.params[k] for k in study.overrides if k in p.params},
+              "resumed": p.action == "resume", "started": _now(),
               **git, "host": platform.node(), "python": sys.version.split()[0], "kernel": kernel_name}
     _write_record(folder, record)
     start, error = time.monotonic(), None
     # the command that re-makes this run, recorded by the notebook in its result.json
-    os.environ["VITLIB_COMMAND"] = f"python -m vitlib.experiments run {study.path} --only {p.run.name}"
+    os.environ["VITLIB_COMMAND"] = command_line(study, p.run.name)
     try:
         papermill.execute_notebook(
             str(p.run.notebook), str(executed), parameters=injected, kernel_name=kernel_name,
@@ -223,6 +239,23 @@ def _execute(p: Plan, study: Study, kernel_name: str, git: dict, show_output: bo
                            "duration_s": round(time.monotonic() - start, 1),
                            **({"error": error} if error else {})})
     return error
+
+
+def command_line(study: Study, run_name: str) -> str:
+    """The batch-runner command that re-makes one run of the study, overrides included."""
+    words = ["python", "-m", "vitlib.experiments", "run", str(study.path)]
+    if study.output_given:
+        words += ["--output", str(study.output)]
+    for key, value in study.overrides.items():
+        words += ["--set", f"{key}={_yaml(value)}"]
+    return " ".join(shlex.quote(w) for w in [*words, "--only", run_name])
+
+
+def _yaml(value) -> str:
+    """A --set value as the command line writes it (read back by study.parse_override)."""
+    if isinstance(value, str) and value and parse_override(f"x={value}")[1] == value:
+        return value
+    return json.dumps(value)  # JSON is YAML: quoted strings, lists, mappings, numbers, null
 
 
 def _read_record(folder: Path) -> dict:

@@ -32,9 +32,17 @@ Runs:
   and defaults to the notebook's file name otherwise. Run names must be unique in the study.
 - Each run gets the folder `<output>/<run name>/`, passed to the notebook as `out_dir`.
 - String parameters are templates too: `{runs}` is the study's output folder, `{out}` the run's own
-  folder, `{study}` the study name, and `{<param>}` any other parameter of the run (its value as
-  written). Write `{{` and `}}` for literal braces.
+  folder, `{study}` the study name, `{results}` the results folder the output lies in (`results`
+  for `results/runs/<name>`: for 03, 05 and 04's figures_dir, which read or write all of it), and
+  `{<param>}` any other parameter of the run (its value as written). Write `{{` and `}}` for
+  literal braces.
 - Paths are relative to the directory the command runs from: the repository root.
+
+Overrides (`run --set key=value --output DIR`, for smoke tests on tiny settings): `output` replaces
+the study's output, so `{runs}`, `{out}` and `{results}` point inside it; each `overrides` value
+(a template too) replaces that parameter in every run whose notebook declares it, after defaults,
+params and grid. Run names and the other templates keep the study's own values, so `--only`
+globs and `init: "{runs}/<run>"` links mean the same runs as without overrides.
 """
 
 import itertools
@@ -48,7 +56,7 @@ HEADER_LINES = ("Command:", "Expected runtime:", "Expected result:")
 STUDY_KEYS = {"name", "output", "defaults", "runs"}
 BLOCK_KEYS = {"notebook", "name", "grid", "params"}
 # filled in by the runner or the templates, so a study cannot set them as parameters
-RESERVED = {"out_dir", "runs", "out", "study"}
+RESERVED = {"out_dir", "runs", "out", "study", "results"}
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=,-]*")
 
 
@@ -60,6 +68,7 @@ class Run:
     params: dict = field(default_factory=dict)    # block params + grid point, templates filled
     defaults: dict = field(default_factory=dict)  # study defaults not overridden by the block
     block: int = 0                                # index in `runs`, for messages
+    overrides: dict = field(default_factory=dict)  # --set values, templates filled; win over params
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,8 @@ class Study:
     output: Path
     header: str                                   # the leading comment, without the '#'
     runs: list
+    overrides: dict = field(default_factory=dict)  # --set key=value, as given
+    output_given: bool = False                     # --output replaced the study's output
 
 
 class _Loader(yaml.SafeLoader):
@@ -81,8 +92,37 @@ _Loader.add_implicit_resolver(
     list("-+0123456789"))
 
 
-def load_study(path) -> Study:
-    """Read, check and expand a study file; errors name the file and what is wrong."""
+def parse_override(text: str) -> tuple:
+    """`key=value` of `--set` -> (key, value), the value read as YAML (`3`, `1e-4`, `[1, 2]`,
+    `{depth: 1}`, `true`; an empty value is the empty string)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise ValueError(f"--set {text!r}: expected key=value with a parameter name as key, "
+                         f"e.g. --set steps=3 or --set 'model_args={{depth: 1}}'")
+    try:
+        parsed = yaml.load(value, Loader=_Loader) if value.strip() else ""
+    except yaml.YAMLError as err:
+        problem = str(err).splitlines()[0]
+        raise ValueError(f"--set {key}: {value!r} is not a YAML value ({problem}); quote a string "
+                         f"that starts with '{{' or holds ': ', e.g. --set '{key}=\"{{runs}}/x\"'") from None
+    glued = _glued_keys(parsed)
+    if glued:  # `{warmup_steps:1}` is the key "warmup_steps:1" with no value, never what was meant
+        raise ValueError(f"--set {key}: {glued[0]!r} reads as a key without a value; YAML needs a "
+                         f"space after ':' ({{a: 1}}, not {{a:1}})")
+    return key, parsed
+
+
+def _glued_keys(value) -> list:
+    if isinstance(value, dict):
+        return [k for k, v in value.items() if isinstance(k, str) and ":" in k and v is None] + [
+            k for v in value.values() for k in _glued_keys(v)]
+    return [k for v in value for k in _glued_keys(v)] if isinstance(value, list) else []
+
+
+def load_study(path, *, output=None, overrides=None) -> Study:
+    """Read, check and expand a study file; errors name the file and what is wrong.
+    `output` and `overrides` are the command line's --output and --set (see the module doc)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study file {path} does not exist")
@@ -98,7 +138,7 @@ def load_study(path) -> Study:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML: {err}") from None
-    return expand_study(data, path, header)
+    return expand_study(data, path, header, output=output, overrides=overrides)
 
 
 def _header(text: str) -> str:
@@ -110,7 +150,7 @@ def _header(text: str) -> str:
     return "\n".join(lines).strip()
 
 
-def expand_study(data, path, header="") -> Study:
+def expand_study(data, path, header="", *, output=None, overrides=None) -> Study:
     """Turn a parsed study mapping into a Study with one Run per grid point."""
     path = Path(path)
     where = str(path)
@@ -118,23 +158,26 @@ def expand_study(data, path, header="") -> Study:
         raise ValueError(f"{where}: a study is a mapping with keys {sorted(STUDY_KEYS)}")
     _check_keys(data, STUDY_KEYS, where)
     name = str(data.get("name") or path.stem)
-    output = Path(data.get("output") or f"results/runs/{name}")
+    output_given = output is not None
+    output = Path(output or data.get("output") or f"results/runs/{name}")
     defaults = _mapping(data.get("defaults"), f"{where}: defaults")
+    overrides = _mapping(overrides, "--set")
     blocks = data.get("runs")
     if not isinstance(blocks, list) or not blocks:
         raise ValueError(f"{where}: 'runs' must be a non-empty list of blocks with keys {sorted(BLOCK_KEYS)}")
     runs = []
     for i, block in enumerate(blocks):
-        runs += _expand_block(block, i, name, output, defaults, f"{where}: runs[{i}]")
+        runs += _expand_block(block, i, name, output, defaults, overrides, f"{where}: runs[{i}]")
     names = [run.name for run in runs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"{where}: run names are not unique: {', '.join(duplicates)}; "
                          f"put every grid key that varies into the block's name template")
-    return Study(name=name, path=path, output=output, header=header, runs=runs)
+    return Study(name=name, path=path, output=output, header=header, runs=runs,
+                 overrides=overrides, output_given=output_given)
 
 
-def _expand_block(block, index, study, output, defaults, where):
+def _expand_block(block, index, study, output, defaults, overrides, where):
     if not isinstance(block, dict) or "notebook" not in block:
         raise ValueError(f"{where}: a block is a mapping with a 'notebook' and optional "
                          f"{sorted(BLOCK_KEYS - {'notebook'})}")
@@ -162,13 +205,20 @@ def _expand_block(block, index, study, output, defaults, where):
             raise ValueError(f"{where}: run name {name!r} (from {template!r}) must match "
                              f"{RUN_NAME.pattern}: letters, digits and . _ + = , -")
         folder = output / name
-        fields = {**raw, "runs": str(output), "out": str(folder), "study": study}
+        fields = {**raw, "runs": str(output), "out": str(folder), "study": study,
+                  **_results_field(output)}
         filled = {k: _fill_value(v, fields, f"{where}: parameter {k!r}") for k, v in raw.items()}
         runs.append(Run(name=name, notebook=notebook, folder=folder,
                         params={k: filled[k] for k in explicit},
                         defaults={k: filled[k] for k in defaults if k not in explicit},
-                        block=index))
+                        block=index,
+                        overrides={k: _fill_value(v, fields, f"--set {k}") for k, v in overrides.items()}))
     return runs
+
+
+def _results_field(output: Path) -> dict:
+    """{"results": <results folder>} when the output follows the layout <results>/runs/<study>."""
+    return {"results": str(output.parent.parent)} if output.parent.name == "runs" else {}
 
 
 def _check_keys(mapping, allowed, where):
@@ -212,6 +262,9 @@ def _fill(template: str, fields: dict, where: str) -> str:
     try:
         return template.format_map(fields)
     except KeyError as err:
+        if err.args[0] == "results" and "runs" in fields:
+            raise ValueError(f"{where}: {{results}} in {template!r} needs an output of the form "
+                             f"<results>/runs/<name>, got {fields['runs']!r}") from None
         raise ValueError(f"{where}: unknown field {{{err.args[0]}}} in {template!r}; "
                          f"available: {', '.join(sorted(fields))}") from None
     except (IndexError, ValueError, AttributeError) as err:
