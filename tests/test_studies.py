@@ -197,7 +197,8 @@ def test_the_report_compares_the_runs_each_study_means(tmp_path):
     sweep = data_size_runs(runs)  # the ablations and compute runs stay out of the data-size sweep
     assert len(sweep) == 45 and set(sweep["study"]) == {"cifar"} and set(sweep["steps"]) == {4000}
     pretrain = pretrain_runs(runs)
-    assert len(pretrain) == 18 and set(pretrain["img_size"]) == {32}
+    # the full CIFAR-10 fine-tunes (the 5,000-image ones are not averaged in), at 32 px
+    assert len(pretrain) == 10 and set(pretrain["img_size"]) == {32} and pretrain["train_size"].nunique() == 1
     assert sorted(set(pretrain["pretrain_size"])) == [10000, 25000, 50000, 100000]
     assert set(compute_runs(runs)["family"]) == {"vit", "resnet", "hybrid"}
 

@@ -34,10 +34,12 @@ def data_size_runs(runs: pd.DataFrame) -> pd.DataFrame:
 def pretrain_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The pre-training-size sweep: kind=finetune runs on cifar10 (else the most common
     downstream set), pre-trained on tiny-imagenet (else the most common set), fine-tuned at the
-    most common img_size (the resolution claim varies that one)."""
+    most common img_size (the resolution claim varies that one), on the largest downstream
+    training set (a study may also fine-tune on subsets; those are not averaged in)."""
     df = on_dataset(usable(runs, "finetune"), "cifar10").dropna(subset=["pretrain_size"])
     df = on_dataset(df[df["family"].isin(FAMILIES)], "tiny-imagenet", column="pretrain_dataset")
-    return on_dataset(df, None, column="img_size")
+    df = on_dataset(df, None, column="img_size")
+    return df[df["train_size"] == df["train_size"].max()] if len(df) else df
 
 
 def claim_data_size(runs: pd.DataFrame):
@@ -75,7 +77,7 @@ def claim_data_size(runs: pd.DataFrame):
 def _pretrain_gain(runs, value: str, meta: tuple, what: str):
     """Shared rule of the pre-training-size claims (see claim_pretrain_size)."""
     df = pretrain_runs(runs)
-    table = summarise(df, ["dataset", "pretrain_dataset", "img_size", "family", "label",
+    table = summarise(df, ["dataset", "train_size", "pretrain_dataset", "img_size", "family", "label",
                            "pretrain_size"], value)
     best = best_per(table, ["family", "pretrain_size"])
     cells = {f: _cell(best, f, "pretrain_size") for f in ("vit", "resnet")}
@@ -222,8 +224,8 @@ def claim_compute_hybrid(runs: pd.DataFrame):
 def claim_resolution(runs: pd.DataFrame):
     """Fine-tuning at a higher resolution than pre-training helps (§3.2).
 
-    Data: kind=finetune runs; runs of one pretrained configuration (model, downstream set,
-    pretrain_dataset, pretrain_size) at >= 2 img_size are compared: diff = finetune_top1 at the
+    Data: kind=finetune runs; runs of one pretrained configuration (model, downstream set and its
+    training-set size, pretrain_dataset, pretrain_size) at >= 2 img_size are compared: diff = finetune_top1 at the
     largest img_size - at the smallest. A comparison is clear when diff exceeds the larger seed std
     of the two cells and both have >= 2 seeds, weak when only diff > 0.
     reproduced: every comparison clear. partly: some diff > 0 (weak or mixed). not reproduced: none.
@@ -232,7 +234,7 @@ def claim_resolution(runs: pd.DataFrame):
             "§3.2: \"It is often beneficial to fine-tune at higher resolution than pre-training\" "
             "(fine-tuned at 384 px after 224 px pre-training, Table 4)", "resolution")
     df = usable(runs, "finetune").dropna(subset=["finetune_top1", "img_size"])
-    keys = ["label", "dataset", "pretrain_dataset", "pretrain_size"]
+    keys = ["label", "dataset", "train_size", "pretrain_dataset", "pretrain_size"]
     table = summarise(df, [*keys, "img_size"], "finetune_top1")
     verdicts, parts, used = [], [], []
     for _, group in df.groupby(join_columns(df, keys)):
