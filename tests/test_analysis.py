@@ -254,7 +254,7 @@ def test_mass_radius_of_a_point_is_zero():
 
 
 def test_erf_grows_with_stage_for_a_cifar_resnet():
-    resnet = pytest.importorskip("vitlib.models.resnet")
+    resnet = pytest.importorskip("vitlib.models.cifar_resnet")
     model = resnet.CifarResNet((1, 1, 1, 1), (8, 8, 8, 8), num_classes=10, in_chans=3)
     radii = effective_receptive_field(model, torch.randn(4, 3, 32, 32))
     assert len(radii) == 4

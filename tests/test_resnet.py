@@ -1,12 +1,17 @@
-"""Tests for vitlib.models.resnet: timm equivalence, parameter counts, shapes, gradients, errors."""
+"""Tests for vitlib.models.resnet and cifar_resnet: timm equivalence, parameter counts, shapes,
+gradients, errors."""
 from functools import partial
 
 import pytest
 import torch
 import torch.nn as nn
 
-from vitlib.models.resnet import (MODELS, CifarResNet, ResNetV2, StdConv2d, resnet18_cifar,
-                                  resnetv2_backbone)
+from vitlib.models.cifar_resnet import MODELS as CIFAR_MODELS
+from vitlib.models.cifar_resnet import CifarResNet, resnet18_cifar
+from vitlib.models.resnet import MODELS as BIT_MODELS
+from vitlib.models.resnet import ResNetV2, StdConv2d, resnetv2_backbone
+
+MODELS = {**BIT_MODELS, **CIFAR_MODELS}
 
 timm = pytest.importorskip("timm")
 

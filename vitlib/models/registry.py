@@ -49,13 +49,11 @@ def _registry():
     models["r50_vit_b16"] = _hybrid_builder("b", (3, 4, 9), "same")  # TF "same" padding, as the JAX code
     models["r_vit_ti4"] = _hybrid_builder("ti", (2, 2), "cifar", default_img_size=32)
     models["r_vit_s4"] = _hybrid_builder("s", (2, 2), "cifar", default_img_size=32)
-    try:
-        from vitlib.models.resnet import MODELS as CNNS
-        for name, build in CNNS.items():  # convolutional nets take any image size
-            models[name] = lambda num_classes, img_size, in_chans, _build=build, **kw: _build(
-                num_classes=num_classes, in_chans=in_chans, **kw)
-    except ImportError:  # the CNN module is optional while it is being written
-        pass
+    from vitlib.models.cifar_resnet import MODELS as CIFAR_RESNETS
+    from vitlib.models.resnet import MODELS as BIT_RESNETS
+    for name, build in {**BIT_RESNETS, **CIFAR_RESNETS}.items():  # convolutional nets take any image size
+        models[name] = lambda num_classes, img_size, in_chans, _build=build, **kw: _build(
+            num_classes=num_classes, in_chans=in_chans, **kw)
     return models
 
 
