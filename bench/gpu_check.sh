@@ -3,10 +3,14 @@
 # included). Cheapest first, each step bounded by `timeout`, all of them by BUDGET_S (default 480 s):
 #   1. environment: nvidia-smi, torch / CUDA / timm versions                  ~10 s
 #   2. training throughput, eager: vitlib vs timm, s4_32 then b16_224          ~60 s
-#   3. sequence length: sdpa vs explicit attention, 16 to 1024 tokens          ~60 s
-#   4. throughput compiled (mode "default"), s4_32: vitlib, timm, vitlib-best   ~2 min
-#   5. the same for b16_224                                                    ~2 min
-#   6. with what is left: s4_32 with CUDA graphs (reduce-overhead) and vitlib-best with
+#   3. end to end (issue 6 target 2): ViT-S/4 training steps on synthetic data  ~60 s
+#      vs fed by BatchStream with the vit_small_data augmentation (and pad-crop + flip only);
+#      CIFAR-10 from $VITLIB_DATA (default .data/, carried) when there, else fake images;
+#      eager unless E2E_FLAGS says otherwise (E2E_FLAGS=--compile: the stricter check)
+#   4. sequence length: sdpa vs explicit attention, 16 to 1024 tokens          ~60 s
+#   5. throughput compiled (mode "default"), s4_32: vitlib, timm, vitlib-best   ~2 min
+#   6. the same for b16_224                                                    ~2 min
+#   7. with what is left: s4_32 with CUDA graphs (reduce-overhead) and vitlib-best with
 #      max-autotune-no-cudagraphs (the default "best"; its GEMM autotuning takes minutes)
 # Once under 30 s of the budget are left, the remaining steps are skipped. The benchmarks write their
 # CSV after every row, so a step cut by its timeout keeps what it finished, and its progress lines
@@ -14,8 +18,8 @@
 #
 #   OUT=/some/folder bash bench/gpu_check.sh          # PYTHON=... to choose the interpreter
 #
-# Writes under $OUT (flat, at most 7 files): gpu_check.log (everything printed),
-# throughput_eager.csv, sequence_length.csv, sequence_length.png, throughput_compiled_s4_32.csv,
+# Writes under $OUT (flat, at most 8 files): gpu_check.log (everything printed),
+# throughput_eager.csv, input_pipeline_e2e.csv, sequence_length.csv, sequence_length.png, throughput_compiled_s4_32.csv,
 # throughput_compiled_b16_224.csv, throughput_extra_s4_32.csv.
 set -u
 cd "$(dirname "$0")/.."
@@ -67,6 +71,15 @@ step nvidia-smi 20 nvidia-smi
 step environment 30 "$PY" -c "$ENV_PY"
 step throughput_eager 100 "$PY" "${TP[@]}" --configs s4_32,b16_224 --compile none --impls vitlib,timm \
     --warmup 5 --out "$OUT/throughput_eager.csv"
+DATA_DIR=${VITLIB_DATA:-.data}
+if [ -e "$DATA_DIR/cifar10-jpeg.tar.gz" ] || [ -d "$DATA_DIR/cifar10" ]; then
+    E2E_DATA=(env VITLIB_DATA="$DATA_DIR" "$PY" -m bench.input_pipeline --dataset cifar10)
+else
+    echo "=== no CIFAR-10 in $DATA_DIR: the end-to-end step uses fake images" | tee -a "$LOG"
+    E2E_DATA=("$PY" -m bench.input_pipeline --dataset fake)
+fi
+step input_pipeline_e2e 120 "${E2E_DATA[@]}" --end-to-end --batches 30 --rounds 3 --warmup 5 \
+    ${E2E_FLAGS:-} --out "$OUT/input_pipeline_e2e.csv"
 step sequence_length 80 "$PY" -m bench.sequence_length --out "$OUT/sequence_length.csv" \
     --figure "$OUT/sequence_length.png"
 step throughput_compiled_s4_32 130 "$PY" "${TP[@]}" --configs s4_32 "${COMPILED[@]}" \

@@ -14,12 +14,13 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from vitlib.fileio import atomic_write
 
 from vitlib.data.decode import decode_all, list_folder
 
@@ -47,7 +48,7 @@ def memoize(table: str, key: str, compute):
         memo = {}
     if key not in memo:
         memo[key] = compute()
-        _atomic_write(path, lambda f: f.write(json.dumps(memo, indent=1).encode()))
+        atomic_write(path, lambda f: f.write(json.dumps(memo, indent=1).encode()))
     return memo[key]
 
 
@@ -60,7 +61,7 @@ def memoize_file(name: str, compute) -> dict:
         except Exception:  # unreadable: compute again
             pass
     value = compute()
-    _atomic_write(path, lambda f: torch.save(value, f))
+    atomic_write(path, lambda f: torch.save(value, f))
     return value
 
 
@@ -126,7 +127,7 @@ def load_decoded(path, *, size: int | None = None) -> DecodedArchive:
         # Names as one string: the weights-only unpickler is slow on 100,000 separate strings.
         blob = {"format": CACHE_FORMAT, "source": str(path), "names": "\0".join(names), "images": images,
                 "texts": texts}
-        _atomic_write(cache_dir() / f"{stem}.pt", lambda f: torch.save(blob, f))
+        atomic_write(cache_dir() / f"{stem}.pt", lambda f: torch.save(blob, f))
     return DecodedArchive(names, images, texts, stem)
 
 
@@ -160,14 +161,3 @@ def _load_cache(stem: str) -> DecodedArchive | None:
     return DecodedArchive(blob["names"].split("\0"), blob["images"], blob["texts"], stem)
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import nbformat
 
+from vitlib.fileio import write_json
+
 from .kernel import kernel
 from .study import Run, Study, parse_override
 
@@ -266,9 +268,7 @@ def _read_record(folder: Path) -> dict:
 
 
 def _write_record(folder: Path, record: dict):
-    tmp = folder / f".{RUN_FILE}.tmp"
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, folder / RUN_FILE)  # atomic: a killed runner never leaves half a run.json
+    write_json(folder / RUN_FILE, record, indent=1)  # atomic: a killed runner never leaves half a run.json
 
 
 def _jsonable(params: dict) -> dict:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import vitlib
 from vitlib.report import build_report
+from vitlib.fileio import atomic_write_text
 
 DEFAULT_NOTEBOOK = Path(vitlib.__file__).resolve().parent.parent / "notebooks" / "05_report.ipynb"
 
@@ -43,7 +44,7 @@ def render_html(executed: Path, out_html: Path) -> Path:
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter(exclude_input=True).from_filename(str(executed))
-    out_html.write_text(body, encoding="utf-8")
+    atomic_write_text(out_html, body)
     return out_html
 
 

@@ -17,6 +17,7 @@ from .collect import format_summary
 from .scaling import (claim_compute, claim_compute_hybrid, claim_data_size, claim_few_shot,
                       claim_pretrain_size, claim_resolution)
 from .verdict import ROW_COLUMNS
+from vitlib.fileio import atomic_write_text
 
 CLAIMS = (claim_data_size, claim_pretrain_size, claim_few_shot, claim_compute,
           claim_compute_hybrid, claim_resolution, claim_pos_emb, claim_pooling,
@@ -78,7 +79,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 def write_table(table: pd.DataFrame, folder: Path, name: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / f"{name}.csv", index=False)
-    (folder / f"{name}.md").write_text(to_markdown(readable(table)))
+    atomic_write_text(folder / f"{name}.md", to_markdown(readable(table)))
 
 
 def write_tables(results_dir, runs: pd.DataFrame, claims: pd.DataFrame,

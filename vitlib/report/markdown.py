@@ -12,6 +12,7 @@ import pandas as pd
 
 from .claims import readable, to_markdown
 from .collect import display_root
+from vitlib.fileio import atomic_write_text
 
 TITLE = 'Reproducing "An Image Is Worth 16x16 Words" (ViT, Dosovitskiy et al., ICLR 2021)'
 CAVEATS = """\
@@ -153,5 +154,5 @@ def write_report(results_dir, runs: pd.DataFrame, claims: pd.DataFrame,
               "## Benchmarks\n", _benchmarks(results_dir), _excluded(runs),
               _remake(runs, results_dir)]
     md_dir.mkdir(parents=True, exist_ok=True)
-    out_md.write_text("\n".join(p for p in parts if p))
+    atomic_write_text(out_md, "\n".join(p for p in parts if p))
     return out_md

@@ -6,8 +6,8 @@
     summary.json   final and best accuracy, time, compute; status "complete" (or "diverged")
     checkpoint.pt  everything needed to continue the run exactly (see fit's resume)
 
-Every write goes to a temporary file in the same folder and is then renamed over the target
-(os.replace is atomic on POSIX), so a run killed at any moment leaves files that parse.
+Every write goes through vitlib.fileio (temporary file + rename), so a run killed at any moment
+leaves files that parse.
 """
 import csv
 import dataclasses
@@ -19,12 +19,13 @@ import random
 import socket
 import subprocess
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from vitlib.fileio import atomic_write_bytes, read_json, write_json  # noqa: F401 (re-exported)
 
 RUN_FILES = ("config.json", "env.json", "metrics.csv", "summary.json", "checkpoint.pt")
 METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "eval_acc", "eval_acc_ema", "eval_acc_tta",
@@ -32,39 +33,6 @@ METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "eval_acc", "
 # TrainConfig keys that may differ when a run is resumed: they change how fast it runs or how much
 # it prints, not what it computes
 RUNTIME_KEYS = ("train.log_every", "train.num_workers", "train.compile", "train.compile_mode", "train.device")
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
-
-
-def atomic_write_bytes(path, data):
-    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path, obj):
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
-
-
-def read_json(path):
-    return json.loads(Path(path).read_text())
 
 
 def write_csv(path, rows, fieldnames):
