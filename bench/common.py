@@ -5,6 +5,7 @@ Every CSV row carries the environment columns (gpu, torch, commit, date) so that
 out of `results/bench/` still says where it came from.
 """
 import csv
+import io
 import datetime
 import gc
 import math
@@ -14,6 +15,8 @@ import time
 from pathlib import Path
 
 import torch
+from vitlib.device import synchronize  # noqa: F401 (the benchmarks import it from here)
+from vitlib.fileio import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results"
@@ -66,14 +69,15 @@ def resolve_out(out, name, suffix=".csv", folder="bench"):
 
 
 def write_csv(rows, path, columns, env):
-    """Write `rows` (dicts) with `columns` then the environment columns; the folder is created."""
+    """Write `rows` (dicts) with `columns` then the environment columns, atomically (a run killed
+    mid-write keeps the previous rows); the folder is created."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*columns, *ENV_COLUMNS], extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**{c: format_value(row.get(c, "")) for c in columns}, **env})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=[*columns, *ENV_COLUMNS], extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**{c: format_value(row.get(c, "")) for c in columns}, **env})
+    atomic_write_text(path, text.getvalue())
     return path
 
 
@@ -97,11 +101,6 @@ def print_table(rows, columns, title=None, file=None):
     for r in cells:
         print(line(r), file=file)
     file.flush()
-
-
-def synchronize(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def wall_seconds(fn, calls, device):
