@@ -5,6 +5,8 @@ Every part of vitlib that runs a model asks here: `default_device()` for where, 
 that supports it (weights, optimiser state and the loss stay fp32) and plain fp32 elsewhere.
 """
 import contextlib
+import os
+import platform
 
 import torch
 
@@ -74,3 +76,11 @@ def synchronize(device):
     """Wait for queued GPU work, so that wall-clock timings measure the work itself."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def device_name(device):
+    """The hardware a run used, as results and reports name it: the GPU's name, or the CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"

@@ -4,10 +4,10 @@ parameter checks every notebook runs first (`params`).
     python -m vitlib.experiments run experiments/<study>.yaml [--dry-run] [--list] [--only GLOB]
 """
 
-from .params import at_least, between, notebook_params, validate_params
+from .params import at_least, between, notebook_params, training_spec, validate_params
 from .kernel import python_kernel
 from .runner import plan_study, run_study
 from .study import Run, Study, load_study
 
-__all__ = ["Run", "Study", "at_least", "between", "load_study", "notebook_params", "plan_study",
+__all__ = ["Run", "Study", "at_least", "between", "load_study", "notebook_params", "plan_study", "training_spec",
            "python_kernel", "run_study", "validate_params"]

@@ -119,3 +119,24 @@ def _check_one(name, value, types, check, description):
         return value, (f"parameter {name!r} = {value!r} is not allowed ({description}); "
                        f"allowed values: {', '.join(repr(a) for a in allowed)}")
     return value, None
+
+
+def training_spec():
+    """The parameters 01_pretrain and 02_finetune share (data, run length, seed, run folder), as
+    a SPEC fragment: `SPEC = {**training_spec(), "model": ...}`."""
+    from vitlib.data import DATASETS  # here, not at the top: the runner imports this module
+
+    return {
+        "dataset": (str, list(DATASETS), "dataset name"),
+        "data_dir": (str, None, "data folder or archive"),
+        "img_size": (int, between(4, 1024), "pixels"),
+        "train_size": (int, at_least(0), "images, 0 = all"),
+        "epochs": (int, at_least(0), "passes, 0 = the recipe's"),
+        "steps": (int, at_least(0), "optimiser steps, 0 = unused"),
+        "batch_size": (int, at_least(0), "images per step, 0 = the recipe's"),
+        "lr": (float, at_least(0), "peak learning rate, 0 = the recipe's"),
+        "train_args": (dict, None, "TrainConfig fields"),
+        "seed": (int, at_least(0), "seed"),
+        "out_dir": (str, lambda v: v != "", "run folder"),
+        "resume": (bool, None, "continue an interrupted run"),
+    }

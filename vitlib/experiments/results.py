@@ -5,12 +5,12 @@ Accuracies in records are percentages (0-100). The report (vitlib.report) reads 
 """
 import json
 import os
-import platform
 import shlex
 from pathlib import Path
 
 import torch
 
+from vitlib.device import default_device, device_name
 from vitlib.models import create_model
 from vitlib.models.weights import load_pretrained
 from vitlib.train.runfolder import write_json
@@ -31,13 +31,6 @@ def model_family(name):
     return "hybrid" if "_vit_" in name else "resnet"
 
 
-def device_name(device=None):
-    """The hardware a run used, as the report names it."""
-    if torch.cuda.is_available() and (device is None or str(device).startswith("cuda")):
-        return torch.cuda.get_device_name()
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
-
-
 def invocation(notebook, params):
     """The command that re-makes a run: the batch runner exports its own; a notebook run by hand
     is re-made by papermill with the same parameters."""
@@ -46,6 +39,11 @@ def invocation(notebook, params):
     out = Path(params.get("out_dir", "."), Path(notebook).name)
     return (f"papermill notebooks/{Path(notebook).name} {shlex.quote(str(out))} "
             f"-y {shlex.quote(json.dumps(params))}")
+
+
+def percent(fraction):
+    """A fraction (0-1) as a percentage with two decimals; None stays None."""
+    return None if fraction is None else round(100 * fraction, 2)
 
 
 def write_result(out_dir, notebook, parameters, /, **record):
@@ -59,7 +57,7 @@ def write_result(out_dir, notebook, parameters, /, **record):
         raise ValueError(f"result.json for kind={kind!r} lacks {', '.join(missing)}")
     record.setdefault("command", invocation(notebook, parameters))
     record.setdefault("parameters", parameters)
-    record.setdefault("device", device_name())
+    record.setdefault("device", device_name(default_device()))  # notebooks pass the device they used
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "result.json", record)
