@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from vitlib.data import normalize
+
 
 def _check_features(features: Tensor, labels: Tensor, name: str) -> None:
     if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
@@ -112,11 +114,9 @@ def extract_features(model: nn.Module, data, device=None, batch_size: int = 256)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if hasattr(data, "images"):
-        images = data.images
-        mean = torch.tensor(data.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(data.std, dtype=torch.float32).view(1, -1, 1, 1)
+        images, stats = data.images, (data.mean, data.std)
     elif isinstance(data, Tensor) and data.is_floating_point() and data.ndim == 4:
-        images, mean, std = data, None, None
+        images, stats = data, None
     else:
         raise ValueError("data must be an ImageDataset or a normalised float (N, C, H, W) tensor, "
                          f"got {type(data).__name__}")
@@ -127,8 +127,8 @@ def extract_features(model: nn.Module, data, device=None, batch_size: int = 256)
     try:
         for start in range(0, images.shape[0], batch_size):
             x = images[start:start + batch_size].to(device, non_blocking=True)
-            if mean is not None:
-                x = (x.float() / 255 - mean.to(device)) / std.to(device)
+            if stats is not None:
+                x = normalize(x, *stats)
             out = model.forward_head(model.forward_features(x), pre_logits=True)
             feats.append(out.float().cpu())
     finally:

@@ -94,7 +94,10 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """(x - mean) / std per channel; mean/std in 0..1 units, as ImageDataset stores them."""
+    """(x - mean) / std per channel; mean/std in 0..1 units, as ImageDataset stores them. A uint8
+    batch (0..255) is converted to 0..1 floats first."""
+    if x.dtype == torch.uint8:
+        x = to_float(x)
     mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - mean) / std
