@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The torch build pip takes from this project's development machines; set TORCH_SPEC="torch" (or a
-# CUDA wheel index) elsewhere. The package itself asks only for torch>=2.3.
+# CUDA wheel index) elsewhere. The package itself asks only for torch>=2.4.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STUDY ?= experiments/cifar.yaml
 export MPLBACKEND := Agg

@@ -189,8 +189,10 @@ def test_gradient_accumulation_matches_the_full_batch(digits, tmp_path):
     for accum in (1, 4):
         torch.manual_seed(0)
         model = tiny_vit(depth=1)
-        # SGD: Adam's division by sqrt(v) would magnify float rounding in near-zero gradients
-        config = TrainConfig(steps=6, batch_size=64, grad_accum=accum, optimizer="sgd", lr=0.05, clip_grad=1.0)
+        # SGD: Adam's division by sqrt(v) would magnify float rounding in near-zero gradients; the
+        # CPU in fp32 also on a GPU machine, where "auto" would train in bf16
+        config = TrainConfig(steps=6, batch_size=64, grad_accum=accum, optimizer="sgd", lr=0.05, clip_grad=1.0,
+                             device="cpu")
         fit(model, train, test, config, tmp_path / f"accum{accum}", progress=False)
         weights.append(model.state_dict())
     for key, value in weights[0].items():

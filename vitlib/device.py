@@ -32,6 +32,9 @@ def resolve_device(device="auto"):
         raise ValueError(f"device={device!r} but CUDA is not available here; use 'cpu' or 'auto'")
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device={device!r} is not supported; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} but there are {torch.cuda.device_count()} CUDA devices; "
+                         f"allowed: 'cuda' or 'cuda:0' to 'cuda:{torch.cuda.device_count() - 1}'")
     return dev
 
 
@@ -46,9 +49,12 @@ def resolve_precision(device, precision="auto"):
         if precision == "bf16":  # CPU bf16 autocast is slow and changes numerics: refuse it plainly
             raise ValueError("precision='bf16' needs a CUDA device; use precision='fp32' or 'auto' on the CPU")
         return "fp32"
-    if not torch.cuda.is_bf16_supported():
+    # native bf16 only (compute capability >= 8.0): torch's default also counts the slow emulation
+    # of older GPUs (V100, T4) as support
+    if not torch.cuda.is_bf16_supported(including_emulation=False):
         if precision == "bf16":
-            raise ValueError(f"precision='bf16' but {torch.cuda.get_device_name(device)} has no bf16 support")
+            raise ValueError(f"precision='bf16' but {torch.cuda.get_device_name(device)} has no native bf16 "
+                             "support (compute capability < 8.0); use precision='fp32' or 'auto'")
         return "fp32"
     return "bf16"
 

@@ -98,8 +98,10 @@ def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     batch (0..255) is converted to 0..1 floats first."""
     if x.dtype == torch.uint8:
         x = to_float(x)
-    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    # tuples are made on the CPU and sent without blocking: as_tensor(..., device="cuda") would be a
+    # blocking copy that waits for all queued GPU work (BatchStream passes device tensors: no copy)
+    mean = torch.as_tensor(mean, dtype=x.dtype).to(x.device, non_blocking=True).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=x.dtype).to(x.device, non_blocking=True).view(1, -1, 1, 1)
     return (x - mean) / std
 
 

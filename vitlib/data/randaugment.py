@@ -49,7 +49,9 @@ def rand_augment(x: torch.Tensor, num_ops: int, magnitude: float, generator: tor
 def _grey(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 1:
         return x
-    weights = torch.tensor(GREY_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    # made on the CPU and sent without blocking: torch.tensor(..., device="cuda") is a blocking copy
+    # that waits for all queued GPU work, once per op per batch
+    weights = torch.tensor(GREY_WEIGHTS, dtype=x.dtype).to(x.device, non_blocking=True).view(1, 3, 1, 1)
     return (x * weights).sum(1, keepdim=True)  # (n, 1, H, W)
 
 

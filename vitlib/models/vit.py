@@ -155,7 +155,9 @@ class VisionTransformer(nn.Module):
         elif pos_emb == "learned2d":  # App. D.4: X and Y embeddings of D/2 each, concatenated
             self.pos_embed_row = nn.Parameter(torch.empty(gh, embed_dim // 2))
             self.pos_embed_col = nn.Parameter(torch.empty(gw, embed_dim // 2))
-            self.pos_embed = nn.Parameter(torch.empty(1, self.num_prefix_tokens, embed_dim))
+            if self.num_prefix_tokens:  # the class token's own embedding; GAP has no class token, and
+                # an unused (empty) parameter would stop DDP at its second step
+                self.pos_embed = nn.Parameter(torch.empty(1, self.num_prefix_tokens, embed_dim))
         elif pos_emb == "sincos2d":  # fixed; the class token gets no position
             self.register_buffer("pos_embed_fixed", sincos_2d(gh, gw, embed_dim), persistent=False)
         elif pos_emb == "relative":  # App. D.4: a learned bias on the attention logits
@@ -210,7 +212,9 @@ class VisionTransformer(nn.Module):
         return None
 
     def forward_features(self, x, return_attention=False):  # x: (B, C, H, W)
-        x = self.patch_embed(x)  # (B, N, D)
+        # (B, N, D) in the weights' dtype: under bf16 autocast the conv returns bf16, and the residual
+        # stream stays fp32 for every pooling (as timm; the class token's torch.cat promotes it anyway)
+        x = self.patch_embed(x).to(self.patch_embed.proj.weight.dtype)
         patch_pos = self.position_embeddings()
         if patch_pos is not None:
             x = x + patch_pos.to(x.dtype)

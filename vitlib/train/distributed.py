@@ -44,7 +44,12 @@ def setup(device="auto"):
     if not dist.is_available():
         raise RuntimeError(f"WORLD_SIZE={world} but this torch build has no torch.distributed")
     if dev.type == "cuda":
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if local_rank >= torch.cuda.device_count():  # else CUDA's "invalid device ordinal", mid-start-up
+            raise ValueError(f"LOCAL_RANK={local_rank} but this machine has {torch.cuda.device_count()} CUDA "
+                             "devices: start at most that many processes per node (--nproc_per_node), "
+                             "or pass device='cpu'")
+        dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")

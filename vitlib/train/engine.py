@@ -268,7 +268,9 @@ def evaluate(model, stream, autocast, tta_flip, dist):
         start += len(y)
         with autocast:
             logits = model(x).float()  # (b, K)
-            if tta_flip:
+            if tta_flip:  # a copy: under CUDA graphs (compile_mode "reduce-overhead") the next call
+                # writes its output where this one's was, and in fp32 .float() returns that same tensor
+                logits = logits.clone()
                 hits[2, idx] = ((logits + model(x.flip(-1)).float()).argmax(dim=-1) == y).float()
         hits[0, idx] = 1.0
         hits[1, idx] = (logits.argmax(dim=-1) == y).float()
@@ -284,9 +286,12 @@ def check_finite(losses, first_step, dist, out_dir, last_checkpoint_epoch):
     mean loss so far this epoch. Raising here, before the epoch's checkpoint, keeps the last good
     one on disk."""
     losses = distributed.all_reduce_sum(losses.clone(), dist) / dist.world_size
+    mean = losses.mean().item()  # the one host sync: a NaN/inf anywhere makes the mean non-finite
+    if math.isfinite(mean):
+        return mean
     bad = (~torch.isfinite(losses)).nonzero()
-    if len(bad) == 0:
-        return losses.mean().item()
+    if len(bad) == 0:  # finite losses so large that their sum overflowed
+        return mean
     i = bad[0].item()
     message = (f"loss is {losses[i].item()} at step {first_step + i + 1}; training stopped. "
                f"{out_dir / 'checkpoint.pt'} (epoch {last_checkpoint_epoch}) is the last good state: "
