@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from papermill.translators import PythonTranslator
 
-from vitlib.experiments import load_study, run_study
+from vitlib.experiments import load_study, python_kernel, run_study
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -120,3 +120,22 @@ def test_every_notebook_runs_through_the_batch_runner(tmp_path, monkeypatch):
     summary = run_study(load_study(study_file), show_output=False, echo=lines.append)
     assert summary.skipped == ["vit", "resnet", "finetune", "compare", "inspect", "report"]
     assert [name for name, _ in summary.failed] == ["bad-size"]
+
+
+def test_a_training_notebook_run_twice_gives_the_same_model(tmp_path):
+    """Same parameters, same seed: the same initialisation, batches and weights (CPU)."""
+    import papermill
+    import torch
+
+    params = dict(model="vit_ti4", model_args={"depth": 1, "embed_dim": 32, "num_heads": 2, "mlp_dim": 64},
+                  train_size=200, steps=3, batch_size=32, train_args={"augment": {}, "warmup_steps": 1}, seed=3)
+    weights = []
+    with python_kernel() as kernel:  # this interpreter's kernel, whatever kernel specs the machine has
+        for name in ("a", "b"):
+            out = tmp_path / name
+            papermill.execute_notebook(str(ROOT / "notebooks" / "01_pretrain.ipynb"), str(tmp_path / f"{name}.ipynb"),
+                                       parameters={**params, "out_dir": str(out)}, progress_bar=False,
+                                       kernel_name=kernel, cwd=str(ROOT))
+            weights.append(torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["model"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
