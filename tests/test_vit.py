@@ -217,3 +217,18 @@ def test_count_flops_matches_the_closed_form():
     embed = 2 * 64 * dim * 3 * 4 * 4
     head = 2 * dim * 10
     assert vitlib.count_flops(model, 32) == depth * per_block + embed + head
+
+
+def test_hybrid_official_npz_read_by_timm_and_vitlib(tmp_path):
+    """R50+ViT-B/16 (§3.1): the ResNet stem travels in the official naming (`conv_root`,
+    `block{i}/unit{j}/...`) too; timm's reader of the official checkpoints is the independent check."""
+    source = randomise(vitlib.create_model("r50_vit_b16", num_classes=10, img_size=64, depth=1))
+    to_official_npz(source, tmp_path / "R50+ViT-B_16.npz")
+    ref = timm.create_model("vit_base_r50_s16_224", pretrained=False, num_classes=10, img_size=64, depth=1).eval()
+    timm.models.vision_transformer._load_weights(ref, str(tmp_path / "R50+ViT-B_16.npz"))
+    loaded = load_pretrained(vitlib.create_model("r50_vit_b16", num_classes=10, img_size=64, depth=1),
+                             tmp_path / "R50+ViT-B_16.npz").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), source(x))
+        assert (ref(x) - source(x)).abs().max() <= 1e-5

@@ -33,6 +33,30 @@ def _official_block(w, i, dim, prefix):
     }
 
 
+# the hybrid's ResNet (vit_jax models_resnet.py) -> timm's ResNetV2 names, which vitlib's backbone uses
+_RESNET_PARTS = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "gn1": "norm1", "gn2": "norm2",
+                 "gn3": "norm3", "conv_proj": "downsample.conv", "gn_proj": "downsample.norm"}
+
+
+def _official_backbone(w, prefix):
+    """`conv_root`, `gn_root`, `block{i}/unit{j}/{conv,gn}{1,2,3,_proj}` -> patch_embed.backbone.*"""
+    t = lambda k: torch.from_numpy(np.asarray(w[prefix + k], dtype=np.float32))
+    base = "patch_embed.backbone."
+    sd = {base + "stem.conv.weight": t("conv_root/kernel").permute(3, 2, 0, 1),
+          base + "stem.norm.weight": t("gn_root/scale").reshape(-1),
+          base + "stem.norm.bias": t("gn_root/bias").reshape(-1)}
+    for key in w.files:
+        parts = key[len(prefix):].split("/")
+        if not key.startswith(prefix + "block") or len(parts) != 4:
+            continue
+        block, unit, layer, leaf = parts  # e.g. block2, unit3, gn_proj, scale
+        name = f"{base}stages.{int(block[5:]) - 1}.blocks.{int(unit[4:]) - 1}.{_RESNET_PARTS[layer]}"
+        value = t(key[len(prefix):])
+        sd[f"{name}.weight" if leaf in ("kernel", "scale") else f"{name}.bias"] = (
+            value.permute(3, 2, 0, 1) if leaf == "kernel" else value.reshape(-1))
+    return sd
+
+
 def from_official_npz(path):
     """Read a google-research/vision_transformer checkpoint (`embedding/kernel`, `cls`,
     `Transformer/posembed_input/pos_embedding`, `Transformer/encoderblock_{i}/...`, `head/kernel`)."""
@@ -48,6 +72,8 @@ def from_official_npz(path):
         sd["cls_token"] = t("cls")
     if prefix + "Transformer/posembed_input/pos_embedding" in w:
         sd["pos_embed"] = t("Transformer/posembed_input/pos_embedding")
+    if prefix + "conv_root/kernel" in w:  # a hybrid (R50+ViT): the ResNet stem's weights
+        sd.update(_official_backbone(w, prefix))
     depth = len({k.split("/")[1] for k in w.files if k.startswith(prefix + "Transformer/encoderblock_")})
     for i in range(depth):
         sd.update(_official_block(w, i, dim, prefix))
@@ -73,6 +99,19 @@ def to_official_npz(model, path):
         out["Transformer/posembed_input/pos_embedding"] = sd["pos_embed"]
     if "pre_logits.weight" in sd:
         out["pre_logits/kernel"], out["pre_logits/bias"] = sd["pre_logits.weight"].T, sd["pre_logits.bias"]
+    if model.patch_embed.backbone is not None:  # the hybrid's ResNet, in vit_jax's names
+        parts = {v: k for k, v in _RESNET_PARTS.items()}
+        for key, value in sd.items():
+            if not key.startswith("patch_embed.backbone."):
+                continue
+            module, leaf = key[len("patch_embed.backbone."):].rsplit(".", 1)
+            if module.startswith("stem."):
+                name = {"stem.conv": "conv_root", "stem.norm": "gn_root"}[module]
+            else:  # stages.{i}.blocks.{j}.{layer}
+                _, i, _, j, layer = module.split(".", 4)
+                name = f"block{int(i) + 1}/unit{int(j) + 1}/{parts[layer]}"
+            kind = ("kernel" if value.ndim == 4 else "scale") if leaf == "weight" else "bias"
+            out[f"{name}/{kind}"] = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value
     for i in range(len(model.blocks)):
         p, b = f"Transformer/encoderblock_{i}/", f"blocks.{i}."
         att = p + "MultiHeadDotProductAttention_1/"
