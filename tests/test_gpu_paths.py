@@ -30,12 +30,7 @@ POS_EMBS = ("learned", "learned2d", "sincos2d", "relative", "none")
 AUGMENT = AugmentConfig(crop="pad_crop", flip=True, randaugment_ops=2, mixup_alpha=0.8, cutmix_alpha=1.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_vit(**kw):

@@ -19,13 +19,7 @@ from vitlib.train import RECIPES, TrainConfig, fit, get_recipe, lr_at
 from vitlib.train.engine import make_optimizer, update_ema
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two shared cores: one intra-op thread is faster than two fighting over them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
