@@ -31,26 +31,7 @@ LOG="$OUT/gpu_check.log"
 export MPLBACKEND=Agg PYTHONUNBUFFERED=1
 START=$(date +%s)
 
-# step NAME MAX_SECONDS COMMAND...: run COMMAND for at most min(MAX_SECONDS, budget left)
-step() {
-    local name=$1 cap=$2
-    shift 2
-    local left=$((BUDGET_S - ($(date +%s) - START)))
-    local limit=$((cap < left ? cap : left))
-    if ((left < 30)); then
-        echo "=== $name: skipped, ${left} s of the budget left" | tee -a "$LOG"
-        return 0
-    fi
-    local command="$*"
-    command=${command//$'\n'/ }
-    echo "=== $name: up to ${limit} s, at $(($(date +%s) - START)) s: ${command:0:300}" | tee -a "$LOG"
-    timeout -k 10 "$limit" "$@" >>"$LOG" 2>&1
-    local rc=$?
-    local note=""
-    if ((rc == 124 || rc == 137)); then note=" (timed out)"; fi
-    echo "=== $name: exit $rc$note after $(($(date +%s) - START)) s" | tee -a "$LOG"
-    tail -n 3 "$LOG" | grep -v '^===' || true
-}
+source bench/steps.sh  # step NAME MAX_SECONDS MIN_SECONDS COMMAND...
 
 TP=(-m bench.throughput --steps 20)
 COMPILED=(--compile default --impls vitlib,timm,vitlib-best --best-compile default --warmup 3)
@@ -67,9 +48,9 @@ try:
 except ImportError as error:
     print("timm missing:", error)
 '
-step nvidia-smi 20 nvidia-smi
-step environment 30 "$PY" -c "$ENV_PY"
-step throughput_eager 100 "$PY" "${TP[@]}" --configs s4_32,b16_224 --compile none --impls vitlib,timm \
+step nvidia-smi 20 30 nvidia-smi
+step environment 30 30 "$PY" -c "$ENV_PY"
+step throughput_eager 100 30 "$PY" "${TP[@]}" --configs s4_32,b16_224 --compile none --impls vitlib,timm \
     --warmup 5 --out "$OUT/throughput_eager.csv"
 DATA_DIR=${VITLIB_DATA:-.data}
 if [ -e "$DATA_DIR/cifar10-jpeg.tar.gz" ] || [ -d "$DATA_DIR/cifar10" ]; then
@@ -78,15 +59,15 @@ else
     echo "=== no CIFAR-10 in $DATA_DIR: the end-to-end step uses fake images" | tee -a "$LOG"
     E2E_DATA=("$PY" -m bench.input_pipeline --dataset fake)
 fi
-step input_pipeline_e2e 120 "${E2E_DATA[@]}" --end-to-end --batches 30 --rounds 3 --warmup 5 \
+step input_pipeline_e2e 120 30 "${E2E_DATA[@]}" --end-to-end --batches 30 --rounds 3 --warmup 5 \
     ${E2E_FLAGS:-} --out "$OUT/input_pipeline_e2e.csv"
-step sequence_length 80 "$PY" -m bench.sequence_length --out "$OUT/sequence_length.csv" \
+step sequence_length 80 30 "$PY" -m bench.sequence_length --out "$OUT/sequence_length.csv" \
     --figure "$OUT/sequence_length.png"
-step throughput_compiled_s4_32 130 "$PY" "${TP[@]}" --configs s4_32 "${COMPILED[@]}" \
+step throughput_compiled_s4_32 130 30 "$PY" "${TP[@]}" --configs s4_32 "${COMPILED[@]}" \
     --out "$OUT/throughput_compiled_s4_32.csv"
-step throughput_compiled_b16_224 130 "$PY" "${TP[@]}" --configs b16_224 "${COMPILED[@]}" \
+step throughput_compiled_b16_224 130 30 "$PY" "${TP[@]}" --configs b16_224 "${COMPILED[@]}" \
     --out "$OUT/throughput_compiled_b16_224.csv"
-step throughput_extra_s4_32 300 "$PY" "${TP[@]}" --configs s4_32 --compile reduce-overhead \
+step throughput_extra_s4_32 300 30 "$PY" "${TP[@]}" --configs s4_32 --compile reduce-overhead \
     --impls vitlib,vitlib-best --best-compile max-autotune-no-cudagraphs --warmup 3 \
     --out "$OUT/throughput_extra_s4_32.csv"
 

@@ -28,27 +28,8 @@ mkdir -p "$OUT"
 LOG="$OUT/gpu_smoke.log"
 export MPLBACKEND=Agg PYTHONUNBUFFERED=1
 START=$(date +%s)
-FAILED=0
 
-# step NAME MAX_SECONDS COMMAND...: run COMMAND for at most min(MAX_SECONDS, budget left)
-step() {
-    local name=$1 cap=$2
-    shift 2
-    local left=$((BUDGET_S - ($(date +%s) - START)))
-    local limit=$((cap < left ? cap : left))
-    if ((left < 30)); then
-        echo "=== $name: skipped, ${left} s of the budget left" | tee -a "$LOG"
-        return 0
-    fi
-    echo "=== $name: up to ${limit} s, at $(($(date +%s) - START)) s: $*" | tee -a "$LOG"
-    timeout -k 10 "$limit" "$@" >>"$LOG" 2>&1
-    local rc=$?
-    local note=""
-    if ((rc == 124 || rc == 137)); then note=" (timed out)"; fi
-    if ((rc != 0)); then FAILED=1; fi
-    echo "=== $name: exit $rc$note after $(($(date +%s) - START)) s" | tee -a "$LOG"
-    tail -n 5 "$LOG" | grep -v '^===' || true
-}
+source bench/steps.sh  # step NAME MAX_SECONDS MIN_SECONDS COMMAND...
 
 ENV_PY='
 import platform, torch
@@ -68,15 +49,15 @@ assert math.isfinite(s["final"]["train_loss"]) and s["compile_seconds"] is not N
 RUN="$OUT/smoke_run"
 rm -rf "$RUN"
 
-step environment 20 "$PY" -c "$ENV_PY"
-step cuda_tests 110 "$PY" -m pytest -q -rs -m "not slow" -k cuda --junitxml "$OUT/cuda_tests.xml" \
+step environment 20 30 "$PY" -c "$ENV_PY"
+step cuda_tests 110 30 "$PY" -m pytest -q -rs -m "not slow" -k cuda --junitxml "$OUT/cuda_tests.xml" \
     tests/test_gpu_paths.py tests/test_augment.py
-step cli_compile_bf16 90 "$PY" -m vitlib train --model vit_ti4 --dataset fake --out "$RUN" --no-progress \
+step cli_compile_bf16 90 30 "$PY" -m vitlib train --model vit_ti4 --dataset fake --out "$RUN" --no-progress \
     --model-arg depth=4 --epochs 1 --batch-size 64 --compile --precision bf16 --ema-decay 0.99 --tta-flip
 if [ -f "$RUN/summary.json" ]; then
-    step cli_summary 20 "$PY" -c "$CHECK_RUN" "$RUN/summary.json"
+    step cli_summary 20 30 "$PY" -c "$CHECK_RUN" "$RUN/summary.json"
 fi
-step train_tests_on_gpu 120 "$PY" -m pytest -q -x -m "not slow" --junitxml "$OUT/train_tests.xml" \
+step train_tests_on_gpu 120 30 "$PY" -m pytest -q -x -m "not slow" --junitxml "$OUT/train_tests.xml" \
     tests/test_train.py tests/test_vit.py
 
 echo "=== done after $(($(date +%s) - START)) s; failed: $FAILED" | tee -a "$LOG"

@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-results/bench/gpu_speedrun}
 RUNS=${RUNS:-/tmp/speedrun_runs}
 BUDGET_S=${BUDGET_S:-560}
-REPORT_S=40  # kept back from the training steps for the report and the archive
+RESERVE_S=40  # kept back from the training steps for the report and the archive
 VIT_SEEDS=${VIT_SEEDS-0 1 2}
 RESNET_SEEDS=${RESNET_SEEDS-0 1 2}
 PY=${PYTHON:-$(command -v python || command -v python3)}
@@ -34,27 +34,7 @@ mkdir -p "$OUT" "$RUNS"
 LOG="$OUT/speedrun.log"
 START=$(date +%s)
 
-# step NAME MAX_SECONDS MIN_SECONDS COMMAND...: run COMMAND for at most min(MAX, budget left),
-# or skip it when less than MIN_SECONDS of the budget (less the report's share) is left
-step() {
-    local name=$1 cap=$2 min=$3
-    shift 3
-    local left=$((BUDGET_S - REPORT_S - ($(date +%s) - START)))
-    local limit=$((cap < left ? cap : left))
-    if ((left < min)); then
-        echo "=== $name: skipped, ${left} s of the budget left, needs ${min} s" | tee -a "$LOG"
-        return 0
-    fi
-    local command="$*"
-    command=${command//$'\n'/ }
-    echo "=== $name: up to ${limit} s, at $(($(date +%s) - START)) s: ${command:0:300}" | tee -a "$LOG"
-    timeout -k 10 "$limit" "$@" >>"$LOG" 2>&1
-    local rc=$?
-    local note=""
-    if ((rc == 124 || rc == 137)); then note=" (timed out)"; fi
-    echo "=== $name: exit $rc$note after $(($(date +%s) - START)) s" | tee -a "$LOG"
-    tail -n 3 "$LOG" | grep -v '^===' || true
-}
+source bench/steps.sh  # step NAME MAX_SECONDS MIN_SECONDS COMMAND...
 
 # one seed of one model: add --model M --first-seed K; --resume reads back a seed finished earlier
 # on this machine (the per-step CSV and figure are scratch: the report step writes the real ones)
@@ -87,7 +67,7 @@ if [ -n "$FIRST_VIT" ]; then step "vit_seed$FIRST_VIT" 360 150 "${SEED[@]}" "${V
 for s in $RESNET_SEEDS; do step "resnet_seed$s" 150 60 "${SEED[@]}" "${RESNET[@]}" --first-seed "$s"; done
 for s in $REST_VIT; do step "vit_seed$s" 300 150 "${SEED[@]}" "${VIT[@]}" --first-seed "$s"; done
 
-BUDGET_S=$((BUDGET_S + REPORT_S))  # the report's share, kept back until now
+RESERVE_S=0  # the report's share, kept back until now
 step report 30 5 "$PY" -m bench.speedrun --from-runs "$RUNS" --out "$OUT/speedrun.csv" --figure "$OUT/speedrun.png"
 tar -czf "$OUT/speedrun_runs.tar.gz" -C "$RUNS" --exclude=checkpoint.pt --exclude='last.*' --exclude='*_curves.csv' .
 echo "=== done after $(($(date +%s) - START)) s" | tee -a "$LOG"
