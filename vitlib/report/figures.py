@@ -48,30 +48,28 @@ def _numeric(df: pd.DataFrame, *cols) -> pd.DataFrame:
     return df.dropna(subset=list(cols)).astype({c: float for c in cols})
 
 
-def fig_data_size(runs: pd.DataFrame, path: Path):
-    """Accuracy vs number of training images (log x), one line per model, ±1 std band."""
-    df = _numeric(data_size_runs(runs), "train_size", "accuracy")
-    if df["train_size"].nunique() < 2:
+def _accuracy_vs_size(df: pd.DataFrame, x: str, y: str, path: Path, xlabel: str, ylabel: str, title: str):
+    """Accuracy vs a number of images (log x), one line per model, ±1 std band over seeds."""
+    df = _numeric(df, x, y)
+    if df[x].nunique() < 2:
         return _skip(path)
     fig, (ax,) = _axes()
-    sns.lineplot(df, x="train_size", y="accuracy", hue="label", errorbar="sd", marker="o", ax=ax)
-    ax.set(xscale="log", xlabel="training images (log scale)", ylabel=ACCURACY,
-           title=f"Trained from scratch on {df['dataset'].iloc[0]}")
+    sns.lineplot(df, x=x, y=y, hue="label", errorbar="sd", marker="o", ax=ax)
+    ax.set(xscale="log", xlabel=xlabel, ylabel=ylabel, title=f"{title} {df['dataset'].iloc[0]}")
     _model_legend(ax)
     return _save(fig, path)
+
+
+def fig_data_size(runs: pd.DataFrame, path: Path):
+    """Accuracy vs number of training images, trained from scratch."""
+    return _accuracy_vs_size(data_size_runs(runs), "train_size", "accuracy", path,
+                             "training images (log scale)", ACCURACY, "Trained from scratch on")
 
 
 def fig_pretrain_size(runs: pd.DataFrame, path: Path):
-    """Fine-tuned accuracy vs pre-training images (log x), one line per model."""
-    df = _numeric(pretrain_runs(runs), "pretrain_size", "finetune_top1")
-    if df["pretrain_size"].nunique() < 2:
-        return _skip(path)
-    fig, (ax,) = _axes()
-    sns.lineplot(df, x="pretrain_size", y="finetune_top1", hue="label", errorbar="sd", marker="o", ax=ax)
-    ax.set(xscale="log", xlabel="pre-training images (log scale)", ylabel=f"fine-tuned {ACCURACY}",
-           title=f"Fine-tuned on {df['dataset'].iloc[0]}")
-    _model_legend(ax)
-    return _save(fig, path)
+    """Fine-tuned accuracy vs pre-training images."""
+    return _accuracy_vs_size(pretrain_runs(runs), "pretrain_size", "finetune_top1", path,
+                             "pre-training images (log scale)", f"fine-tuned {ACCURACY}", "Fine-tuned on")
 
 
 def fig_few_shot(runs: pd.DataFrame, path: Path):
