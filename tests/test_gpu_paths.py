@@ -21,6 +21,7 @@ from vitlib import create_model
 from vitlib.data import AugmentConfig, BatchStream, get_dataset
 from vitlib.data.augment import normalize
 from vitlib.data.datasets import ImageDataset
+import vitlib.device as device_module
 from vitlib.device import resolve_device, resolve_precision
 from vitlib.train import TrainConfig, distributed, fit, runfolder
 from vitlib.train.engine import evaluate, make_optimizer, update_ema
@@ -247,18 +248,25 @@ class Interrupted(Exception):
     pass
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
+@pytest.mark.parametrize("device", ["cpu", "cpu-bf16", pytest.param("cuda", marks=needs_cuda)])
 def test_compiled_fit_interrupted_and_resumed_matches_uninterrupted(device, tmp_path, monkeypatch):
     """A compiled run's checkpoint holds the plain module's keys (no "_orig_mod."), and a run
     stopped after its first checkpoint resumes to the uninterrupted result. On the CPU the
-    compiler is the "eager" backend (fast, the same graph capture); on a GPU it is inductor with
-    bf16 autocast, where a kernel's summation order may differ between compilations."""
+    compiler is the "eager" backend (fast, the same graph capture), in fp32 and in bf16 autocast
+    (run here as on a CPU with native bf16; without it bf16 is emulated: slower, the same numbers),
+    both exact; on a GPU it is inductor with bf16 autocast, where a kernel's summation order may
+    differ between compilations."""
+    precision = "bf16" if device == "cpu-bf16" else "auto"
+    if device == "cpu-bf16":
+        monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
+        device = "cpu"
     if device == "cpu":
         compile_ = torch.compile
         monkeypatch.setattr(torch, "compile", lambda model, mode=None: compile_(model, backend="eager"))
     train, test = get_dataset("fake", "train"), get_dataset("fake", "test")
     config = TrainConfig(epochs=2, batch_size=64, lr=1e-3, compile=True, ema_decay=0.9, tta_flip=True,
-                         clip_grad=1.0, device=device, augment=dataclasses.asdict(AUGMENT) | {"randaugment_ops": 1})
+                         clip_grad=1.0, device=device, precision=precision,
+                         augment=dataclasses.asdict(AUGMENT) | {"randaugment_ops": 1})
 
     def run(out, **kw):
         torch._dynamo.reset()  # each run compiles afresh, as a new process would (and stays under the recompile limit)
@@ -281,7 +289,7 @@ def test_compiled_fit_interrupted_and_resumed_matches_uninterrupted(device, tmp_
 
     ckpt = runfolder.load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
     assert ckpt["epoch"] == 2 and set(ckpt["model"]) == set(model.state_dict())
-    assert reference["precision"] == ("bf16" if device == "cuda" else "fp32")
+    assert reference["precision"] == resolve_precision(device, precision)
     assert reference["compile_seconds"] is not None and resumed["steps"] == reference["steps"] == 8
     exact = dict(rtol=0, atol=0) if device == "cpu" else dict(rtol=1e-3, atol=1e-4)
     for key, value in model.state_dict().items():

@@ -22,8 +22,9 @@ from vitlib.__main__ import main
 from vitlib.train import runfolder
 
 ROOT = Path(__file__).resolve().parents[1]
-# --device cpu: the exact comparisons hold for the CPU's fp32 (on a GPU machine "auto" means bf16)
-ARGS = ["train", "--model", "vit_ti4", "--dataset", "digits", "--no-progress", "--device", "cpu",
+# --device cpu --precision fp32: the exact comparisons hold for the CPU's fp32 ("auto" means bf16 on
+# a GPU machine and on a CPU with native bf16)
+ARGS = ["train", "--model", "vit_ti4", "--dataset", "digits", "--no-progress", "--device", "cpu", "--precision", "fp32",
         "--model-arg", "depth=2", "--model-arg", "embed_dim=32", "--model-arg", "num_heads=2",
         "--model-arg", "mlp_dim=64", "--model-arg", "dropout=0.1",
         "--epochs", "8", "--batch-size", "64", "--lr", "2e-3", "--label-smoothing", "0.1",

@@ -44,7 +44,7 @@ class TrainConfig:
     checkpoint_every: int = 1         # epochs between checkpoints (the end of the run always saves one)
     log_every: int = 50               # optimiser steps between loss read-outs on the progress bar
     # system
-    precision: str = "auto"           # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "bf16" | "fp32"
+    precision: str = "auto"           # "auto" (bf16 autocast where the GPU/CPU has native bf16, else fp32) | "bf16" | "fp32"
     compile: bool = False             # torch.compile the model
     compile_mode: str = "default"     # torch.compile mode
     seed: int = 0                     # seeds the data order, augmentation and dropout

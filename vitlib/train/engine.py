@@ -156,7 +156,8 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
                         train_model.require_backward_grad_sync = micro == config.grad_accum - 1
                     with autocast:
                         logits = train_model(x)  # (b, K)
-                        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                        # the loss in fp32 whatever autocast's op lists say (CPU and CUDA differ)
+                        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
                     (loss / config.grad_accum).backward()
                     losses[i] += loss.detach() / config.grad_accum
                     hard = y if y.ndim == 1 else y.argmax(dim=-1)
