@@ -53,11 +53,22 @@ def test_throughput_tiny_cpu(tmp_path, capsys):
         images_per_s, step_ms = float(row["images_per_s"]), float(row["step_ms"])
         assert images_per_s > 0 and step_ms == pytest.approx(1000 * 8 / images_per_s, rel=2e-3)
         assert float(row["compile_s"]) >= 0
-        assert (row["mfu"], row["peak_mem_gib"], row["gpu"], row["torch"]) == ("n/a", "n/a", "cpu", torch.__version__)
+        assert (row["mfu"], row["peak_mem_gib"], row["torch"]) == ("n/a", "n/a", torch.__version__)
+        assert row["gpu"].startswith("cpu (") and row["precision"] == "fp32" and float(row["gflops_per_s"]) > 0
         assert row["batch"] == "8" and row["date"].endswith("Z") and row["commit"]
     timm_speed = float(data[1]["images_per_s"])
     assert data[1]["speed_vs_timm"] == "1"
     assert float(data[0]["speed_vs_timm"]) == pytest.approx(float(data[0]["images_per_s"]) / timm_speed, rel=2e-3)
+
+
+@pytest.mark.parametrize("config", ["r10n_32", "ti4_d6_32"])
+def test_timm_rival_has_the_same_shape(config):
+    """The timm model a CPU row compares with has vitlib's parameter count and output shape (the
+    ResNet: timm's ResNet given the CIFAR 3x3 stem, no max-pool, the same widths)."""
+    pytest.importorskip("timm")
+    ours, theirs = throughput.build_model("vitlib", config), throughput.build_model("timm", config)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    assert theirs(torch.zeros(2, 3, 32, 32)).shape == ours(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_speed_vs_timm_pairs_compile_modes_and_best_takes_fastest_timm():
