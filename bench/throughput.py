@@ -65,7 +65,7 @@ SCOPES = ("model", "step")
 ADAMW_KINDS = ("fused", "fused-capturable", "foreach")
 BACKENDS = ("inductor", "aot_eager", "eager")  # the last two trace without generating kernels (tests)
 COLUMNS = ("config", "impl", "compile", "precision", "batch", "threads", "memory_format", "images_per_s",
-           "step_ms", "gflops_per_s", "matmul_fraction", "mfu", "peak_mem_gib", "compile_s", "speed_vs_timm",
+           "spread", "step_ms", "gflops_per_s", "matmul_fraction", "mfu", "peak_mem_gib", "compile_s", "speed_vs_timm",
            "settings", "status")
 
 
@@ -221,6 +221,18 @@ def measure(config, impl, settings, batch, steps, warmup, device, flops, peak_fl
     return row
 
 
+def median_round(measurements):
+    """The round with the median images/s, with `spread` = (max - min) / median over the rounds (a
+    difference between two rows smaller than their spread is not resolved)."""
+    ok = sorted((r for r in measurements if r.get("status") == "ok"), key=lambda r: r["images_per_s"])
+    if not ok:
+        return measurements[0]
+    speeds = [r["images_per_s"] for r in ok]
+    row = dict(ok[(len(ok) - 1) // 2])
+    row["spread"] = (speeds[-1] - speeds[0]) / row["images_per_s"] if len(ok) > 1 else ""
+    return row
+
+
 def memory_format(settings):
     return torch.channels_last if settings.memory_format == "channels_last" else torch.contiguous_format
 
@@ -249,6 +261,8 @@ def parse_args(argv):
     p.add_argument("--memory-format", default="contiguous", help=f"comma list of {', '.join(MEMORY_FORMATS)}")
     p.add_argument("--steps", type=int, default=20, help="timed steps")
     p.add_argument("--warmup", type=int, default=5, help="untimed first steps (compilation happens here)")
+    p.add_argument("--rounds", type=int, default=1, help="time every variant this many times in turn; report "
+                                                          "the median round and the spread")
     p.add_argument("--compile", default="none", help=f"comma list of {', '.join(COMPILE_MODES)}")
     p.add_argument("--impls", default=None, help=f"comma list of {', '.join(IMPLS)} (default: all three on a "
                                                  "GPU; vitlib,timm on the CPU, where compilation gains nothing)")
@@ -282,7 +296,7 @@ def parse_args(argv):
     parse_list(args.best_compile, COMPILE_MODES, "--best-compile")
     parse_list(args.best_scope, SCOPES, "--best-scope")
     parse_list(args.best_adamw, ADAMW_KINDS, "--best-adamw")
-    check_positive(steps=args.steps, warmup=args.warmup, peak_tflops=args.peak_tflops)
+    check_positive(steps=args.steps, warmup=args.warmup, peak_tflops=args.peak_tflops, rounds=args.rounds)
     if "timm" in args.impls:
         try:
             import timm  # noqa: F401
@@ -338,11 +352,13 @@ def main(argv=None):
                 variants = [(impl, plain(mode)) for mode in args.compile for impl in ("vitlib", "timm")
                             if impl in args.impls]
                 variants += [("vitlib-best", best)] if "vitlib-best" in args.impls else []
-                for impl, settings in variants:
-                    rows.append(measure(config, impl, settings, batch, args.steps, args.warmup, device, flops,
-                                        args.peak_tflops * 1e12, threads, matmul))
-                    add_speed_vs_timm(rows)
-                    write_csv(rows, out, COLUMNS, env)  # after every row: a run killed later keeps these
+                rounds = []  # the variants in turn, `--rounds` times: drifting clocks hit all alike
+                for _ in range(args.rounds):
+                    rounds.append([measure(config, impl, settings, batch, args.steps, args.warmup, device, flops,
+                                           args.peak_tflops * 1e12, threads, matmul) for impl, settings in variants])
+                rows += [median_round([r[i] for r in rounds]) for i in range(len(variants))]
+                add_speed_vs_timm(rows)
+                write_csv(rows, out, COLUMNS, env)  # after every group: a run killed later keeps these
     finally:
         torch.set_num_threads(default_threads)
     free_memory(device)

@@ -71,6 +71,13 @@ def test_timm_rival_has_the_same_shape(config):
     assert theirs(torch.zeros(2, 3, 32, 32)).shape == ours(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_median_round_and_its_spread():
+    rounds = [dict(impl="vitlib", images_per_s=v, step_ms=1000 / v, status="ok") for v in (90.0, 110.0, 100.0)]
+    row = throughput.median_round(rounds + [dict(impl="vitlib", images_per_s="", status="error: x")])
+    assert row["images_per_s"] == 100.0 and row["step_ms"] == 10.0 and row["spread"] == pytest.approx(0.2)
+    assert throughput.median_round([dict(status="OOM")])["status"] == "OOM"
+
+
 def test_speed_vs_timm_pairs_compile_modes_and_best_takes_fastest_timm():
     rows = [dict(config="c", impl=impl, compile=mode, images_per_s=speed, status="ok")
             for impl, mode, speed in [("vitlib", "none", 90.0), ("timm", "none", 100.0),
