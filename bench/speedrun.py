@@ -1,13 +1,17 @@
-"""Speedrun (issue 6): training seconds to a CIFAR-10 test accuracy (the shared JPEG copy) for a
-ViT trained from scratch and for its ResNet-18 rival, on one GPU.
+"""Speedrun: training seconds to a CIFAR-10 test accuracy (the shared JPEG copy) for a ViT trained
+from scratch and for a ResNet rival, on one GPU or on the CPU.
 
     VITLIB_DATA=/work/shared/data python -m bench.speedrun --model vit --seeds 3      # ~8 min on an H100
     VITLIB_DATA=/work/shared/data python -m bench.speedrun --model resnet --seeds 3   # ~4 min
+    VITLIB_DATA=/work/shared/data python -m bench.speedrun --device cpu --model vit --seeds 2   # ~2 h on 2 cores
     python -m bench.speedrun --from-runs results/bench/speedrun_runs    # table, CSVs, figure only
     python -m bench.speedrun --tiny --model vit,resnet --device cpu --out /tmp/s.csv  # CPU test size
 
-Targets (mean of 3 seeds): ViT >= 85% in <= 120 s (stretch 90% in 180 s), ResNet-18 >= 92% in <= 60 s.
-A seed is one `vitlib.train.fit` run of recipe vit_speedrun / resnet_speedrun on the SPECS model,
+GPU targets (SPECS, mean of 3 seeds, one H100 / H200): ViT >= 85% in <= 120 s (stretch 90% in
+180 s), ResNet-18 >= 92% in <= 60 s. CPU targets (CPU_SPECS, mean of 2 seeds, 2 cores): ViT >= 75%
+in <= 60 min (stretch 80%), a ResNet >= 88% in <= 60 min (stretch 90%); `--device cpu` picks them,
+with their own default outputs (cpu_speedrun.csv, cpu_speedrun_runs/, figures/cpu_speedrun.png).
+A seed is one `vitlib.train.fit` run of the spec's recipe on the spec's model,
 evaluated on the test set every epoch, in <runs-dir>/<model>-seed<k>. Training seconds are fit's
 clock: optimiser steps with their batch gathering and augmentation; not evaluation, checkpoints,
 nor the first step (it compiles: compile_s; the evaluation graphs compile inside eval_s).
@@ -52,6 +56,18 @@ SPECS = {
                 target=0.85, budget_s=120.0, stretch_target=0.90, stretch_budget_s=180.0),
     "resnet": dict(model="resnet18_cifar", args={}, recipe="resnet_speedrun", target=0.92, budget_s=60.0),
 }
+# The CPU's models: what 2 cores (fp32 where the CPU has no native bf16) train in an hour. ViT: the
+# paper's architecture at ViT-Ti width (D 192, 3 heads of 64) with 4 x 4 patches, 6 blocks and an
+# MLP of 2 D instead of 4 D (two thirds of the FLOPs per token; the MLP ratio is the cheapest width
+# to give up, Fig. 8 / App. D.2: width helps least), GAP and sin-cos positions as above. ResNet:
+# the CIFAR ResNet at one block per stage and half the widths (ResNet-10 shape, 1.2M parameters),
+# ~8x fewer FLOPs than ResNet-18, which trains at ~15 images/s in fp32 here (bench/README.md).
+CPU_SPECS = {
+    "vit": dict(model="vit_ti4", args=dict(depth=6, mlp_dim=384, pool="gap", pos_emb="sincos2d"), recipe="vit_cpu",
+                target=0.75, budget_s=3600.0, stretch_target=0.80, stretch_budget_s=3600.0),
+    "resnet": dict(model="resnet18_cifar", args=dict(blocks=(1, 1, 1, 1), widths=(32, 64, 128, 256)),
+                   recipe="resnet_cpu", target=0.88, budget_s=3600.0, stretch_target=0.90, stretch_budget_s=3600.0),
+}
 TINY_ARGS = {"vit": dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64, pool="gap", pos_emb="sincos2d"),
              "resnet": dict(blocks=(1, 1, 1, 1), widths=(8, 16, 32, 64))}
 TINY_TRAIN = dict(batch_size=128, epochs=2, warmup_epochs=0.5, compile=False)
@@ -77,7 +93,8 @@ def parse_args(argv):
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--data-dir", default=None, help="folder holding cifar10-jpeg.tar.gz (default $VITLIB_DATA)")
     p.add_argument("--tiny", action="store_true", help="digits at 16 px, 1-block ViT, narrow ResNet (CPU tests)")
-    p.add_argument("--runs-dir", default=None, help="run folders (default results/bench/speedrun_runs)")
+    p.add_argument("--runs-dir", default=None, help="run folders (default results/bench/speedrun_runs, "
+                                                     "cpu_speedrun_runs with --device cpu)")
     p.add_argument("--resume", action="store_true", help="read finished runs back, continue unfinished ones")
     p.add_argument("--from-runs", nargs="+", default=None, metavar="DIR", help="report these run folders; no training")
     p.add_argument("--out", default=None, help="CSV (default results/bench/speedrun.csv; curves beside it)")
@@ -88,9 +105,12 @@ def parse_args(argv):
                                         if v is not None})
     if args.first_seed < 0 or args.target is not None and not 0 < args.target <= 1:
         raise ValueError(f"--first-seed must be >= 0 (got {args.first_seed}), --target in (0, 1] (got {args.target})")
-    args.runs_dir = Path(args.runs_dir) if args.runs_dir else RESULTS / "bench" / "speedrun_runs"
     if args.from_runs is None:  # everything a training run needs, checked before any data is read
         args.device = str(resolve_device(args.device))
+    args.hardware = "cpu" if str(args.device) == "cpu" else "gpu"
+    args.prefix = "cpu_" if args.hardware == "cpu" else ""
+    args.runs_dir = Path(args.runs_dir) if args.runs_dir else RESULTS / "bench" / f"{args.prefix}speedrun_runs"
+    if args.from_runs is None:
         for kind in args.model:
             train_config(kind, args, args.first_seed), build_model(kind, args)
             for seed in seeds(args):
@@ -100,13 +120,18 @@ def parse_args(argv):
     return args
 
 
+def specs(hardware):
+    """The models, recipes and targets of a speedrun on "gpu" or "cpu"."""
+    return CPU_SPECS if hardware == "cpu" else SPECS
+
+
 def seeds(args):
     return range(args.first_seed, args.first_seed + args.seeds)
 
 
 def train_config(kind, args, seed):
     """Recipe < --tiny's CPU sizes < --epochs < --set (`augment.flip=false` sets one augmentation field)."""
-    base = get_recipe(SPECS[kind]["recipe"])
+    base = get_recipe(specs(args.hardware)[kind]["recipe"])
     changes = dict(TINY_TRAIN) if args.tiny else {}
     if args.epochs is not None:
         changes["epochs"] = args.epochs
@@ -119,7 +144,7 @@ def train_config(kind, args, seed):
 
 
 def build_model(kind, args, num_classes=10):
-    spec = SPECS[kind]
+    spec = specs(args.hardware)[kind]
     img_size, in_chans = (16, 1) if args.tiny else (32, 3)
     model_args = {**spec["args"], **(TINY_ARGS[kind] if args.tiny else {}), **_pairs(args.model_arg, "--model-arg")}
     return create_model(spec["model"], num_classes=num_classes, img_size=img_size, in_chans=in_chans, **model_args)
@@ -138,7 +163,7 @@ def train_all(args):
             model = build_model(kind, args, train.num_classes)
             try:
                 fit(model, train, test, config, run, resume=args.resume, progress=False,
-                    run_info={"speedrun": {"model": kind, "seed": seed}})
+                    run_info={"speedrun": {"model": kind, "seed": seed, "hardware": args.hardware}})
             except Exception:  # a diverged or crashed seed must not cost the others of a GPU session
                 traceback.print_exc()
             del model
@@ -197,13 +222,14 @@ def load_run(path, args):
         else []
     info, train_cfg, data = record.get("speedrun", {}), record["train"], record["data"]["train"]
     kind = info.get("model", "?")
-    spec = SPECS.get(kind, {})
+    spec = specs(info.get("hardware", "gpu")).get(kind, {})
     target, budget = args.target or spec.get("target", math.nan), args.budget_s or spec.get("budget_s", math.nan)
     secs = train_seconds(metrics, train_cfg["batch_size"])
     acc, tta, ema = ([_num(r[k]) for r in metrics] for k in ("eval_acc", "eval_acc_tta", "eval_acc_ema"))
     chance = 1.0 / data["num_classes"]
     within = [a for t, a in zip(secs, acc) if t <= budget]
     row = dict(model=kind, seed=info.get("seed", train_cfg["seed"]), status=summary.get("status", "unfinished"),
+               hardware=info.get("hardware", "gpu"),
                epochs=train_cfg["epochs"], batch=train_cfg["batch_size"], target=target, budget_s=budget,
                time_to_target_s=time_to(secs, acc, target, chance), acc_at_budget=within[-1] if within else math.nan,
                time_to_target_tta_s=time_to(secs, tta, target, chance), params=summary.get("params", ""),
@@ -254,7 +280,8 @@ def environment_of(envs):
     def joined(values):
         return " | ".join(dict.fromkeys(map(str, values))) or "unknown"
     commits = [(e.get("git_commit") or "unknown")[:7] + ("+dirty" if e.get("git_dirty") else "") for e in envs]
-    return dict(gpu=joined((e.get("gpus") or ["cpu"])[0] for e in envs), torch=joined(e.get("torch") for e in envs),
+    hardware = ((e.get("gpus") or [f"cpu ({e['cpu']})" if e.get("cpu") else "cpu"])[0] for e in envs)
+    return dict(gpu=joined(hardware), torch=joined(e.get("torch") for e in envs),
                 commit=joined(commits), date=max((e.get("start_time", "") for e in envs), default="unknown"))
 
 
@@ -296,11 +323,13 @@ def report(run_dirs, args):
     order = {kind: i for i, kind in enumerate(SPECS)}
     loaded = sorted((load_run(p, args) for p in run_dirs), key=lambda x: (order.get(x[0]["model"], 99), x[0]["seed"]))
     rows, curves, envs = [x[0] for x in loaded], [c for x in loaded for c in x[1]], [x[2] for x in loaded]
+    # CPU runs only: the CPU's default outputs (runs of several sessions are merged with --from-runs)
+    prefix = "cpu_" if all(r["hardware"] == "cpu" for r in rows) else ""
     rows += mean_rows(rows)
     env = environment_of(envs)
-    out = resolve_out(args.out, "speedrun")
+    out = resolve_out(args.out, f"{prefix}speedrun")
     curves_out = out.with_name(out.stem + "_curves.csv")
-    figure = resolve_out(args.figure, "speedrun", ".png", "figures")
+    figure = resolve_out(args.figure, f"{prefix}speedrun", ".png", "figures")
     write_csv(rows, out, COLUMNS, env)
     write_csv(curves, curves_out, CURVE_COLUMNS, env)
     title = f"CIFAR-10 speedrun on {env['gpu']} (torch {env['torch']}, commit {env['commit']})"

@@ -42,7 +42,7 @@ from bench.common import (check_positive, environment, free_memory, is_out_of_me
                           parse_list, peak_memory_gib, print_table, progress, reset_peak_memory,
                           resolve_out, wall_seconds, write_csv)
 from vitlib import count_flops, create_model
-from vitlib.device import configure_backends, cpu_capability, cpu_has_native_bf16, resolve_device, resolve_precision
+from vitlib.device import configure_backends, cpu_has_native_bf16, device_name, resolve_device, resolve_precision
 
 # name: (vitlib model, img_size, num_classes, default batch, shape overrides)
 CONFIGS = {
@@ -323,7 +323,7 @@ def main(argv=None):
     device, out = args.device, resolve_out(args.out, "throughput")
     env = environment(device)
     if device.type == "cpu":  # the hardware a CPU number was measured on
-        env["gpu"] = f"cpu ({cpu_capability()}, native bf16: {'yes' if cpu_has_native_bf16() else 'no'})"
+        env["gpu"] = device_name(device)
     progress(f"throughput on {env['gpu']}, torch {env['torch']}, commit {env['commit']}; "
              f"precision {','.join(args.precision)}; CSV {out}")
     default_threads = torch.get_num_threads()

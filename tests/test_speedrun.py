@@ -41,7 +41,7 @@ def test_speedrun_tiny_cpu_trains_reports_and_rebuilds_from_the_run_folders(tmp_
     seeds, means = rows[:4], rows[4:]
     assert all(r["status"] == "complete" and r["epochs"] == 2 and r["batch"] == 128 for r in seeds)
     assert all(r["target"] == 0.25 and r["data"] == "sklearn.datasets.load_digits" for r in seeds)
-    assert [r["budget_s"] for r in seeds] == [120.0, 120.0, 60.0, 60.0]  # each model's own budget
+    assert [r["budget_s"] for r in seeds] == [3600.0] * 4  # --device cpu: the CPU specs' hour
 
     for row in seeds:
         run = Path(row["run"])
@@ -144,6 +144,23 @@ def test_speedrun_recipes_and_the_vit_spec():
     assert model.patch_embed.proj.kernel_size == model.patch_embed.proj.stride == (4, 4)
     assert (len(model.blocks), model.embed_dim, model.num_prefix_tokens) == (6, 384, 0)
     assert count_flops(model, 32) == pytest.approx(1.4e9, rel=0.01)  # the FLOP count the recipe is sized by
+
+
+def test_cpu_recipes_and_specs():
+    """The CPU speedrun: the paper's ViT (no convolution but the patch embedding), checkpoints every
+    epoch so that an hour-long run resumes across sessions, no compilation, a one-cycle to 0."""
+    for kind, spec in speedrun.CPU_SPECS.items():
+        recipe = RECIPES[spec["recipe"]]
+        assert (recipe.schedule, recipe.min_lr, recipe.checkpoint_every, recipe.compile, recipe.tta_flip) == (
+            "linear", 0.0, 1, False, True)
+        assert spec["budget_s"] == 3600.0 and spec["target"] == {"vit": 0.75, "resnet": 0.88}[kind]
+    spec = speedrun.CPU_SPECS["vit"]
+    model = create_model(spec["model"], num_classes=10, img_size=32, **spec["args"])
+    assert [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)] == ["patch_embed.proj"]
+    assert (len(model.blocks), model.embed_dim, model.blocks[0].mlp.fc1.out_features) == (6, 192, 384)
+    resnet = speedrun.CPU_SPECS["resnet"]
+    model = create_model(resnet["model"], num_classes=10, img_size=32, **resnet["args"])
+    assert sum(p.numel() for p in model.parameters()) == 1_228_970
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -103,6 +103,18 @@ def cpu_capability():
         return platform.processor() or platform.machine()
 
 
+def cpu_description():
+    """The CPU as results name it: model, cores, torch's instruction set and threads, native bf16."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return (f"{model}, {os.cpu_count()} cores, {cpu_capability()}, {torch.get_num_threads()} threads, "
+            f"native bf16: {'yes' if cpu_has_native_bf16() else 'no'}")
+
+
 def autocast_context(device, precision="auto"):
     """bf16 autocast (matrix products and convolutions in bf16; reductions, norms, softmax and the
     loss in fp32 by autocast's op lists), or a no-op context in fp32."""
@@ -133,4 +145,4 @@ def device_name(device):
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return f"cpu ({cpu_description()})"

@@ -216,6 +216,27 @@ RECIPES = {
         warmup_epochs=4, schedule="linear", min_lr=0.0, label_smoothing=0.2,
         augment=dict(crop="pad_crop", padding=4, padding_mode="reflect", flip=True),
         eval_every=1, tta_flip=True, checkpoint_every=1000, log_every=100, compile=True),
+    # CPU speedruns (bench/speedrun.py --device cpu; models in its CPU_SPECS): an hour on 2 cores, where
+    # the ViT trains at ~115 images/s in fp32 (7 epochs of CIFAR-10 in ~52 min) and no compiler helps (bench/README.md). Shared: batch 128
+    # (the fastest per image on 2 cores after 64, with half the optimiser steps' overhead), a
+    # checkpoint every epoch (epochs are minutes: a run resumes across working sessions), flip-TTA
+    # beside the plain accuracy, a linear one-cycle as the GPU speedruns. ViT: the vit_speedrun
+    # optimiser (AdamW, beta2 0.99, wd 0.05, clip 1, label smoothing 0.1) at the square-root-scaled lr
+    # for batch 128 (2e-3 x sqrt(128/512) = 1e-3, doubled: seven epochs want the lr high), a half-epoch
+    # warm-up, and pad-crop + flip only: at seven epochs the model under-fits, and stronger augmentation
+    # (RandAugment, Mixup) slows it down further (Steiner et al. 2021).
+    "vit_cpu": TrainConfig(
+        epochs=7, batch_size=128, optimizer="adamw", lr=2e-3, betas=(0.9, 0.99), weight_decay=0.05,
+        warmup_epochs=0.5, schedule="linear", min_lr=0.0, clip_grad=1.0, label_smoothing=0.1,
+        augment=dict(crop="pad_crop", padding=4, padding_mode="reflect", flip=True),
+        eval_every=1, tta_flip=True, checkpoint_every=1, log_every=50),
+    # ResNet: resnet_speedrun's one-cycle (SGD Nesterov, warm-up ~20% of the run, linear decay to 0,
+    # wd 5e-4, label smoothing 0.2) with the lr scaled linearly to batch 128 (0.4 x 128/512 = 0.1).
+    "resnet_cpu": TrainConfig(
+        epochs=8, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        warmup_epochs=1.5, schedule="linear", min_lr=0.0, label_smoothing=0.2,
+        augment=dict(crop="pad_crop", padding=4, padding_mode="reflect", flip=True),
+        eval_every=1, tta_flip=True, checkpoint_every=1, log_every=50),
 }
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vitlib.device import cpu_description
+
 from vitlib.fileio import atomic_write_bytes, read_json, write_json  # noqa: F401 (re-exported)
 
 RUN_FILES = ("config.json", "env.json", "metrics.csv", "summary.json", "checkpoint.pt")
@@ -103,6 +105,7 @@ def environment_info():
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_description(),
     }
 
 
