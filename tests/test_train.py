@@ -227,6 +227,31 @@ def test_bf16_and_fp32_runs_reach_the_same_accuracy(digits, tmp_path, monkeypatc
     assert abs(sum(acc["bf16"]) - sum(acc["fp32"])) / 2 <= spread + 0.01, acc
 
 
+def test_memory_format_auto_is_channels_last_for_conv_nets_on_the_cpu_in_fp32(digits, tmp_path):
+    """The measured CPU default: NHWC for a ResNet in fp32, NCHW for a ViT; the same training either way."""
+    from vitlib.device import resolve_memory_format
+    resnet = create_model("resnet18_cifar", num_classes=10, in_chans=1, blocks=(1, 1), widths=(8, 16))
+    assert resolve_memory_format("cpu", "fp32", resnet) == torch.channels_last
+    assert resolve_memory_format("cpu", "fp32", tiny_vit(depth=1)) == torch.contiguous_format
+    assert resolve_memory_format("cpu", "fp32", resnet, "contiguous") == torch.contiguous_format
+    with pytest.raises(ValueError, match="memory_format='nhwc' is not supported; allowed: auto, contiguous"):
+        resolve_memory_format("cpu", "fp32", resnet, "nhwc")
+    train, test = digits
+    weights = {}
+    for layout in ("auto", "contiguous"):
+        torch.manual_seed(0)
+        model = create_model("resnet18_cifar", num_classes=10, in_chans=1, blocks=(1, 1), widths=(8, 16))
+        config = TrainConfig(steps=4, batch_size=64, optimizer="sgd", lr=0.05, device="cpu", precision="fp32",
+                             memory_format=layout)
+        fit(model, train, test, config, tmp_path / layout, progress=False)
+        env = json.loads((tmp_path / layout / "env.json").read_text())
+        assert env["memory_format"] == ("channels_last" if layout == "auto" else "contiguous")
+        weights[layout] = model.state_dict()
+    assert weights["auto"]["stem.0.weight"].is_contiguous(memory_format=torch.channels_last)
+    for key, value in weights["contiguous"].items():
+        torch.testing.assert_close(weights["auto"][key], value, rtol=1e-4, atol=1e-5)
+
+
 def test_gradient_accumulation_matches_the_full_batch(digits, tmp_path):
     train, test = digits
     weights = []

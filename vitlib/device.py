@@ -124,6 +124,24 @@ def autocast_context(device, precision="auto"):
     return contextlib.nullcontext()
 
 
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+
+
+def resolve_memory_format(device, precision, model, memory_format="auto"):
+    """The layout of a run's image batches and conv weights: torch.channels_last or
+    torch.contiguous_format. "auto" is channels_last for a convolutional network (more than the one
+    patch-embedding conv of a ViT) on the CPU in fp32, where oneDNN's NHWC convolutions trained the
+    CIFAR ResNets 1.2-1.5x faster (bench/README.md), and contiguous everywhere else: a ViT's only
+    conv is the patch embedding (no difference measured), and with CPU bf16 NHWC was 2-13x slower."""
+    if memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format={memory_format!r} is not supported; allowed: {', '.join(MEMORY_FORMATS)}")
+    if memory_format == "auto":
+        convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        cpu_fp32 = torch.device(device).type == "cpu" and resolve_precision(device, precision) == "fp32"
+        memory_format = "channels_last" if cpu_fp32 and convs > 1 else "contiguous"
+    return torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+
+
 def configure_backends(device):
     """Let fp32 matrix products use TF32 tensor cores on Ampere and later GPUs (what fp32 parts of a
     bf16-autocast step run in; about 10 mantissa bits, ample for training), and let cuDNN pick the

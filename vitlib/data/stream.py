@@ -41,7 +41,7 @@ class BatchStream:
 
     def __init__(self, dataset, batch_size: int, *, device, augment: AugmentConfig | None = None,
                  shuffle: bool = True, drop_last: bool = True, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, num_workers: int = 4):
+                 world_size: int = 1, num_workers: int = 4, memory_format=torch.contiguous_format):
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size={batch_size!r}; must be a positive int")
         if not isinstance(world_size, int) or world_size < 1:
@@ -59,6 +59,7 @@ class BatchStream:
         self.dataset, self.batch_size, self.device = dataset, batch_size, torch.device(device)
         self.augment, self.shuffle, self.drop_last = augment, shuffle, drop_last
         self.seed, self.rank, self.world_size, self.num_workers = seed, rank, world_size, num_workers
+        self.memory_format = memory_format  # of the yielded batches (vitlib.device.resolve_memory_format)
         self.num_classes = dataset.num_classes
         self.epoch = 0
         if len(self) == 0:
@@ -119,7 +120,7 @@ class BatchStream:
         else:
             generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch, 1, self.rank, b))
             x, y = augment_batch(images, labels, self.augment, generator, self.num_classes)
-        return normalize(x, self._mean, self._std), y
+        return normalize(x, self._mean, self._std).contiguous(memory_format=self.memory_format), y
 
 
 class _EpochSampler(Sampler):

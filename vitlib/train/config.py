@@ -7,7 +7,7 @@ or `get_recipe("vit_small_data", epochs=50)`. It round-trips through JSON (`to_d
 import dataclasses
 from dataclasses import dataclass, field
 
-from vitlib.device import PRECISIONS
+from vitlib.device import MEMORY_FORMATS, PRECISIONS
 from vitlib.train.schedule import SCHEDULES
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -45,6 +45,7 @@ class TrainConfig:
     log_every: int = 50               # optimiser steps between loss read-outs on the progress bar
     # system
     precision: str = "auto"           # "auto" (bf16 autocast where the GPU/CPU has native bf16, else fp32) | "bf16" | "fp32"
+    memory_format: str = "auto"       # "auto" (channels_last for conv nets on the CPU in fp32) | "contiguous" | "channels_last"
     compile: bool = False             # torch.compile the model
     compile_mode: str = "default"     # torch.compile mode
     seed: int = 0                     # seeds the data order, augmentation and dropout
@@ -79,6 +80,7 @@ class TrainConfig:
             ("checkpoint_every", _is_int(self.checkpoint_every) and self.checkpoint_every > 0, "an integer > 0 (epochs)"),
             ("log_every", _is_int(self.log_every) and self.log_every > 0, "an integer > 0 (steps)"),
             ("precision", self.precision in PRECISIONS, " | ".join(PRECISIONS)),
+            ("memory_format", self.memory_format in MEMORY_FORMATS, " | ".join(MEMORY_FORMATS)),
             ("compile", isinstance(self.compile, bool), "True | False"),
             ("compile_mode", self.compile_mode in COMPILE_MODES, " | ".join(COMPILE_MODES)),
             ("seed", _is_int(self.seed) and self.seed >= 0, "an integer >= 0"),
@@ -216,25 +218,28 @@ RECIPES = {
         warmup_epochs=4, schedule="linear", min_lr=0.0, label_smoothing=0.2,
         augment=dict(crop="pad_crop", padding=4, padding_mode="reflect", flip=True),
         eval_every=1, tta_flip=True, checkpoint_every=1000, log_every=100, compile=True),
-    # CPU speedruns (bench/speedrun.py --device cpu; models in its CPU_SPECS): an hour on 2 cores, where
-    # the ViT trains at ~115 images/s in fp32 (7 epochs of CIFAR-10 in ~52 min) and no compiler helps (bench/README.md). Shared: batch 128
-    # (the fastest per image on 2 cores after 64, with half the optimiser steps' overhead), a
-    # checkpoint every epoch (epochs are minutes: a run resumes across working sessions), flip-TTA
-    # beside the plain accuracy, a linear one-cycle as the GPU speedruns. ViT: the vit_speedrun
+    # CPU speedruns (bench/speedrun.py --device cpu; models in its CPU_SPECS): an hour on 2 cores,
+    # where no compiler helps and, without native bf16, everything runs in fp32 (bench/README.md).
+    # Shared: batch 128 (measured fastest per image on 2 cores for both families), a checkpoint every
+    # epoch (epochs are minutes: a run resumes across working sessions), flip-TTA beside the plain
+    # accuracy, a linear one-cycle as the GPU speedruns.
+    # ViT: ~115 images/s in fp32 here, so 7 epochs fill ~52 of the 60 minutes. The vit_speedrun
     # optimiser (AdamW, beta2 0.99, wd 0.05, clip 1, label smoothing 0.1) at the square-root-scaled lr
-    # for batch 128 (2e-3 x sqrt(128/512) = 1e-3, doubled: seven epochs want the lr high), a half-epoch
-    # warm-up, and pad-crop + flip only: at seven epochs the model under-fits, and stronger augmentation
-    # (RandAugment, Mixup) slows it down further (Steiner et al. 2021).
+    # for batch 128 (2e-3 x sqrt(128/512) = 1e-3), doubled because seven epochs want the lr high; a
+    # half-epoch warm-up; pad-crop + flip only: at seven epochs the model under-fits, and stronger
+    # augmentation (RandAugment, Mixup) slows it down further (Steiner et al. 2021).
     "vit_cpu": TrainConfig(
         epochs=7, batch_size=128, optimizer="adamw", lr=2e-3, betas=(0.9, 0.99), weight_decay=0.05,
         warmup_epochs=0.5, schedule="linear", min_lr=0.0, clip_grad=1.0, label_smoothing=0.1,
         augment=dict(crop="pad_crop", padding=4, padding_mode="reflect", flip=True),
         eval_every=1, tta_flip=True, checkpoint_every=1, log_every=50),
-    # ResNet: resnet_speedrun's one-cycle (SGD Nesterov, warm-up ~20% of the run, linear decay to 0,
-    # wd 5e-4, label smoothing 0.2) with the lr scaled linearly to batch 128 (0.4 x 128/512 = 0.1).
+    # ResNet (ResNet-10 shape at half width): ~260 images/s in fp32 with channels_last (the CPU
+    # default for conv nets), so 16 epochs fill ~55 of the 60 minutes. resnet_speedrun's one-cycle
+    # (SGD Nesterov, warm-up ~20% of the run, linear decay to 0, wd 5e-4, label smoothing 0.2) with
+    # the lr scaled linearly to batch 128 (0.4 x 128/512 = 0.1).
     "resnet_cpu": TrainConfig(
-        epochs=8, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-        warmup_epochs=1.5, schedule="linear", min_lr=0.0, label_smoothing=0.2,
+        epochs=16, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+        warmup_epochs=3, schedule="linear", min_lr=0.0, label_smoothing=0.2,
         augment=dict(crop="pad_crop", padding=4, padding_mode="reflect", flip=True),
         eval_every=1, tta_flip=True, checkpoint_every=1, log_every=50),
 }

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from vitlib.data import BatchStream
-from vitlib.device import autocast_context, configure_backends, resolve_precision, synchronize
+from vitlib.device import (autocast_context, configure_backends, resolve_memory_format, resolve_precision,
+                           synchronize)
 from vitlib.flops import count_flops, count_params
 from vitlib.train import distributed, runfolder
 from vitlib.train.config import TrainConfig
@@ -60,7 +61,9 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
     if len(train_data) < config.batch_size:
         raise ValueError(f"the training set has {len(train_data)} images, fewer than one global batch "
                          f"(batch_size={config.batch_size}); lower batch_size")
-    shard = dict(seed=config.seed, rank=dist.rank, world_size=dist.world_size, num_workers=config.num_workers)
+    memory_format = resolve_memory_format(device, precision, model, config.memory_format)
+    shard = dict(seed=config.seed, rank=dist.rank, world_size=dist.world_size, num_workers=config.num_workers,
+                 memory_format=memory_format)
     train_stream = BatchStream(train_data, micro_batch, device=device, augment=config.augment_config(),
                                shuffle=True, drop_last=True, **shard)
     # no activations are kept for backward in eval, so twice the training micro-batch fits
@@ -87,6 +90,7 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         env = {**runfolder.environment_info(), "device": str(device), "precision": precision,
+               "memory_format": "channels_last" if memory_format == torch.channels_last else "contiguous",
                "world_size": dist.world_size,  # the data's files are machine-specific: here, not in config.json
                "data_source": {"train": train_data.source, "eval": eval_data.source}}
         if has_checkpoint:  # keep the first start's record; add one entry per resume
@@ -99,7 +103,7 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
         runfolder.write_json(out_dir / "env.json", env)
 
     # ---- model, optimiser, EMA -----------------------------------------------------------------
-    raw_model = model.to(device).train()
+    raw_model = model.to(device, memory_format=memory_format).train()
     if config.zero_init_head:
         zero_head(raw_model)
     in_chans, _, img_size = runfolder.image_shape(train_data)

@@ -34,7 +34,8 @@ METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "eval_acc", "
                  "images_per_s", "train_s", "elapsed_s")  # train_s: cumulative optimiser-step seconds
 # TrainConfig keys that may differ when a run is resumed: they change how fast it runs or how much
 # it prints, not what it computes
-RUNTIME_KEYS = ("train.log_every", "train.num_workers", "train.compile", "train.compile_mode", "train.device")
+RUNTIME_KEYS = ("train.log_every", "train.num_workers", "train.compile", "train.compile_mode", "train.device",
+                "train.memory_format")
 
 
 def write_csv(path, rows, fieldnames):
