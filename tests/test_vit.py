@@ -171,7 +171,7 @@ def test_sincos_embeddings_are_the_standard_formula():
 
 @pytest.mark.parametrize("name", vitlib.list_models())
 def test_every_named_model_builds_and_trains_a_step(name):
-    small = dict(depth=1) if name.startswith(("vit", "r50_vit", "r_vit")) else {}
+    small = dict(depth=1) if name.startswith(("vit", "r50_vit", "r_vit", "c_vit")) else {}
     if name.startswith("bit"):  # the real widths and stems, one block per stage (shapes: test_resnet)
         small = dict(layers=(1, 1, 1, 1))
     if name.startswith("vit_"):  # the real widths, fewer layers; a small image of whole patches
@@ -217,6 +217,24 @@ def test_count_flops_matches_the_closed_form():
     embed = 2 * 64 * dim * 3 * 4 * 4
     head = 2 * dim * 10
     assert vitlib.count_flops(model, 32) == depth * per_block + embed + head
+
+
+def test_conv_stem_vit_has_the_patch_4_grid_and_a_few_percent_more_flops():
+    """c_vit_ti4: two stride-2 3x3 conv-BN-ReLU layers (3 -> 48 -> 96 channels) and the 1x1
+    projection to D replace the 4 x 4 patch embedding: the same 8 x 8 grid, the same Transformer."""
+    conv, plain = vitlib.create_model("c_vit_ti4", num_classes=10, depth=6), vitlib.create_model(
+        "vit_ti4", num_classes=10, depth=6)
+    assert conv.grid_size == plain.grid_size == (8, 8) and conv.patch_embed.reduction == 4
+    stem = [m for m in conv.patch_embed.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in stem] == [
+        (3, 48, (3, 3), (2, 2)), (48, 96, (3, 3), (2, 2))]
+    assert conv.patch_embed.proj.kernel_size == (1, 1) and conv.patch_embed.proj.in_channels == 96
+    stem_flops = 2 * (16 * 16 * 27 * 48 + 8 * 8 * 432 * 96 + 8 * 8 * 96 * 192)  # two 3x3 convs, the 1x1 projection
+    embed_flops = 2 * 64 * 192 * 3 * 4 * 4  # 64 patches of 3 x 4 x 4 pixels projected to D
+    assert vitlib.count_flops(conv, 32) - vitlib.count_flops(plain, 32) == stem_flops - embed_flops
+    assert vitlib.count_flops(conv, 32) < 1.05 * vitlib.count_flops(plain, 32)
+    with pytest.raises(ValueError, match="widths must be a non-empty list of positive integers"):
+        vitlib.create_model("c_vit_ti4", stem_widths=())
 
 
 def test_hybrid_official_npz_read_by_timm_and_vitlib(tmp_path):

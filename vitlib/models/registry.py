@@ -2,7 +2,8 @@
 
 ViT shapes come from Table 1 of the paper (B, L, H) and the official code's configs (Ti, S);
 `vit_<size><patch>` is that shape with P x P patches, e.g. `vit_b16` = ViT-B/16 and `vit_s4` = ViT-S
-with 4 x 4 patches for 32 x 32 images. Hybrids (§3.1) put a ResNet stem before the Transformer.
+with 4 x 4 patches for 32 x 32 images. Hybrids (§3.1) put a ResNet stem before the Transformer;
+`c_vit_<size>4` a two-layer convolutional stem (Xiao et al. 2021) of the same stride 4.
 """
 from vitlib.models.vit import VisionTransformer
 
@@ -44,11 +45,27 @@ def _hybrid_builder(shape, layers, stem, patch=1, default_img_size=224):
     return build
 
 
+def _conv_stem_builder(shape, stem_widths=(48, 96)):
+    """The ViT of `shape` with a stride-4 convolutional stem (models/convstem.py) instead of 4 x 4
+    patches: the same 8 x 8 token grid on 32 x 32 images."""
+    depth, dim, mlp, heads = VIT_SHAPES[shape]
+
+    def build(num_classes=1000, img_size=None, in_chans=3, stem_widths=stem_widths, **overrides):
+        from vitlib.models.convstem import ConvStem
+        args = dict(depth=depth, embed_dim=dim, mlp_dim=mlp, num_heads=heads, patch_size=1, img_size=img_size or 32)
+        args.update(overrides)
+        return VisionTransformer(num_classes=num_classes, in_chans=in_chans, backbone=ConvStem(in_chans, stem_widths),
+                                 **args)
+    return build
+
+
 def _registry():
     models = {f"vit_{s}{p}": _vit_builder(s, p) for s in VIT_SHAPES for p in VIT_PATCHES}
     models["r50_vit_b16"] = _hybrid_builder("b", (3, 4, 9), "same")  # TF "same" padding, as the JAX code
     models["r_vit_ti4"] = _hybrid_builder("ti", (2, 2), "cifar", default_img_size=32)
     models["r_vit_s4"] = _hybrid_builder("s", (2, 2), "cifar", default_img_size=32)
+    models["c_vit_ti4"] = _conv_stem_builder("ti")  # Xiao et al. 2021's convolutional stem, stride 4
+    models["c_vit_s4"] = _conv_stem_builder("s")
     from vitlib.models.cifar_resnet import MODELS as CIFAR_RESNETS
     from vitlib.models.resnet import MODELS as BIT_RESNETS
     for name, build in {**BIT_RESNETS, **CIFAR_RESNETS}.items():  # convolutional nets take any image size
