@@ -386,6 +386,7 @@ def plot(curves, rows, path, title):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = set()  # (target, budget) goals already drawn: models that share one get one line
     for i, kind in enumerate(dict.fromkeys(r["model"] for r in rows)):
         color, first = f"C{i}", next(r for r in rows if r["model"] == kind)
         for j, seed in enumerate(dict.fromkeys(c["seed"] for c in curves if c["model"] == kind)):
@@ -396,6 +397,9 @@ def plot(curves, rows, path, title):
         if first.get("stretch_target"):
             goals.append((first["stretch_target"], first["stretch_budget_s"], ":"))
         for target, budget, style in goals:
+            if (target, budget) in drawn:
+                continue
+            drawn.add((target, budget))
             ax.axhline(100 * target, color=color, ls=style, lw=1, alpha=0.7)
             ax.axvline(budget, color=color, ls=style, lw=1, alpha=0.7)
             ax.annotate(f"{kind}: {100 * target:.0f}% in {budget:.0f} s ", (budget, 100 * target), color=color,
