@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issue 6's GPU checks in one go, for a session with ~15 minutes of device time (machine start
+# The GPU checks in one go, for a session with ~15 minutes of device time (machine start
 # included). Cheapest first, each step bounded by `timeout`, all of them by BUDGET_S (default 480 s):
 #   1. environment: nvidia-smi, torch / CUDA / timm versions                  ~10 s
 #   2. training throughput, eager: vitlib vs timm, s4_32 then b16_224          ~60 s
-#   3. end to end (issue 6 target 2): ViT-S/4 training steps on synthetic data  ~60 s
+#   3. end to end (input pipeline overhead): ViT-S/4 training steps on synthetic data  ~60 s
 #      vs fed by BatchStream with the vit_small_data augmentation (and pad-crop + flip only);
 #      CIFAR-10 from $VITLIB_DATA (default .data/, carried) when there, else fake images;
 #      eager unless E2E_FLAGS says otherwise (E2E_FLAGS=--compile: the stricter check)

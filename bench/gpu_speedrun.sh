@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6's speedrun (bench/speedrun.py) in one GPU session of ~15 minutes of device time, machine
+# The GPU speedrun (bench/speedrun.py) in one GPU session of ~15 minutes of device time, machine
 # start included: one command of at most BUDGET_S (default 560 s, under the 600-s command limit).
 # Steps, each bounded by `timeout` and skipped when less than its minimum is left of the budget:
 #   1. environment: nvidia-smi, torch / CUDA versions                                 ~10 s
