@@ -1,5 +1,5 @@
 """Input-pipeline benchmarks: how fast vitlib's GPU-resident BatchStream delivers batches, and what it
-adds to a training step (issue 6, target 2: at most 3% over synthetic data already on the GPU).
+adds to a training step (the GPU target: at most 3% over synthetic data already on the GPU).
 
     python -m bench.input_pipeline --device cuda --batches 50 --workers 8   # batch stream vs DataLoader
     python -m bench.input_pipeline --end-to-end [--compile]                 # training-step overhead
@@ -233,7 +233,7 @@ def e2e_benchmark(data, args, env):
         progress(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {m[-1]:.2f} ms" for n, m in ms.items()))
     print_table(rows, ("mode", "augment", "step_ms", "step_ms_spread", "images_per_s", "overhead_pct", "loss"),
                 title=f"End to end: {model_name} (compile {rows[0]['compile']}, {rows[0]['precision']}), batch "
-                      f"{args.batch_size} from {data.name}, on {env['gpu']}; issue 6 target: overhead <= 3%")
+                      f"{args.batch_size} from {data.name}, on {env['gpu']}; GPU target: overhead <= 3%")
     return rows
 
 

@@ -79,7 +79,7 @@ def test_end_to_end_tiny(bench, tmp_path, capsys):
         ratio = float(row["step_ms"]) / float(rows[0]["step_ms"])
         assert float(row["overhead_pct"]) == pytest.approx(100 * (ratio - 1), abs=0.05 * ratio + 1e-3)
     printed = capsys.readouterr().out.strip().splitlines()
-    assert "issue 6 target" in printed[-6]
+    assert "GPU target: overhead <= 3%" in printed[-6]
     assert printed[-5].split()[:2] == ["mode", "augment"] and printed[-5].split()[-1] == "loss"
     assert printed[-1].split()[0] == "pad_crop+flip"
 

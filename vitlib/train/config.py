@@ -186,7 +186,7 @@ RECIPES = {
         epochs=200, batch_size=512, optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
         warmup_epochs=2, schedule="cosine", label_smoothing=0.0,
         augment=dict(crop="pad_crop", padding=4, padding_mode="zeros", flip=True)),
-    # Speedruns (issue 6, bench/speedrun.py; model specs there): the fewest training seconds to a
+    # GPU speedruns (bench/speedrun.py; model specs there): the fewest training seconds to a
     # CIFAR-10 accuracy on one H100/H200. Shared choices, after airbench (Jordan 2024) and Page's
     # "How to train your ResNet" (2018): the whole data set on the GPU, one large batch, a short
     # linear warm-up then a linear decay to 0 (a one-cycle), pad-crop + flip, label smoothing, bf16
