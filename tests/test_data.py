@@ -250,6 +250,65 @@ def test_concurrent_loads_decode_once(tmp_path, monkeypatch):
     assert len(calls) == 1 and torch.equal(results[0].images, results[1].images)
 
 
+def garble(file: Path, original: bytes, replacement: bytes):
+    """Overwrite the one place in `file` that holds `original` with `replacement`: a damaged
+    cache file that still parses (only its content differs)."""
+    data = file.read_bytes()
+    assert data.count(original) == 1 and len(replacement) == len(original)
+    file.write_bytes(data.replace(original, replacement))
+
+
+def test_garbled_cache_files_are_rebuilt_with_a_warning(tmp_path, monkeypatch):
+    archive = make_tar(make_tree(tmp_path / "tree", np.random.default_rng(0)), tmp_path / "data.tar.gz")
+    first = get_dataset("imagefolder", "train", archive)
+    images, labels = first.images.clone(), first.labels.clone()  # the cache is memory-mapped: copy
+    cache = tmp_path / "cache"
+    (image_file,) = cache.glob(f"*-v{cache_module.CACHE_FORMAT}.pt")
+    (label_file,) = cache.glob("*.split-class.pt")
+    calls = []
+    real_decode = cache_module.decode_all
+    monkeypatch.setattr(cache_module, "decode_all", lambda *a: calls.append(a) or real_decode(*a))
+
+    # 64 bytes in the middle of the pixels
+    middle = images.numpy().tobytes()[1000:1064]
+    garble(image_file, middle, bytes(255 - b for b in middle))
+    with pytest.warns(UserWarning, match=f"{image_file}.*checksum"):
+        again = get_dataset("imagefolder", "train", archive)
+    assert torch.equal(again.images, images) and torch.equal(again.labels, labels) and len(calls) == 1
+
+    # one label (int64) changed: every image of the split would still load, relabelled
+    parsed = torch.load(label_file, weights_only=True)
+    stored, first_train = parsed["labels"], parsed["split_index"]["train"][0]
+    changed = stored.clone()
+    changed[first_train] = (changed[first_train] + 1) % 3
+    garble(label_file, stored.numpy().tobytes(), changed.numpy().tobytes())
+    with pytest.warns(UserWarning, match=f"{label_file}.*checksum"):
+        again = get_dataset("imagefolder", "train", archive)
+    assert torch.equal(again.labels, labels) and torch.equal(again.images, images) and len(calls) == 1
+
+    # rebuilt: the next load checks out, silently and without decoding
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = get_dataset("imagefolder", "train", archive)
+    assert torch.equal(again.images, images) and len(calls) == 1
+
+
+def test_cache_files_without_a_checksum_are_rebuilt(tmp_path, monkeypatch):
+    archive = make_tar(make_tree(tmp_path / "tree", np.random.default_rng(0)), tmp_path / "data.tar.gz")
+    images = get_dataset("imagefolder", "train", archive).images.clone()
+    (image_file,) = (tmp_path / "cache").glob(f"*-v{cache_module.CACHE_FORMAT}.pt")
+    blob = torch.load(image_file, weights_only=True)
+    del blob["sha256"]  # as a cache written before files carried their checksum
+    torch.save(blob, image_file)
+    calls = []
+    real_decode = cache_module.decode_all
+    monkeypatch.setattr(cache_module, "decode_all", lambda *a: calls.append(a) or real_decode(*a))
+    with pytest.warns(UserWarning, match=f"{image_file}.*no checksum"):
+        assert torch.equal(get_dataset("imagefolder", "train", archive).images, images)
+    assert len(calls) == 1 and "sha256" in torch.load(image_file, weights_only=True)
+
+
 @pytest.mark.filterwarnings("ignore:.*image decoding:DeprecationWarning")
 def test_torchvision_jpeg_decode_matches_pil(tmp_path):
     pytest.importorskip("torchvision")

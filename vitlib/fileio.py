@@ -1,10 +1,19 @@
 """Atomic file writes, the one way vitlib writes a file someone may read while it is written:
 a temporary file in the same folder, flushed to disk, then renamed over the target (os.replace is
-atomic on POSIX), so a process killed at any moment leaves the old file or the new one, never half."""
+atomic on POSIX), so a process killed at any moment leaves the old file or the new one, never half.
+And `file_lock`, the one way processes take turns on something (a run folder, a cache entry)."""
+import contextlib
 import json
 import os
+import socket
 import tempfile
+from datetime import datetime
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: file_lock does not lock
+    fcntl = None
 
 
 def _umask():
@@ -47,3 +56,56 @@ def write_json(path, obj, indent=2):
 
 def read_json(path):
     return json.loads(Path(path).read_text())
+
+
+class FileLocked(RuntimeError):
+    """Raised by `file_lock(path, wait=False)` when another process holds the lock."""
+
+    def __init__(self, path, holder):
+        self.path, self.holder = path, holder or "another process"
+        super().__init__(f"{path} is locked by {self.holder}")
+
+
+@contextlib.contextmanager
+def file_lock(path, *, wait=True):
+    """Hold an exclusive lock on the file `path` for the block; the file is deleted after it.
+
+    The lock is the kernel's (flock): it ends with its process, so a lock a killed process left is
+    free for the next one, whatever its file says. The file names the holder ("pid 812 on gpu3
+    since 2025-01-31T09:12:05+00:00"): with wait=False a second process gets FileLocked saying
+    so, instead of waiting. Yields the line of the holder before, if it died holding the lock
+    (else ""). Without fcntl (Windows) nothing is locked.
+    """
+    path = Path(path)
+    if fcntl is None:  # pragma: no cover
+        yield ""
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            # the last holder deletes the file before it lets go: a waiter may hold a deleted
+            # file, which locks nothing; then it takes the new one
+            current, mine = os.stat(path), os.fstat(fd)
+            if (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+                break
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip()
+            os.close(fd)
+            raise FileLocked(path, holder) from None
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        before = os.read(fd, 4096).decode(errors="replace").strip()
+        started = datetime.now().astimezone().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started}\n".encode(), 0)
+        yield before
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)  # releases the lock

@@ -9,18 +9,23 @@ unchanged one is only loaded: the second load is a memory map of that file.
 The cache dir is `$VITLIB_CACHE`, else `~/.cache/vitlib/decoded`; the data itself may sit on a
 read-only disk. Writes are atomic (temp file + os.replace), so concurrent runs never see half a
 file, and a lock file makes concurrent processes (the ranks of one job) decode an archive once.
+
+Every cache file carries the sha256 of its content (`save_checked`), checked on every load: a
+file damaged on disk (flipped bytes in the pixels or in the labels) is built again with a warning
+naming it, never used. Hashing costs ~0.15 s per 180 MB (CIFAR-10's 60,000 images) per load.
+A cache file written before files carried a checksum is treated as damaged: built again once.
 """
-import contextlib
 import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from vitlib.fileio import atomic_write
+from vitlib.fileio import atomic_write, file_lock
 
 from vitlib.data.decode import decode_all, list_folder
 
@@ -55,14 +60,64 @@ def memoize(table: str, key: str, compute):
 def memoize_file(name: str, compute) -> dict:
     """Return `compute()` (a dict of tensors, lists, str), remembered as `<cache dir>/<name>.pt`."""
     path = cache_dir() / f"{name}.pt"
-    if path.exists():
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # unreadable: compute again
-            pass
-    value = compute()
-    atomic_write(path, lambda f: torch.save(value, f))
+    value = load_checked(path)
+    if value is None:
+        value = compute()
+        save_checked(path, value)
     return value
+
+
+def content_sha256(value) -> str:
+    """sha256 of what a cache file holds: tensors by dtype, shape and bytes; dicts, lists, str and
+    numbers by their structure and values."""
+    digest = hashlib.sha256()
+
+    def add(item):
+        if isinstance(item, torch.Tensor):
+            item = item.detach().cpu().contiguous()
+            digest.update(f"tensor {item.dtype} {tuple(item.shape)}\0".encode())
+            digest.update(item.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(item, dict):
+            digest.update(f"dict {len(item)}\0".encode())
+            for key, entry in item.items():
+                add(key)
+                add(entry)
+        elif isinstance(item, (list, tuple)):
+            digest.update(f"list {len(item)}\0".encode())
+            for entry in item:
+                add(entry)
+        else:  # str, int, float, bool, None: the repr is unambiguous
+            digest.update(f"{type(item).__name__} {item!r}\0".encode())
+
+    add(value)
+    return digest.hexdigest()
+
+
+def save_checked(path: Path, value: dict):
+    """Write the dict `value` to `path` (atomically) with the sha256 of its content."""
+    atomic_write(path, lambda f: torch.save({**value, "sha256": content_sha256(value)}, f))
+
+
+def load_checked(path: Path, *, mmap: bool = False) -> dict | None:
+    """What save_checked wrote to `path`, or None: silently when there is no such file, with a
+    one-line warning naming it when it is unreadable, has no checksum or does not match it
+    (the caller then builds it again)."""
+    if not path.exists():
+        return None
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        stored = value.pop("sha256", None)
+    except Exception as err:  # truncated, garbled header, not a dict, written by another torch
+        problem = f"is unreadable ({type(err).__name__})"
+    else:
+        if stored is None:
+            problem = "has no checksum (written by an older vitlib)"
+        elif stored != content_sha256(value):
+            problem = "does not match its checksum (damaged on disk)"
+        else:
+            return value
+    warnings.warn(f"cache file {path} {problem}: building it again", stacklevel=3)
+    return None
 
 
 def file_sha256(path: Path) -> str:
@@ -110,11 +165,14 @@ def load_decoded(path, *, size: int | None = None) -> DecodedArchive:
         raise FileNotFoundError(f"no archive or folder at {path}")
     key = archive_key(path)
     stems = (key, f"{key}-s{size}") if size else (key,)
+    looked_at = {stem: _file_identity(stem) for stem in stems}
     cached = next(filter(None, map(_load_cache, stems)), None)
     if cached is not None:
         return cached
-    with _exclusive(cache_dir() / f"{key}.lock"):
-        cached = next(filter(None, map(_load_cache, stems)), None)  # another process may have won
+    with file_lock(cache_dir() / f"{key}.lock"):
+        # another process may have written the cache while this one waited: load what changed
+        changed = [stem for stem in stems if _file_identity(stem) != looked_at[stem]]
+        cached = next(filter(None, map(_load_cache, changed)), None)
         if cached is not None:
             return cached
         names, images, texts, uniform = decode_all(path, size)
@@ -127,36 +185,23 @@ def load_decoded(path, *, size: int | None = None) -> DecodedArchive:
         # Names as one string: the weights-only unpickler is slow on 100,000 separate strings.
         blob = {"format": CACHE_FORMAT, "source": str(path), "names": "\0".join(names), "images": images,
                 "texts": texts}
-        atomic_write(cache_dir() / f"{stem}.pt", lambda f: torch.save(blob, f))
+        save_checked(cache_dir() / f"{stem}.pt", blob)
     return DecodedArchive(names, images, texts, stem)
 
 
-@contextlib.contextmanager
-def _exclusive(lock_file: Path):
-    """An advisory lock (POSIX flock); without fcntl, concurrent decodes are merely wasteful."""
+def _file_identity(stem: str):
+    """(inode, size, mtime) of a cache file, None if there is none: tells a rewritten file apart."""
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+        st = (cache_dir() / f"{stem}.pt").stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _load_cache(stem: str) -> DecodedArchive | None:
-    file = cache_dir() / f"{stem}.pt"
-    if not file.exists():
-        return None
-    try:  # mmap: the second load reads only the pages a split touches
-        blob = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # unreadable cache file (e.g. from an older torch): decode again
-        return None
-    if blob.get("format") != CACHE_FORMAT:
+    # a memory map: the checksum reads every page once, the OS keeps them for the next load
+    blob = load_checked(cache_dir() / f"{stem}.pt", mmap=True)
+    if blob is None or blob.get("format") != CACHE_FORMAT:
         return None
     return DecodedArchive(blob["names"].split("\0"), blob["images"], blob["texts"], stem)
 
