@@ -3,11 +3,13 @@
 A CLI run on digits is killed with SIGKILL after its first checkpoint, then resumed with --resume:
 its metrics, summary and final weights must equal those of an uninterrupted run exactly (dropout,
 pad-crop, flip, Mixup, EMA and an evaluation period that straddles checkpoints all switched on),
-and the files the killed run left must all parse.
+and the files the killed run left must all parse. Damaged run files end the CLI with one line
+naming the file, and leave every file as it was.
 """
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,3 +126,35 @@ def test_checkpoint_round_trip_restores_every_random_generator(tmp_path):
     runfolder.set_rng_state(runfolder.load_checkpoint(tmp_path / "checkpoint.pt")["rng"])
     again = (torch.rand(3), random.random(), np.random.rand())
     assert torch.equal(draws[0], again[0]) and draws[1:] == again[1:]
+
+
+# ---------------------------------------------------------------- damaged files, full disk
+
+# one epoch of 5 steps on digits: a finished run folder in about a second
+TINY = ["train", "--model", "vit_ti4", "--dataset", "digits", "--no-progress", "--device", "cpu", "--precision", "fp32",
+        "--model-arg", "depth=1", "--model-arg", "embed_dim=16", "--model-arg", "num_heads=2",
+        "--model-arg", "mlp_dim=32", "--epochs", "1", "--batch-size", "256"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, one_thread):
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    assert main([*TINY, "--out", str(run)]) == 0
+    return run
+
+
+def contents(run):
+    return {p.name: p.read_bytes() for p in run.iterdir()}
+
+
+@pytest.mark.parametrize("name, text, problem", [
+    ("config.json", "", "is empty"),
+    ("summary.json", '{"status": ', "is not valid JSON (Expecting value: line 1 column 12 (char 11))"),
+])
+def test_an_unreadable_json_file_of_the_run_folder_is_named(finished_run, tmp_path, capsys, name, text, problem):
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    (run / name).write_text(text)
+    before = contents(run)
+    assert main([*TINY, "--out", str(run)]) == 2
+    assert capsys.readouterr().err == f"error: {run / name} {problem}\n"
+    assert contents(run) == before

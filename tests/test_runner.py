@@ -309,6 +309,20 @@ def test_killed_runs_are_rerun_cleanly(project):
     assert run_study(study, show_output=False).skipped == ["plain", "res"]
 
 
+def test_an_unreadable_run_record_fails_that_run_naming_the_file(project):
+    study = write_study("s.yaml", "output: runs\nruns:\n"
+                        "  - {notebook: work.ipynb, name: 'w{x}', grid: {x: [1, 2]}}\n")
+    folder = project / "runs" / "w1"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text('{"status": "compl')
+    (folder / "result.json").write_text("{}")
+    plans = plan_study(study)
+    assert [p.action for p in plans] == ["fail", "run"]
+    assert plans[0].note.startswith("ValueError: runs/w1/run.json is not valid JSON (Unterminated string")
+    assert "repair or delete it" in plans[0].note
+    assert sorted(p.name for p in folder.iterdir()) == ["result.json", "run.json"]  # untouched
+
+
 # ---------------------------------------------------------------- overrides: --set and --output
 
 @pytest.mark.parametrize("text, expected", [

@@ -55,7 +55,13 @@ def write_json(path, obj, indent=2):
 
 
 def read_json(path):
-    return json.loads(Path(path).read_text())
+    """The JSON in `path`; ValueError naming the file when it is empty or not JSON."""
+    data = Path(path).read_bytes()
+    try:
+        return json.loads(data)
+    except ValueError as err:  # bad JSON or bad UTF-8
+        problem = "is empty" if not data.strip() else f"is not valid JSON ({err})"
+        raise ValueError(f"{path} {problem}") from None
 
 
 class FileLocked(RuntimeError):

@@ -14,7 +14,8 @@ Before anything runs, every selected run is planned from its folder:
   notebook left files of its own, the run resumes in place with `resume=True` when the notebook
   declares a `resume` parameter (and run.json shows the same parameters), otherwise the folder is
   moved aside to `<run>.stale-<time>` and the run starts fresh. Nothing is deleted silently.
-- a parameter the notebook's `parameters` cell does not declare fails that run before it starts.
+- a parameter the notebook's `parameters` cell does not declare fails that run before it starts;
+  so does a run.json that does not parse (it is named; nothing in that folder is touched).
 
 Overrides (`--set`, see study.py) go to the runs whose notebook declares them and are part of the
 parameters run.json records (and compares), so a smoke run's folder is never taken for a real run;
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import nbformat
 
-from vitlib.fileio import write_json
+from vitlib.fileio import read_json, write_json
 
 from .kernel import kernel
 from .study import Run, Study, parse_override
@@ -123,7 +124,10 @@ def _plan_run(run: Run, declared) -> Plan:
     params = {k: v for k, v in run.defaults.items() if k in declared}
     overrides = {k: v for k, v in run.overrides.items() if k in declared}
     params = _jsonable({**params, **run.params, **overrides, "out_dir": str(run.folder)})
-    record = _read_record(run.folder)
+    try:
+        record = _read_record(run.folder)
+    except (OSError, ValueError) as err:
+        return Plan(run, "fail", f"{type(err).__name__}: {err}; repair or delete it", params)
     same = (record.get("notebook") == str(run.notebook) and record.get("parameters") == params)
     if not run.folder.exists():
         return Plan(run, "run", "new", params)
@@ -261,10 +265,9 @@ def _yaml(value) -> str:
 
 
 def _read_record(folder: Path) -> dict:
-    try:
-        return json.loads((folder / RUN_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
+    """run.json, {} when there is none; ValueError naming it when it does not parse."""
+    path = folder / RUN_FILE
+    return read_json(path) if path.exists() else {}
 
 
 def _write_record(folder: Path, record: dict):
