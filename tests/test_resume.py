@@ -147,6 +147,27 @@ def contents(run):
     return {p.name: p.read_bytes() for p in run.iterdir()}
 
 
+@pytest.mark.parametrize("damage, problem", [
+    ("empty", "is empty; restore it, or start the run again in a new folder"),
+    ("truncated", "is truncated or damaged ("),
+    ("foreign", "is not a checkpoint of vitlib.train.fit (it has no model, optimizer, ema, rng, epoch"),
+])
+def test_resume_from_a_damaged_checkpoint_is_refused_before_anything_is_written(
+        finished_run, tmp_path, capsys, damage, problem):
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    checkpoint = run / "checkpoint.pt"
+    if damage == "foreign":
+        torch.save({"step": 5}, checkpoint)
+    else:
+        data = checkpoint.read_bytes()
+        checkpoint.write_bytes(b"" if damage == "empty" else data[:len(data) // 2])
+    before = contents(run)
+    assert main([*TINY, "--out", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot resume: {checkpoint} {problem}") and err.count("\n") == 1
+    assert contents(run) == before  # env.json records no resume
+
+
 @pytest.mark.parametrize("name, text, problem", [
     ("config.json", "", "is empty"),
     ("summary.json", '{"status": ', "is not valid JSON (Expecting value: line 1 column 12 (char 11))"),

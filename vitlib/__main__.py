@@ -7,7 +7,7 @@ Every TrainConfig field is a flag (`--warmup-epochs 5`, `--no-compile`, `--betas
 `--augment '{"hflip": true}'`); `--set key=value` sets any field too (values read as JSON, else
 text; `augment.hflip=true` sets one augmentation field). Precedence: TrainConfig defaults < recipe
 < --set < flags. Multi-GPU: `torchrun --nproc_per_node=N -m vitlib train ...`.
-Bad input exits with status 2 and a one-line message, no traceback.
+Bad input and a damaged run file exit with status 2 and a one-line message, no traceback.
 """
 import argparse
 import dataclasses

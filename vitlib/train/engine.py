@@ -79,10 +79,10 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
     record = {"train": config.to_dict(), "model": runfolder.describe_model(model),
               "data": {"train": runfolder.describe_data(train_data), "eval": runfolder.describe_data(eval_data)},
               **(run_info or {})}
-    try:
-        error, has_checkpoint = None, runfolder.check_run_folder(out_dir, record, resume)
+    try:  # the checkpoint to resume from is loaded here: a damaged one stops the run before any write
+        error, ckpt = None, runfolder.check_run_folder(out_dir, record, resume)
     except ValueError as e:
-        error, has_checkpoint = str(e), False
+        error, ckpt = str(e), None
     if (error := distributed.broadcast_error(error, dist)) is not None:
         raise ValueError(error)
     distributed.barrier(dist)
@@ -93,7 +93,7 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
                "memory_format": "channels_last" if memory_format == torch.channels_last else "contiguous",
                "world_size": dist.world_size,  # the data's files are machine-specific: here, not in config.json
                "data_source": {"train": train_data.source, "eval": eval_data.source}}
-        if has_checkpoint:  # keep the first start's record; add one entry per resume
+        if ckpt is not None:  # keep the first start's record; add one entry per resume
             first = runfolder.read_json(out_dir / "env.json")
             env = {**first, "resumes": first.get("resumes", []) + [env]}
         else:
@@ -121,8 +121,7 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
     clock = {"train_s": 0.0, "compile_s": 0.0, "eval_s": 0.0, "elapsed_s": 0.0}
     # training loss/accuracy sums since the last evaluation (a checkpoint may fall between two)
     pending = {"loss_sum": torch.zeros(2), "images": 0, "train_s": 0.0}
-    if has_checkpoint:
-        ckpt = runfolder.load_checkpoint(out_dir / "checkpoint.pt")
+    if ckpt is not None:
         raw_model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if ema_model is not None:

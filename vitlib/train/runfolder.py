@@ -32,6 +32,8 @@ from vitlib.fileio import atomic_write_bytes, read_json, write_json  # noqa: F40
 RUN_FILES = ("config.json", "env.json", "metrics.csv", "summary.json", "checkpoint.pt")
 METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "eval_acc", "eval_acc_ema", "eval_acc_tta",
                  "images_per_s", "train_s", "elapsed_s")  # train_s: cumulative optimiser-step seconds
+# what fit's checkpoint holds (all of it is needed to resume)
+CHECKPOINT_KEYS = ("model", "optimizer", "ema", "rng", "step", "epoch", "metrics", "clock", "pending")
 # TrainConfig keys that may differ when a run is resumed: they change how fast it runs or how much
 # it prints, not what it computes
 RUNTIME_KEYS = ("train.log_every", "train.num_workers", "train.compile", "train.compile_mode", "train.device",
@@ -54,8 +56,17 @@ def save_checkpoint(path, state):
 
 
 def load_checkpoint(path, map_location="cpu"):
-    # weights_only: a checkpoint holds tensors and plain Python values only (see rng_state)
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """What save_checkpoint wrote; ValueError naming the file when it is empty, truncated or damaged."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty")
+    try:  # weights_only: a checkpoint holds tensors and plain Python values only (see rng_state)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except Exception as err:  # torch's reader raises RuntimeError, OSError, EOFError, ... on a bad file
+        reason = str(err).strip().split("\n")[0].split(". ")[0]
+        raise ValueError(f"{path} is truncated or damaged ({type(err).__name__}: {reason})") from err
 
 
 def rng_state():
@@ -171,8 +182,9 @@ def differing_keys(old, new, ignore=RUNTIME_KEYS):
 
 
 def check_run_folder(out_dir, record, resume):
-    """Decide what a run may do with `out_dir`, before anything is written. Returns True when there
-    is a checkpoint to resume from, False for a fresh start.
+    """Decide what a run may do with `out_dir`, before anything is written. Returns the checkpoint
+    to resume from (loaded here, so that a damaged one stops the run before any file changes), or
+    None for a fresh start.
 
     - no folder, or a folder without run files: a fresh start.
     - config.json of a different run (differing keys other than RUNTIME_KEYS): ValueError naming
@@ -182,6 +194,8 @@ def check_run_folder(out_dir, record, resume):
       complete, to read its summary back), or pick a new folder.
     - resume with no checkpoint (the run died before its first one): a fresh start, so a launcher
       may always pass --resume.
+    - resume from a checkpoint that is empty, truncated or not fit's: ValueError naming it.
+    An unreadable config.json or summary.json: ValueError naming it.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -192,7 +206,7 @@ def check_run_folder(out_dir, record, resume):
         if present:
             raise ValueError(f"out_dir={str(out_dir)!r} holds {', '.join(present)} but no config.json: "
                              "not a run folder vitlib can check; choose a new folder")
-        return False
+        return None
     diff = differing_keys(read_json(config_path), record)
     if diff:
         raise ValueError(f"out_dir={str(out_dir)!r} holds a different run; config.json differs in: "
@@ -202,4 +216,16 @@ def check_run_folder(out_dir, record, resume):
         status = read_json(summary).get("status", "unknown") if summary.exists() else "unfinished"
         raise ValueError(f"out_dir={str(out_dir)!r} already holds this run (status: {status}); pass "
                          "resume=True (--resume) to continue it, or choose a new folder")
-    return (out_dir / "checkpoint.pt").exists()
+    path = out_dir / "checkpoint.pt"
+    if not path.exists():
+        return None
+    remedy = "restore it, or start the run again in a new folder"
+    try:
+        checkpoint = load_checkpoint(path)
+    except ValueError as err:
+        raise ValueError(f"cannot resume: {err}; {remedy}") from err
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        raise ValueError(f"cannot resume: {path} is not a checkpoint of vitlib.train.fit (it has no "
+                         f"{', '.join(missing)}); {remedy}")
+    return checkpoint
