@@ -3,10 +3,11 @@
 A CLI run on digits is killed with SIGKILL after its first checkpoint, then resumed with --resume:
 its metrics, summary and final weights must equal those of an uninterrupted run exactly (dropout,
 pad-crop, flip, Mixup, EMA and an evaluation period that straddles checkpoints all switched on),
-and the files the killed run left must all parse. Damaged run files end the CLI with one line
-naming the file, and leave every file as it was.
+and the files the killed run left must all parse. Damaged run files and a full disk end the CLI
+with one line naming the file, and leave every file as it was.
 """
 import csv
+import errno
 import json
 import os
 import shutil
@@ -179,3 +180,37 @@ def test_an_unreadable_json_file_of_the_run_folder_is_named(finished_run, tmp_pa
     assert main([*TINY, "--out", str(run)]) == 2
     assert capsys.readouterr().err == f"error: {run / name} {problem}\n"
     assert contents(run) == before
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_full_disk_ends_training_with_one_line_and_intact_files(tmp_path, capsys, monkeypatch):
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fsync_on_a_full_disk(fd):
+        if os.fstat(fd).st_size > 20_000:  # the checkpoint fails; the JSON and CSV files are small
+            full_disk(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_on_a_full_disk)
+    run = tmp_path / "run"
+    assert main([*TINY, "--out", str(run)]) == 2
+    assert capsys.readouterr().err == (f"error: no space left on device writing {run / 'checkpoint.pt'}; "
+                                       "free some space, then continue with --resume\n")
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "env.json", "metrics.csv"]  # no temporary file
+    json.loads((run / "env.json").read_text())
+    assert len(eval_columns(run)) == 1
+
+    # the file a full disk could not replace keeps its old content
+    before = (run / "config.json").read_bytes()
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError) as failed:
+        runfolder.write_json(run / "config.json", {"other": "content"})
+    assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(run / "config.json")
+    assert (run / "config.json").read_bytes() == before
+
+    monkeypatch.setattr(os, "fsync", real_fsync)  # space freed: --resume finishes the run
+    assert main([*TINY, "--out", str(run), "--resume"]) == 0
+    assert json.loads((run / "summary.json").read_text())["status"] == "complete"

@@ -323,6 +323,22 @@ def test_an_unreadable_run_record_fails_that_run_naming_the_file(project):
     assert sorted(p.name for p in folder.iterdir()) == ["result.json", "run.json"]  # untouched
 
 
+def test_a_full_disk_stops_the_study_with_one_line(project, capsys, monkeypatch):
+    import errno
+    import os
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    (project / "s.yaml").write_text(HEADER + "output: runs\nruns: [{notebook: light.ipynb, name: one}]\n")
+    monkeypatch.setattr(os, "fsync", full_disk)
+    assert main(["run", "s.yaml", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: no space left on device writing runs/one/run.json; "
+                   "free some space and run the same command again to continue\n")
+    assert not list(project.rglob("*.lock")) and not list(project.rglob("*.tmp"))
+
+
 # ---------------------------------------------------------------- overrides: --set and --output
 
 @pytest.mark.parametrize("text, expected", [

@@ -7,10 +7,11 @@ Every TrainConfig field is a flag (`--warmup-epochs 5`, `--no-compile`, `--betas
 `--augment '{"hflip": true}'`); `--set key=value` sets any field too (values read as JSON, else
 text; `augment.hflip=true` sets one augmentation field). Precedence: TrainConfig defaults < recipe
 < --set < flags. Multi-GPU: `torchrun --nproc_per_node=N -m vitlib train ...`.
-Bad input and a damaged run file exit with status 2 and a one-line message, no traceback.
+Bad input, a damaged run file and a full disk exit with status 2 and a one-line message, no traceback.
 """
 import argparse
 import dataclasses
+import errno
 import json
 import sys
 
@@ -141,6 +142,13 @@ def main(argv=None):
     except FloatingPointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        print(f"error: no space left on device{where}; free some space, then continue with --resume",
+              file=sys.stderr)
+        return 2
     return 0
 
 

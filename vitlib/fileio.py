@@ -3,6 +3,7 @@ a temporary file in the same folder, flushed to disk, then renamed over the targ
 atomic on POSIX), so a process killed at any moment leaves the old file or the new one, never half.
 And `file_lock`, the one way processes take turns on something (a run folder, a cache entry)."""
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -26,20 +27,28 @@ FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are pri
 
 
 def atomic_write(path, write):
-    """Call `write(binary_file)` on a temporary file beside `path`, then rename it over `path`."""
+    """Call `write(binary_file)` on a temporary file beside `path`, then rename it over `path`.
+
+    A full disk raises OSError(ENOSPC) with `path` as its filename (not the temporary file's);
+    the old file stays as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, FILE_MODE)
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise OSError(errno.ENOSPC, "no space left on device", str(path)) from err
 
 
 def atomic_write_bytes(path, data):

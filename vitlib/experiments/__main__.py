@@ -6,10 +6,11 @@ A smoke test of a study on tiny settings, which never touches results/:
         --set dataset=digits --set img_size=16 --set steps=3 --set 'model_args={depth: 1}'
 
 Exit status: 0 when every selected run is complete or skipped, 1 when any failed, 2 for a bad
-study file or arguments (nothing ran), 130 when interrupted.
+study file or arguments (nothing ran) or a full disk, 130 when interrupted.
 """
 
 import argparse
+import errno
 import sys
 
 from .runner import run_study, select
@@ -61,6 +62,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to continue", file=sys.stderr)
         return 130
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        where = f" writing {err.filename}" if err.filename else ""
+        print(f"error: no space left on device{where}; free some space and run the same command again "
+              "to continue", file=sys.stderr)
+        return 2
     return 1 if summary.failed else 0
 
 
