@@ -323,6 +323,97 @@ def test_an_unreadable_run_record_fails_that_run_naming_the_file(project):
     assert sorted(p.name for p in folder.iterdir()) == ["result.json", "run.json"]  # untouched
 
 
+# ---------------------------------------------------------------- two runners, one output folder
+
+def fake_papermill(monkeypatch, execute):
+    """papermill.execute_notebook replaced by `execute(notebook, output, parameters)`: no kernel."""
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda notebook, output, parameters, **kwargs: execute(notebook, output, parameters))
+
+
+def test_a_run_another_runner_is_running_is_skipped_and_left_alone(project, capsys, monkeypatch):
+    import os
+    import socket
+    import threading
+
+    started, release, executed = threading.Event(), threading.Event(), []
+
+    def execute(notebook, output, parameters):
+        executed.append(parameters["out_dir"])
+        started.set()
+        if len(executed) == 1:  # the first runner's notebook runs until the test lets it finish
+            release.wait(30)
+        Path(output).write_text(Path(notebook).read_text())
+
+    fake_papermill(monkeypatch, execute)
+    study = write_study("s.yaml", "output: runs\nruns: [{notebook: light.ipynb, name: one}]\n")
+    first = threading.Thread(target=run_study, args=(study,), kwargs={"show_output": False, "echo": lambda line: 0})
+    first.start()
+    try:
+        assert started.wait(30)
+        folder = project / "runs" / "one"
+        (folder / "partial.txt").write_text("written by the first runner's notebook")
+        before = {p.name: p.read_bytes() for p in folder.iterdir()}
+        second = run_study(study, show_output=False)
+        after = {p.name: p.read_bytes() for p in folder.iterdir()}
+    finally:
+        release.set()
+        first.join()
+    assert executed == ["runs/one"] and after == before  # the second runner touched nothing
+    assert second.locked == ["one"] and second.done == second.skipped == second.failed == []
+    out = capsys.readouterr().out
+    assert f"[1/1] one skipped: in use by pid {os.getpid()} on {socket.gethostname()} since " in out
+    assert "done 0, skipped 0, locked 1 (in use by another runner), failed 0" in out
+    assert json.loads((folder / "run.json").read_text())["status"] == "complete"
+    assert not list(project.rglob("*.lock"))  # the first runner's lock is gone with its run
+
+
+def test_a_killed_runners_lock_is_taken_over_and_every_end_releases_it(project, capsys, monkeypatch):
+    import signal
+
+    study = write_study("s.yaml", "output: runs\nruns: [{notebook: light.ipynb, name: one}]\n")
+    lock = project / "runs" / "one.lock"
+    # a runner that took the run's lock, then was killed: its lock file stays behind
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import runpy, sys, time\n"
+         "with runpy.run_path(sys.argv[1])['file_lock'](sys.argv[2]):\n"
+         "    print('locked', flush=True)\n    time.sleep(60)",
+         str(Path(__file__).resolve().parents[1] / "vitlib" / "fileio.py"), str(lock)],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert f"pid {holder.pid} on " in lock.read_text()
+
+    def execute(notebook, output, parameters):
+        Path(output).write_text(Path(notebook).read_text())
+
+    fake_papermill(monkeypatch, execute)
+    assert run_study(study, show_output=False).done == ["one"]
+    assert f"[1/1] one: its runner (pid {holder.pid} on " in capsys.readouterr().out
+    assert not lock.exists()
+
+    def fail(notebook, output, parameters):
+        raise RuntimeError("kernel died")
+
+    study = write_study("s.yaml", "output: runs\nruns: [{notebook: light.ipynb, name: two}]\n")
+    fake_papermill(monkeypatch, fail)
+    assert [name for name, _ in run_study(study, show_output=False).failed] == ["two"]
+    assert not lock.with_name("two.lock").exists()
+
+    def interrupt(notebook, output, parameters):
+        raise KeyboardInterrupt
+
+    study = write_study("s.yaml", "output: runs\nruns: [{notebook: light.ipynb, name: three}]\n")
+    fake_papermill(monkeypatch, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, show_output=False)
+    assert json.loads((project / "runs/three/run.json").read_text())["status"] == "interrupted"
+    assert not list(project.rglob("*.lock"))
+
+
 def test_a_full_disk_stops_the_study_with_one_line(project, capsys, monkeypatch):
     import errno
     import os

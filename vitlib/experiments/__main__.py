@@ -5,8 +5,9 @@ A smoke test of a study on tiny settings, which never touches results/:
     python -m vitlib.experiments run experiments/ablation-pooling.yaml --output /tmp/smoke/runs/pool \
         --set dataset=digits --set img_size=16 --set steps=3 --set 'model_args={depth: 1}'
 
-Exit status: 0 when every selected run is complete or skipped, 1 when any failed, 2 for a bad
-study file or arguments (nothing ran) or a full disk, 130 when interrupted.
+Exit status: 0 when every selected run is complete, skipped, or in use by another runner (two
+runners may share a study: each skips what the other runs), 1 when any failed, 2 for a bad study
+file or arguments (nothing ran) or a full disk, 130 when interrupted.
 """
 
 import argparse

@@ -17,6 +17,12 @@ Before anything runs, every selected run is planned from its folder:
 - a parameter the notebook's `parameters` cell does not declare fails that run before it starts;
   so does a run.json that does not parse (it is named; nothing in that folder is touched).
 
+A run executes holding `<output>/<run>.lock` (see fileio.file_lock; it names the runner's pid,
+host and start time and is deleted when the run ends, however it ends). A second runner on the same
+output skips a run whose lock is held, says who holds it, and counts it as locked: two runners may
+share one study, each taking the runs the other has not. A lock left by a killed runner is free and
+taken over. Under the lock each run is planned again, as the folder may have changed meanwhile.
+
 Overrides (`--set`, see study.py) go to the runs whose notebook declares them and are part of the
 parameters run.json records (and compares), so a smoke run's folder is never taken for a real run;
 an override that no notebook of the study declares stops the study before anything runs. The
@@ -26,6 +32,7 @@ Notebooks run in a kernel of this very interpreter (see `kernel.python_kernel`).
 """
 
 import ast
+import contextlib
 import datetime
 import difflib
 import fnmatch
@@ -41,7 +48,7 @@ from pathlib import Path
 
 import nbformat
 
-from vitlib.fileio import read_json, write_json
+from vitlib.fileio import FileLocked, file_lock, read_json, write_json
 
 from .kernel import kernel
 from .study import Run, Study, parse_override
@@ -62,6 +69,7 @@ class Plan:
 class Summary:
     done: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    locked: list = field(default_factory=list)  # in use by another runner
     failed: list = field(default_factory=list)  # (run name, error)
 
 
@@ -89,12 +97,8 @@ def declared_params(notebook: Path) -> list:
 
 def plan_study(study: Study, only=()) -> list:
     """Decide what happens to each selected run; raises if a finished run would be overwritten."""
-    declared = {}  # notebook -> its parameter names, or the error reading it
-    for notebook in dict.fromkeys(run.notebook for run in study.runs):
-        try:
-            declared[notebook] = declared_params(notebook)
-        except (OSError, ValueError) as err:
-            declared[notebook] = err
+    # notebook -> its parameter names, or the error reading it
+    declared = {notebook: _declared(notebook) for notebook in dict.fromkeys(run.notebook for run in study.runs)}
     readable = [names for names in declared.values() if isinstance(names, list)]
     known = {k for names in readable for k in names}
     unused = sorted({k for run in study.runs for k in run.defaults} - known)
@@ -110,6 +114,13 @@ def plan_study(study: Study, only=()) -> list:
         raise ValueError("finished runs would be overwritten (use another 'output:' in the study "
                          "or --output, or delete these folders):\n  " + "\n  ".join(conflicts))
     return plans
+
+
+def _declared(notebook: Path):
+    try:
+        return declared_params(notebook)
+    except (OSError, ValueError) as err:
+        return err
 
 
 def _plan_run(run: Run, declared) -> Plan:
@@ -183,25 +194,37 @@ def run_study(study: Study, *, only=(), dry_run=False, kernel_name=None, show_ou
     with kernel(kernel_name) as kernel_name:
         for i, p in enumerate(plans, 1):
             tag = f"[{i}/{total}] {p.run.name}"
-            if p.action == "skip":
-                echo(f"{tag} skipped (complete)")
-                summary.skipped.append(p.run.name)
-                continue
-            if p.action == "fail":
-                echo(f"{tag} failed: {p.note}")
-                summary.failed.append((p.run.name, p.note))
-                continue
-            echo(f"{tag} running {p.run.notebook} ({p.note})")
-            start = time.monotonic()
-            error = _execute(p, study, kernel_name, git, show_output)
-            took = _duration(time.monotonic() - start)
+            with contextlib.ExitStack() as held:
+                if p.action != "fail":
+                    try:
+                        killed = held.enter_context(file_lock(run_lock(p.run.folder), wait=False))
+                    except FileLocked as err:
+                        echo(f"{tag} skipped: in use by {err.holder} ({err.path})")
+                        summary.locked.append(p.run.name)
+                        continue
+                    if killed:
+                        echo(f"{tag}: its runner ({killed}) was killed; taking the run over")
+                    p = _plan_run(p.run, _declared(p.run.notebook))  # as the folder is now
+                if p.action == "skip":
+                    echo(f"{tag} skipped (complete)")
+                    summary.skipped.append(p.run.name)
+                    continue
+                if p.action in ("fail", "conflict"):
+                    echo(f"{tag} failed: {p.note}")
+                    summary.failed.append((p.run.name, p.note))
+                    continue
+                echo(f"{tag} running {p.run.notebook} ({p.note})")
+                start = time.monotonic()
+                error = _execute(p, study, kernel_name, git, show_output)
+                took = _duration(time.monotonic() - start)
             if error:
                 echo(f"{tag} failed after {took}: {error}")
                 summary.failed.append((p.run.name, error))
             else:
                 echo(f"{tag} done in {took}")
                 summary.done.append(p.run.name)
-    echo(f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}")
+    locked = f", locked {len(summary.locked)} (in use by another runner)" if summary.locked else ""
+    echo(f"done {len(summary.done)}, skipped {len(summary.skipped)}{locked}, failed {len(summary.failed)}")
     for name, error in summary.failed:
         echo(f"  failed {name}: {error}")
     return summary
@@ -262,6 +285,11 @@ def _yaml(value) -> str:
     if isinstance(value, str) and value and parse_override(f"x={value}")[1] == value:
         return value
     return json.dumps(value)  # JSON is YAML: quoted strings, lists, mappings, numbers, null
+
+
+def run_lock(folder: Path) -> Path:
+    """The lock file of a run folder: beside it, so that moving the folder aside keeps the lock."""
+    return folder.with_name(folder.name + ".lock")
 
 
 def _read_record(folder: Path) -> dict:
