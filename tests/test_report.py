@@ -7,6 +7,7 @@ import nbformat
 import pandas as pd
 import pytest
 
+from vitlib.report import collect
 from vitlib.report import build_report, evaluate_claims, fmt_mean_std, load_runs, summarise
 from vitlib.report.__main__ import main as report_main
 from vitlib.report.ablations import uniform_attention_distance
@@ -32,6 +33,13 @@ def write_run(results, study, name, status="complete", **fields):
         (folder / "run.json").write_text(json.dumps({"status": status, "duration_s": 120.0,
                                                      "study_file": f"experiments/{study}.yaml"}))
     return folder
+
+
+def write_seeds(results, study, name, top1, seeds=(0, 1), **fields):
+    """One run per seed at top1 ± 0.1 (two seeds: std 0.14, so the bar is 0.28 points)."""
+    for seed in seeds:
+        jitter = 0.1 if seed % 2 else -0.1
+        write_run(results, study, f"{name}-s{seed}", seed=seed, top1=top1 + jitter, **fields)
 
 
 def claim(runs, claim_id):
@@ -100,17 +108,21 @@ def test_shorten_runs_globs_many_folders():
 
 # ---------------------------------------------------------------------------------- claims -----
 
-@pytest.mark.parametrize("vit, resnet, verdict", [
-    ((30, 80), (50, 82), "reproduced"),      # ResNet leads by 20, then by 2
-    ((60, 80), (50, 60), "partly"),          # lead -10 -> -20: only the shrinking holds
-    ((30, 60), (50, 90), "not reproduced"),  # lead 20 -> 30
+# Two seeds at ±0.5 per cell: seed std 0.71, so a difference must exceed 1.41 points to count.
+@pytest.mark.parametrize("vit, resnet, verdict, what", [
+    ((30, 84), (50, 82), "reproduced", "the ViT overtook it"),         # lead 20 -> -2: crossover
+    ((30, 80), (50, 82), "partly", "narrowed the gap but did not overtake"),  # lead 20 -> 2
+    ((60, 80), (50, 60), "partly", "the ResNet did not lead"),      # lead -10 -> -20
+    ((30, 60), (50, 80.5), "within noise", "did not change by more"),  # lead 20 -> 20.5
+    ((30, 60), (50, 90), "not reproduced", "lead grew"),             # lead 20 -> 30
 ])
-def test_data_size_rule(tmp_path, vit, resnet, verdict):
+def test_data_size_rule(tmp_path, vit, resnet, verdict, what):
     write_data_size(tmp_path, vit, resnet)
     row = claim(load_runs(tmp_path), "data-size")
-    assert row["verdict"] == verdict
+    assert row["verdict"] == verdict and what in row["reason"]
     lead_small, lead_large = resnet[0] - vit[0], resnet[1] - vit[1]
-    assert f"ResNet lead {lead_small:+.2f} pts at 1,000 → {lead_large:+.2f} at 50,000" in row["reason"]
+    assert (f"ResNet lead {lead_small:+.2f} pts at 1,000 images → {lead_large:+.2f} at 50,000 "
+            "(2 × seed std = 1.41;") in row["reason"]
     assert f"ViT {vit[0]:.2f} ± 0.71 (n=2)" in row["ours"]  # std of ±0.5 jitter over 2 seeds
     assert row["hardware"] == "NVIDIA H200 ×8"
     assert row["runs"] == f"{tmp_path.name}/runs/size/* (8 runs)"
@@ -123,18 +135,37 @@ def test_data_size_needs_both_families(tmp_path):
     assert row["verdict"] == row["ours"] == "not yet run" and "vit and resnet" in row["reason"]
 
 
+def write_pretrain(results, ft, fs, seeds=(0, 1)):
+    """Fine-tuned (ft) and 5-shot (fs) accuracies at 10k and 100k pre-training images, ±0.1 over
+    the seeds (2 × seed std = 0.28)."""
+    for fam, model in (("vit", "vit_s4"), ("res", "resnet18_cifar")):
+        for size, acc, shot in zip((10000, 100000), ft[fam], fs[fam]):
+            for seed in seeds:
+                jitter = 0.1 if seed else -0.1
+                write_run(results, "ft", f"{fam}-{size}-s{seed}", model=model, kind="finetune",
+                          seed=seed, pretrain_dataset="tiny-imagenet", pretrain_size=size,
+                          finetune_top1=acc + jitter, few_shot={"1": shot - 10, "5": shot + jitter})
+
+
 def test_pretrain_size_and_few_shot(tmp_path):
-    # ViT gains 10 pts fine-tuned (ResNet 2) but only 1 pt 5-shot (ResNet 3)
-    for fam, model, ft, fs in (("vit", "vit_s4", (70, 80), (30, 31)),
-                               ("res", "resnet18_cifar", (75, 77), (35, 38))):
-        for size, acc, shot in zip((10000, 100000), ft, fs):
-            write_run(tmp_path, "ft", f"{fam}-{size}", model=model, kind="finetune",
-                      pretrain_dataset="tiny-imagenet", pretrain_size=size, finetune_top1=acc,
-                      few_shot={"1": shot - 10, "5": shot})
+    # fine-tuned: ViT gains 10 pts, ResNet 2; 5-shot: ViT 1, ResNet 3; beyond the 0.28 bar
+    write_pretrain(tmp_path, {"vit": (70, 80), "res": (75, 77)}, {"vit": (30, 31), "res": (35, 38)})
     runs = load_runs(tmp_path)
-    assert claim(runs, "pretrain-size")["verdict"] == "reproduced"
+    row = claim(runs, "pretrain-size")
+    assert row["verdict"] == "reproduced" and "2 × seed std = 0.28" in row["reason"]
     few = claim(runs, "pretrain-size-5shot")
     assert few["verdict"] == "not reproduced" and "ViT +1.00, ResNet +3.00" in few["reason"]
+
+
+@pytest.mark.parametrize("seeds, vit_gain, verdict", [
+    ((0, 1), 2.2, "within noise"),   # gains 2.2 vs 2.0: within the 0.28 bar
+    ((0,), 10.0, "within noise"),    # one seed: no spread known, never "reproduced"
+])
+def test_pretrain_size_within_noise(tmp_path, seeds, vit_gain, verdict):
+    write_pretrain(tmp_path, {"vit": (70, 70 + vit_gain), "res": (75, 77)},
+                   {"vit": (30, 31), "res": (35, 38)}, seeds=seeds)
+    row = claim(load_runs(tmp_path), "pretrain-size")
+    assert row["verdict"] == verdict and "differ by no more than the seed spread" in row["reason"]
 
 
 def test_compute_rules(tmp_path):
@@ -142,18 +173,23 @@ def test_compute_rules(tmp_path):
     for name, model, flops, acc in (("v1", "vit_s4", 1e15, 70), ("v2", "vit_s4", 4e15, 82),
                                     ("r1", "resnet18_cifar", 1e15, 80), ("h1", "r_vit_s4", 1e15, 75),
                                     ("h2", "r_vit_s4", 4e15, 81)):
-        write_run(tmp_path, "c", name, model=model, train_flops=flops, top1=acc, steps=int(flops / 1e12))
+        write_seeds(tmp_path, "c", name, acc, model=model, train_flops=flops, steps=int(flops / 1e12))
     runs = load_runs(tmp_path)
     row = claim(runs, "compute")
     assert row["verdict"] == "not reproduced" and "= 0.25" in row["reason"]
     assert "to reach 80.00%: ViT 4e+15 FLOPs, ResNet 1e+15 FLOPs" in row["ours"]
+    # one seed: the spread is unknown, so no verdict beyond "within noise"
+    single = load_runs(tmp_path)
+    single = single[single["seed"] == 0]
+    assert claim(single, "compute")["verdict"] == "within noise"
     hybrid = claim(runs, "compute-hybrid")  # at 1e15: hybrid 75 vs ViT 70; at 4e15: 81 vs 82
     assert hybrid["verdict"] == "reproduced" and "+5.00 pts at 1e+15" in hybrid["reason"]
     assert "-1.00 at 4e+15" in hybrid["reason"]
 
 
 @pytest.mark.parametrize("seeds, low, high, verdict", [
-    (2, 70.0, 75.0, "reproduced"), (1, 70.0, 75.0, "partly"), (2, 75.0, 70.0, "not reproduced")])
+    (2, 70.0, 75.0, "reproduced"), (1, 70.0, 75.0, "within noise"), (2, 75.0, 70.0, "not reproduced"),
+    (2, 70.0, 70.1, "within noise")])
 def test_resolution_rule(tmp_path, seeds, low, high, verdict):
     for seed in range(seeds):
         for size, acc in ((32, low), (64, high)):
@@ -166,22 +202,23 @@ def test_resolution_rule(tmp_path, seeds, low, high, verdict):
 @pytest.mark.parametrize("accs, verdict", [
     ({"none": 80.0, "learned": 85.0, "sincos2d": 84.5, "relative": 85.2}, "reproduced"),
     ({"none": 80.0, "learned": 85.0, "sincos2d": 81.0}, "partly"),   # spread 4 >= margin 1
+    ({"none": 80.0, "learned": 85.0, "sincos2d": 80.2}, "within noise"),  # margin 0.2 < bar 0.28
     ({"none": 80.0, "learned": 85.0, "relative": 79.0}, "not reproduced"),
 ])
 def test_pos_emb_rule(tmp_path, accs, verdict):
     for pos, acc in accs.items():
         args = {} if pos == "learned" else {"pos_emb": pos}  # "learned" is the default
-        write_run(tmp_path, "pos", f"pos-{pos}", model_args=args, top1=acc)
+        write_seeds(tmp_path, "pos", f"pos-{pos}", acc, model_args=args)
     write_run(tmp_path, "pos", "other-size", model_args={"pos_emb": "none"}, train_size=1000, top1=1.0)
     row = claim(load_runs(tmp_path), "pos-emb")
     assert row["verdict"] == verdict
-    assert "none 80.00 (n=1)" in row["ours"] and "other-size" not in row["runs"]
+    assert "none 80.00 ± 0.14 (n=2)" in row["ours"] and "other-size" not in row["runs"]
 
 
 def test_pooling_rule(tmp_path):
     for pool, lrs in (("token", {1e-3: 80.0, 3e-4: 78.0}), ("gap", {3e-3: 79.4, 1e-3: 76.0})):
         for lr, acc in lrs.items():
-            write_run(tmp_path, "pool", f"{pool}-{lr}", model_args={"pool": pool}, lr=lr, top1=acc)
+            write_seeds(tmp_path, "pool", f"{pool}-{lr}", acc, model_args={"pool": pool}, lr=lr)
     row = claim(load_runs(tmp_path), "pooling")
     assert row["verdict"] == "reproduced" and "gap − token -0.60 pts, tolerance 1.00" in row["reason"]
     assert "gap (best lr 0.003)" in row["ours"]
@@ -192,7 +229,7 @@ def test_patch_depth_rule(tmp_path):
                                    ("p2", {"patch_size": 2}, 16e15, 85.0),
                                    ("d6", {"depth": 6}, 2e15, 76.0),       # +4 pts per doubling
                                    ("w192", {"embed_dim": 192, "num_heads": 3}, 1e15, 78.0)):  # +1
-        write_run(tmp_path, "shape", name, model_args=args, train_flops=flops, top1=acc)
+        write_seeds(tmp_path, "shape", name, acc, model_args=args, train_flops=flops)
     row = claim(load_runs(tmp_path), "patch-depth")
     assert row["verdict"] == "reproduced", row["reason"]
     assert "depth +4.00 pts per FLOP doubling, width +1.00" in row["ours"]
@@ -214,54 +251,84 @@ def test_inspection_claims(tmp_path):
 
 # ---------------------------------------------------------------------------------- report -----
 
-def test_empty_results_everything_not_yet_run(tmp_path):
+def test_a_declared_study_without_runs_is_not_yet_run(tmp_path, monkeypatch):
+    """A study file whose output lies in results/runs/ is in the report before it runs, every
+    claim "not yet run"; an empty results folder without one says so."""
     md = build_report(tmp_path)
-    claims = pd.read_csv(tmp_path / "tables" / "claims.csv")
-    assert len(claims) == 11 and set(claims["verdict"]) == {"not yet run"}
-    assert set(claims["ours"]) == {"not yet run"}
-    assert not list((tmp_path / "figures").glob("*.png"))
-    text = md.read_text()
-    assert md == tmp_path / "REPORT.md" and "No run yet" in text
-    assert "_Figure data_size: not yet run._" in text and "JPEG at quality 75" in text
-    assert (tmp_path / "tables" / "data_size.md").read_text() == "_not yet run_\n"
+    assert "No run yet." in md.read_text() and not list((tmp_path / "figures").rglob("*.png"))
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "big.yaml").write_text(
+        "# Study: a big one\n# Command: python -m vitlib.experiments run experiments/big.yaml\n"
+        "# Expected runtime: a day\n# Expected result: everything\n"
+        "name: big\noutput: results/runs/big\nruns: []\n")
+    monkeypatch.setattr(collect, "REPO", tmp_path)
+    monkeypatch.setattr(collect, "EXPERIMENTS", tmp_path / "experiments")
+    results = tmp_path / "results"
+    (results / "runs").mkdir(parents=True)
+    text = build_report(results).read_text()
+    claims = pd.read_csv(results / "tables" / "big" / "claims.csv")
+    assert len(claims) == 11 and set(claims["verdict"]) == set(claims["ours"]) == {"not yet run"}
+    assert "## Study `big`: not yet run" in text and "Not yet run: study `big`" in text
+    assert "python -m vitlib.experiments run experiments/big.yaml" in text
+    assert "JPEG at quality 75" in text  # the caveats of the data the studies will use
+    assert (results / "tables" / "big" / "data_size.md").read_text() == "_not yet run_\n"
 
 
 def test_build_report_writes_everything_relative_to_results_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     demo = tmp_path / "results" / "demo"
     write_data_size(demo, (30, 80), (50, 82))
-    write_run(demo, "cpu", "slow", device="cpu (x86_64, 2 cores)", train_seconds=3600.0)
+    write_run(demo, "size", "slow", device="cpu (x86_64, 2 cores)", train_seconds=3600.0, seed=2, top1=80.0)
     write_run(demo, "size", "crashed", status="failed")
-    (demo / "figures").mkdir()
-    (demo / "figures" / "inspect_attention.png").write_bytes(b"png")
+    write_run(demo, "other", "elsewhere", model="resnet18_cifar", train_size=1000, top1=99.0)
+    inspect = write_run(demo, "size", "inspect", kind="inspect", attention_distance=[[1.0], [2.0]],
+                        image_size=32, patch_size=4)
+    (inspect / "figures").mkdir()
+    (inspect / "figures" / "inspect_attention.png").write_bytes(b"png")
     (demo / "bench").mkdir()
     pd.DataFrame({"model": ["vit_s4"], "images_per_s": [123.0]}).to_csv(demo / "bench" / "speed.csv", index=False)
     md = build_report("results/demo")
     assert md == demo / "REPORT.md" or md.resolve() == (demo / "REPORT.md").resolve()
     text = md.read_text()
     for name in ("data_size", "compute", "throughput"):
-        assert (demo / "figures" / f"{name}.png").stat().st_size > 1000
-        assert f"](figures/{name}.png)" in text
-    assert "_Figure pos_emb: not yet run._" in text and "](figures/inspect_attention.png)" in text
+        assert (demo / "figures" / "size" / f"{name}.png").stat().st_size > 1000
+        assert f"](figures/size/{name}.png)" in text
+    assert "_Figure pos_emb: not yet run._" in text
+    assert "](runs/size/inspect/figures/inspect_attention.png)" in text  # from the run's folder
     assert "### speed" in text and "| vit_s4  | 123            |" in text
     assert "results/demo/runs/size/crashed: failed" in text
-    assert "Total GPU time: 0.25 h of training steps (sum of train_seconds of the 9 GPU runs)" in text
+    assert "Total GPU time: 0.28 h of training steps (sum of train_seconds of the 10 GPU runs)" in text
+    assert "Total CPU time: 1.00 h of training steps" in text
     assert "python -m vitlib.experiments run experiments/size.yaml" in text
-    runs_csv = pd.read_csv(demo / "tables" / "runs.csv")
-    assert len(runs_csv) == 10 and "results/demo/runs/cpu/slow" in set(runs_csv["run folder"])
-    claims = pd.read_csv(demo / "tables" / "claims.csv").set_index("id")
-    assert claims.at["data-size", "verdict"] == "reproduced"
-    # the CPU run is the same configuration (vit_s4, recipe, 50,000 images) as the sweep's
-    assert claims.at["data-size", "runs"] == "results/demo/runs/cpu/slow, results/demo/runs/size/* (8 runs)"
+    runs_csv = pd.read_csv(demo / "tables" / "size" / "runs.csv")
+    assert len(runs_csv) == 11 and "results/demo/runs/size/slow" in set(runs_csv["run folder"])
+    claims = pd.read_csv(demo / "tables" / "size" / "claims.csv").set_index("id")
+    assert claims.at["data-size", "verdict"] == "partly"  # lead 20 -> 2: narrowed, no crossover
+    # the CPU run is the same configuration (vit_s4, recipe, 50,000 images) as the sweep's, and
+    # the other study's runs never join this study's comparison
+    assert claims.at["data-size", "runs"] == "results/demo/runs/size/* (9 runs)"
     assert claims.at["data-size", "hardware"] == "NVIDIA H200 ×8, cpu (x86_64, 2 cores)"
+    other = pd.read_csv(demo / "tables" / "other" / "claims.csv").set_index("id")
+    assert other.at["data-size", "verdict"] == "not yet run"
+    board = pd.read_csv(demo / "tables" / "scoreboard.csv")
+    assert list(board["study"].unique()) == ["size", "other"] and len(board) == 22
+    assert text.index("## Scoreboard") < text.index("## Study `size`") < text.index("## Study `other`")
     assert not (tmp_path / "results" / "REPORT.md").exists()
     elsewhere = build_report(demo, out_md=tmp_path / "docs" / "R.md")  # links follow the file
-    assert "](../results/demo/figures/data_size.png)" in elsewhere.read_text()
+    assert "](../results/demo/figures/size/data_size.png)" in elsewhere.read_text()
     # a figure whose data disappeared is removed, not left to pass for current results
-    for f in (demo / "runs").rglob("result.json"):
-        f.unlink()
+    for f in (demo / "runs" / "size").rglob("result.json"):
+        if f.parent.name != "slow":
+            f.unlink()
     build_report(demo)
-    assert not (demo / "figures" / "data_size.png").exists()
+    assert not (demo / "figures" / "size" / "data_size.png").exists()
+
+
+def test_demo_report_has_a_banner(tmp_path):
+    write_run(tmp_path, "demo", "v", dataset="digits")
+    text = build_report(tmp_path).read_text()
+    assert "**Demo report.**" in text and "8 × 8 handwritten digits" in text
+    assert "JPEG at quality 75" not in text  # caveats only for the data sets used
 
 
 def test_cli_without_notebook_builds_markdown(tmp_path, capsys):

@@ -253,11 +253,11 @@ def test_ablation_runs_on_tiny_settings_and_fills_its_report_table(name, smoke):
         tops[run] = result["top1"]
 
     report = build_report(results_dir).read_text()
-    claims = pd.read_csv(results_dir / "tables" / "claims.csv").set_index("id")["verdict"]
+    claims = pd.read_csv(results_dir / "tables" / name / "claims.csv").set_index("id")["verdict"]
     assert claims[claim] != "not yet run"  # the two smoke runs form the ablation's comparison
     others = {c for _, c, _ in ABLATIONS.values()} - {claim}
     assert all(claims[c] == "not yet run" for c in [*others, "data-size", "pretrain-size", "resolution"])
-    text = report.split(section)[1].split("\n## ")[0]  # the ablation's own section
+    text = report.split(section)[1].split("\n### ")[0]  # the ablation's own section
     for run, top1 in tops.items():
         assert f"{top1:.2f} (n=1)" in text, (run, text)
-    assert "_not yet run_" in report.split("## Training-set size")[1].split("\n## ")[0]
+    assert "_not yet run_" in report.split("### Training-set size")[1].split("\n### ")[0]

@@ -4,21 +4,23 @@
     build_report("results")          # results/REPORT.md, results/tables/*, results/figures/*
     build_report("results/demo")     # the same, all inside results/demo/
 
-Steps, each usable alone (notebooks/05_report.ipynb shows them one by one):
-`load_runs` (collect.py) reads every `runs/**/result.json`; `evaluate_claims` (claims.py, rules
-in scaling.py and ablations.py) gives the claims table and its supporting tables; `write_tables`
-saves them as CSV and Markdown; `make_figures` (figures.py) draws the PNGs; `write_report`
-(markdown.py) writes REPORT.md. `python -m vitlib.report results` also renders the notebook to
-report.html.
+Steps, each usable alone: `load_runs` (collect.py) reads every `runs/**/result.json`;
+`report_studies` lists the studies (each is judged on its own runs: runs of different studies
+never meet in one comparison); per study, `evaluate_claims` (claims.py, rules in scaling.py and
+ablations.py) gives the claims table and its supporting tables, `write_tables` saves them under
+`tables/<study>/` as CSV and Markdown and `make_figures` (figures.py) draws the PNGs into
+`figures/<study>/`; `write_report` (markdown.py) writes REPORT.md, which opens with a scoreboard
+of every study's verdicts (`tables/scoreboard.csv`). `python -m vitlib.report results` also
+renders the report notebook to report.html.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .claims import evaluate_claims, runs_table, write_tables
-from .collect import fmt_mean_std, load_runs, summarise
+from .claims import evaluate_claims, runs_table, write_table, write_tables
+from .collect import fmt_mean_std, load_runs, report_studies, summarise
 from .figures import make_figures
-from .markdown import write_report
+from .markdown import StudyReport, scoreboard, write_report
 from .verdict import VERDICTS
 
 
@@ -27,11 +29,16 @@ def build_report(results_dir="results", out_md=None) -> Path:
     REPORT.md (default `<results_dir>/REPORT.md`); return the REPORT.md path."""
     results_dir = Path(results_dir)
     runs = load_runs(results_dir)  # FileNotFoundError before anything is written
-    claims, tables = evaluate_claims(runs)
-    write_tables(results_dir, runs, claims, tables)
-    figures = make_figures(runs, results_dir / "figures")
-    return write_report(results_dir, runs, claims, tables, figures, out_md)
+    studies = []
+    for study in report_studies(results_dir, runs):
+        study_runs = runs[runs["study"] == study.name]
+        claims, tables = evaluate_claims(study_runs)
+        write_tables(results_dir / "tables" / study.name, study_runs, claims, tables)
+        figures = make_figures(study_runs, results_dir / "figures" / study.name)
+        studies.append(StudyReport(study, study_runs, claims, tables, figures))
+    write_table(scoreboard(studies), results_dir / "tables", "scoreboard")
+    return write_report(results_dir, runs, studies, out_md)
 
 
 __all__ = ["VERDICTS", "build_report", "evaluate_claims", "fmt_mean_std", "load_runs",
-           "make_figures", "runs_table", "summarise", "write_report", "write_tables"]
+           "make_figures", "report_studies", "runs_table", "summarise", "write_report", "write_tables"]

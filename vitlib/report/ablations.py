@@ -12,8 +12,8 @@ import math
 import pandas as pd
 
 from .collect import fmt_cell, fmt_mean_std, summarise, usable
-from .verdict import (best_per, config_key, join_columns, largest_group, make_row, noise,
-                      not_run, spearman)
+from .verdict import (bar_text, best_per, config_key, join_columns, largest_group, make_row,
+                      noise, not_run, seed_spread, spearman, weigh)
 
 POS_EMBS = ("none", "learned", "learned2d", "sincos2d", "relative")
 
@@ -61,9 +61,11 @@ def claim_pos_emb(runs: pd.DataFrame):
 
     Data: kind=train ViT runs by model_args.pos_emb (default "learned"); the configuration with
     the most pos_emb types that includes "none". margin = worst type's top1 - none's top1;
-    spread = best type - worst type (types other than none). reproduced: margin > 0, spread <
-    margin and >= 2 types besides none. partly: margin > 0 but spread >= margin, or only one other
-    type. not reproduced: some type does not beat "none".
+    spread = best type - worst type (types other than none); bar = seed_spread of all the cells
+    (2 x the largest seed std; unknown with one seed). reproduced: margin > bar (every type beats
+    none beyond the noise), spread < margin and >= 2 types besides none. partly: margin > bar but
+    the kind matters as much (spread >= margin) or only one other type was run. within noise:
+    |margin| <= bar. not reproduced: none beats some type by more than the bar.
     """
     meta = ("pos-emb", "Position embeddings matter, their kind hardly does",
             "Table 8 (ViT-B/16, ImageNet 5-shot): none 0.61382; 1-D learned 0.64206; 2-D learned "
@@ -77,11 +79,20 @@ def claim_pos_emb(runs: pd.DataFrame):
     others = cells.drop(index="none")
     margin = others["mean"].min() - cells.at["none", "mean"]
     spread = others["mean"].max() - others["mean"].min()
-    verdict = ("reproduced" if margin > 0 and spread < margin and len(others) >= 2 else
-               "partly" if margin > 0 else "not reproduced")
+    bar = seed_spread(cells)
+    outcome = weigh(margin, bar)
+    if outcome == "higher":
+        verdict = "reproduced" if spread < margin and len(others) >= 2 else "partly"
+        what = ("every kind beat no position embedding, and the kinds differ less than that"
+                if verdict == "reproduced" else "every kind beat no position embedding, but "
+                + ("only one kind was run" if len(others) < 2 else "the kinds differ as much"))
+    elif outcome == "within noise":
+        verdict, what = "within noise", "the worst kind and no position embedding are within the seed spread"
+    else:
+        verdict, what = "not reproduced", "no position embedding beat some kind"
     ours = "; ".join(f"{p} {fmt_cell(cells.loc[p])}" for p in cells.index)
-    reason = (f"worst type beats none by {margin:+.2f} pts; spread among {len(others)} types "
-              f"{spread:.2f} pts ({group['model'].iloc[0]}, {group['dataset'].iloc[0]})")
+    reason = (f"{what}: worst kind − none {margin:+.2f} pts, spread among {len(others)} kinds "
+              f"{spread:.2f} pts ({bar_text(bar)}; {group['model'].iloc[0]}, {group['dataset'].iloc[0]})")
     return make_row(*meta, group, ours=ours, verdict=verdict, reason=reason), table
 
 
@@ -91,8 +102,10 @@ def claim_pooling(runs: pd.DataFrame):
     Data: kind=train ViT runs by model_args.pool (default "token") and lr, in the configuration
     with both. Each pooling's best lr = the lr with the highest mean top1; diff = gap - token at
     their best lr; tolerance = max(1 point, 2 x the larger seed std at those lrs).
-    reproduced: |diff| <= tolerance and each pooling was tried at >= 2 lr. partly: |diff| <=
-    tolerance with a single lr for one of them. not reproduced: |diff| > tolerance.
+    reproduced: |diff| <= tolerance, each pooling tried at >= 2 lr and its best lr at >= 2 seeds.
+    partly: |diff| <= tolerance with a single lr or a single seed for one of them.
+    not reproduced: |diff| > tolerance. (Here the claim is an equality, so a difference within
+    the noise is what reproduces it.)
     """
     meta = ("pooling", "Class token and global average pooling work equally well",
             "App. D.3 / Fig. 9: class token and global average pooling work equally well, each "
@@ -106,12 +119,16 @@ def claim_pooling(runs: pd.DataFrame):
     diff = best.at["gap", "mean"] - best.at["token", "mean"]
     tolerance = max(1.0, 2 * noise(*best["std"]))
     several_lr = cells.groupby("pool")["lr"].nunique().min() >= 2
+    seeds = best["n"].min() >= 2
     equal = abs(diff) <= tolerance
-    verdict = ("reproduced" if equal and several_lr else "partly" if equal else "not reproduced")
+    verdict = ("reproduced" if equal and several_lr and seeds else "partly" if equal else "not reproduced")
     ours = "; ".join(f"{p} (best lr {best.at[p, 'lr']:g}) {fmt_cell(best.loc[p])}"
                      for p in ("token", "gap"))
-    reason = (f"gap − token {diff:+.2f} pts, tolerance {tolerance:.2f}"
-              + ("" if several_lr else "; one pooling was tried at a single lr"))
+    what = ("the two poolings are equally good" if equal else
+            f"{'GAP' if diff > 0 else 'the class token'} is better beyond the tolerance")
+    reason = (f"{what}: gap − token {diff:+.2f} pts, tolerance {tolerance:.2f}"
+              + ("" if several_lr else "; one pooling was tried at a single lr")
+              + ("" if seeds else "; one seed at a best lr"))
     return make_row(*meta, group, ours=ours, verdict=verdict, reason=reason), table
 
 
@@ -141,11 +158,14 @@ def claim_patch_depth(runs: pd.DataFrame):
     Data: kind=train ViT runs; patch, depth, width from model_args or the registry shapes; the
     configuration (ignoring those three) with the most distinct shapes; base shape = its most
     common patch, depth and width (base_shape). Patch part: at base depth and width, top1 at the
-    smallest patch > at the largest and Spearman(patch, top1) < 0. Depth part: at base patch and
+    smallest patch > at the largest. Depth part: at base patch and
     width, the gain per doubling of training FLOPs from the shallowest to the deepest model is
     larger than the same for width (at base patch and depth) when width runs exist, else > 0.
-    reproduced: both parts hold. partly: one holds (or only one could be tested and it holds).
-    not reproduced: none holds. Needs >= 2 patch sizes or >= 2 depths.
+    A part holds when its difference (top1 of the smallest minus the largest patch; depth gain
+    minus width gain, in points) clears the bar: seed_spread of the end cells compared (2 x the
+    largest seed std; unknown with one seed). reproduced: both parts hold. partly: one holds.
+    within noise: neither holds nor is contradicted beyond the bar. not reproduced: a part is
+    contradicted beyond the bar and none holds. Needs >= 2 patch sizes or >= 2 depths.
     """
     meta = ("patch-depth", "Smaller patches help; depth helps more than width",
             "App. D.2 / Fig. 8: depth helps most, smaller patches help, width helps least",
@@ -155,33 +175,40 @@ def claim_patch_depth(runs: pd.DataFrame):
     if group.empty:
         return not_run(*meta, df, "train runs of ViTs differing in patch size or depth"), table
     patch, depth, width = base_shape(group)
-    parts, holds = [], []
+    parts, outcomes = [], []
     by_patch = _series(group, "patch", {"depth": depth, "width": width})
     if len(by_patch) >= 2:
-        rho = spearman(by_patch["patch"], by_patch["mean"])
-        holds.append(by_patch["mean"].iloc[0] > by_patch["mean"].iloc[-1] and rho < 0)
+        ends = by_patch.iloc[[0, -1]]
+        bar = seed_spread(ends)
+        outcomes.append(weigh(ends["mean"].iloc[0] - ends["mean"].iloc[-1], bar))
         parts.append("patch " + ", ".join(f"{int(p)}: {m:.2f}" for p, m in
-                                          zip(by_patch["patch"], by_patch["mean"])))
+                                          zip(by_patch["patch"], by_patch["mean"]))
+                     + f" ({bar_text(bar)})")
     by_depth = _series(group, "depth", {"patch": patch, "width": width})
     by_width = _series(group, "width", {"patch": patch, "depth": depth})
     if len(by_depth) >= 2:
         depth_gain = _gain_per_doubling(by_depth, "depth")
         text = f"depth {depth_gain:+.2f} pts per FLOP doubling"
+        cells = [by_depth.iloc[[0, -1]]]
         if len(by_width) >= 2:
             width_gain = _gain_per_doubling(by_width, "width")
-            holds.append(depth_gain > width_gain)
+            cells.append(by_width.iloc[[0, -1]])
+            diff = depth_gain - width_gain
             text += f", width {width_gain:+.2f}"
         else:
-            holds.append(depth_gain > 0)
-        parts.append(text)
-    if not holds:
+            diff = depth_gain
+        bar = seed_spread(pd.concat(cells))
+        outcomes.append(weigh(diff, bar))
+        parts.append(f"{text} ({bar_text(bar)})")
+    if not outcomes:
         return not_run(*meta, group, "train runs at >= 2 patch sizes or >= 2 depths of one "
                        "configuration"), table
-    verdict = ("reproduced" if len(holds) == 2 and all(holds) else
-               "partly" if any(holds) else "not reproduced")
+    held = outcomes.count("higher")
+    verdict = ("reproduced" if held == len(outcomes) == 2 else "partly" if held else
+               "not reproduced" if "lower" in outcomes else "within noise")
     ours = f"{'; '.join(parts)} (top1 %, n={int(group['seed'].nunique())} seeds at most)"
-    reason = (f"{sum(holds)} of {len(holds)} parts hold; base shape patch {patch}, depth {depth}, "
-              f"width {width}")
+    reason = (f"{held} of {len(outcomes)} parts hold beyond the seed spread "
+              f"({', '.join(outcomes)}); base shape patch {patch}, depth {depth}, width {width}")
     return make_row(*meta, group, ours=ours, verdict=verdict, reason=reason), table
 
 

@@ -3,7 +3,7 @@
 The rules live in the docstrings of the claim functions (scaling.py, ablations.py); a claim with
 missing runs says "not yet run" and never shows a number. `evaluate_claims` runs them all;
 `write_tables` saves the claims table, each claim's supporting table and the list of runs under
-`<results_dir>/tables/` as CSV (numbers) and Markdown (readable).
+`<results_dir>/tables/<study>/` as CSV (numbers) and Markdown (readable).
 """
 from __future__ import annotations
 
@@ -82,10 +82,10 @@ def write_table(table: pd.DataFrame, folder: Path, name: str) -> None:
     atomic_write_text(folder / f"{name}.md", to_markdown(readable(table)))
 
 
-def write_tables(results_dir, runs: pd.DataFrame, claims: pd.DataFrame,
+def write_tables(folder, runs: pd.DataFrame, claims: pd.DataFrame,
                  tables: dict[str, pd.DataFrame]) -> Path:
-    """Write claims, runs and every supporting table to `<results_dir>/tables/`; returns it."""
-    folder = Path(results_dir) / "tables"
+    """Write claims, runs and every supporting table of one study to `folder`; returns it."""
+    folder = Path(folder)
     write_table(claims, folder, "claims")
     write_table(runs_table(runs), folder, "runs")
     for name in TABLES:

@@ -11,13 +11,17 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 KINDS = ("train", "finetune", "inspect")
 # Statuses of run.json whose result.json may be stale or partial: listed, never used in claims.
 UNUSABLE_STATUS = ("failed", "running", "interrupted")
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENTS = REPO / "experiments"  # the study files a report knows of before they run
 VIT_DEFAULTS = {"pos_emb": "learned", "pool": "token"}  # VisionTransformer's constructor defaults
 
 # Columns every runs table has, even when no run exists yet (so every filter works on it).
@@ -123,13 +127,19 @@ def load_run(result_file: Path, root_name: str, results_dir: Path) -> dict:
     row["patch"], row["depth"], row["width"] = _vit_shape(row.get("model"), model_args, family)
     if row.get("train_seconds") is None:
         row["train_seconds"] = summary.get("train_seconds")
-    row["study"] = row.get("study") or runner.get("study")
+    row["study"] = row.get("study") or runner.get("study") or _folder_study(folder, results_dir)
     row["status"] = runner.get("status", "unknown")
     row["usable"] = row["status"] not in UNUSABLE_STATUS and summary.get("status") != "diverged"
     row["runner_seconds"] = runner.get("duration_s")
     row["study_file"] = runner.get("study_file")
     row.update(_hardware(folder))
     return row
+
+
+def _folder_study(folder: Path, results_dir: Path) -> str:
+    """The study of a run without a recorded one: its first folder under runs/ (runs/<study>/<run>)."""
+    parts = folder.relative_to(Path(results_dir) / "runs").parts
+    return parts[0] if len(parts) > 1 else "unnamed"
 
 
 def load_runs(results_dir) -> pd.DataFrame:
@@ -144,6 +154,45 @@ def load_runs(results_dir) -> pd.DataFrame:
             df[col] = pd.Series(dtype=object if col not in ("usable",) else bool)
     extra = [c for c in df.columns if c not in COLUMNS]
     return df[COLUMNS + extra].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """A study of the report: its name, its study file (None for runs made without one) and the
+    command that (re-)runs it."""
+    name: str
+    file: str | None = None
+    command: str | None = None
+
+
+def report_studies(results_dir, runs: pd.DataFrame) -> list[StudyInfo]:
+    """The studies a report covers, each judged on its own runs (runs of different studies never
+    meet in one comparison): every study file of the repository's `experiments/` whose output
+    lies in `<results_dir>/runs/` (so a study that has not run yet is listed as such), and every
+    other study among the runs. Studies with usable runs come first, the most runs first."""
+    runs_dir = (Path(results_dir) / "runs").resolve()
+    declared = {}
+    for path in sorted(EXPERIMENTS.glob("*.yaml")):
+        try:  # only its name and output: checking the rest is the runner's job
+            data = yaml.safe_load(path.read_text())
+            name = str(data["name"])
+            output = Path(data.get("output") or f"results/runs/{name}")
+        except (yaml.YAMLError, OSError, TypeError, KeyError):
+            continue
+        output = output if output.is_absolute() else REPO / output
+        if output.resolve().parent == runs_dir:
+            rel = path.relative_to(REPO).as_posix()
+            declared[name] = StudyInfo(name, rel, f"python -m vitlib.experiments run {rel}")
+    names = [*declared, *(s for s in runs["study"].dropna().unique() if s not in declared)]
+    counts = usable(runs)["study"].value_counts()
+    names.sort(key=lambda name: -counts.get(name, 0))
+    return [declared.get(name) or _undeclared(name, runs) for name in names]
+
+
+def _undeclared(name: str, runs: pd.DataFrame) -> StudyInfo:
+    files = runs.loc[runs["study"] == name, "study_file"].dropna()
+    file = str(files.iloc[0]) if len(files) else None
+    return StudyInfo(name, file, f"python -m vitlib.experiments run {file}" if file else None)
 
 
 def usable(runs: pd.DataFrame, kind: str | None = None) -> pd.DataFrame:

@@ -1,34 +1,45 @@
-"""REPORT.md: what was run and on what, the data caveats, the claims table, one section per claim
-with its table and figure, the inspection figures, the benchmarks and how to re-make it all.
+"""REPORT.md: a scoreboard of every study's verdicts, the data caveats of the sets used, then per
+study what was run and on what, its claims table, one section per claim with its table and figure
+and the inspection figures; the benchmarks and how to re-make it all.
 
 Every link is relative to REPORT.md, so the report and its tables/ and figures/ move together.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from .claims import readable, to_markdown
-from .collect import display_root
+from .collect import REPO, StudyInfo, display_root
 from vitlib.fileio import atomic_write_text
 
 TITLE = 'Reproducing "An Image Is Worth 16x16 Words" (ViT, Dosovitskiy et al., ICLR 2021)'
-CAVEATS = """\
-- CIFAR-10 and Tiny-ImageNet-32 are read from copies stored as JPEG at quality 75, not the
-  original pixels. Accuracy is lower than on the originals (a CNN speedrun, airbench94, reaching
-  94.0% on the original CIFAR-10 reached 90.7% ± 0.2 on this copy): comparisons inside this
-  report hold, absolute numbers are not comparable with the paper's.
-- The paper pre-trains on ImageNet-21k and JFT-300M at 224 px; this project trains on at most
-  100,000 images of 32 × 32 px, so "small data" here is far smaller than the paper's smallest set.
-- Tiny-ImageNet's test split has no labels, so its labelled `val` split is the held-out set. Its
-  classes overlap in meaning with CIFAR-10's (cats, dogs, cars, trucks, frogs, ships, ...):
-  transfer from it to CIFAR-10 is easier than transfer between unrelated sets.
-- Licences: CIFAR-10 (Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009);
-  Tiny-ImageNet (derived from ImageNet: non-commercial research use only). Neither is
-  redistributed with this project.
-"""
+# (data sets it applies to, text): a caveat is shown when the report's runs use one of its sets
+CAVEATS = (
+    ({"cifar10", "tiny-imagenet"},
+     "CIFAR-10 and Tiny-ImageNet-32 are read from copies stored as JPEG at quality 75, not the\n"
+     "  original pixels: accuracy is lower than on the originals, so comparisons inside this report\n"
+     "  hold but absolute numbers are not comparable with published ones."),
+    ({"cifar10", "tiny-imagenet"},
+     "The paper pre-trains on ImageNet-21k and JFT-300M at 224 px; this project trains on at most\n"
+     "  100,000 images of 32 × 32 px, so \"small data\" here is far smaller than the paper's smallest set."),
+    ({"tiny-imagenet"},
+     "Tiny-ImageNet's test split has no labels, so its labelled `val` split is the held-out set. Its\n"
+     "  classes overlap in meaning with CIFAR-10's (cats, dogs, cars, trucks, frogs, ships, ...):\n"
+     "  transfer from it to CIFAR-10 is easier than transfer between unrelated sets."),
+    ({"cifar10"}, "CIFAR-10: Krizhevsky, \"Learning Multiple Layers of Features from Tiny Images\", 2009; "
+     "not redistributed\n  with this project."),
+    ({"tiny-imagenet"}, "Tiny-ImageNet is derived from ImageNet: non-commercial research use only; "
+     "not redistributed\n  with this project."),
+    ({"digits"}, "scikit-learn's 8 × 8 handwritten digits (1,797 images, shipped with scikit-learn), "
+     "upsampled to\n  16 px: a test of the machinery in minutes, not evidence about the paper's claims."),
+)
+DEMO_BANNER = ("> **Demo report.** Every run here trained on scikit-learn's 8 × 8 digits in minutes on a "
+               "CPU: it shows that the machinery works end to end, not evidence about the paper's "
+               "claims. The measured report is `results/REPORT.md`.\n")
 # (title, claim ids, supporting table, figures) in the order of the report
 SECTIONS = (
     ("Training-set size", ("data-size",), "data_size", ("data_size",)),
@@ -41,7 +52,27 @@ SECTIONS = (
     ("Patch size, depth and width", ("patch-depth",), "patch_depth", ("patch_depth",)),
     ("Inspection", ("attention-distance", "pos-emb-similarity"), "inspection", ()),
 )
-CLAIM_COLUMNS = ["id", "claim", "paper", "ours", "verdict", "reason", "runs", "hardware", "command"]
+CLAIM_COLUMNS = ["id", "claim", "ours", "verdict", "reason", "runs", "hardware", "command"]
+SCOREBOARD_COLUMNS = ["claim", "paper", "study", "ours", "verdict"]
+
+
+@dataclass
+class StudyReport:
+    """One study's part of the report: its runs, claims table, supporting tables and figures."""
+    study: StudyInfo
+    runs: pd.DataFrame
+    claims: pd.DataFrame
+    tables: dict
+    figures: dict
+
+
+def scoreboard(studies: list[StudyReport]) -> pd.DataFrame:
+    """One line per claim and study that has runs: the paper's number, ours, the verdict."""
+    rows = [{**row, "study": s.study.name} for s in studies if not s.runs.empty
+            for row in s.claims.to_dict("records")]
+    order = {c: i for i, c in enumerate(studies[0].claims["id"])} if studies else {}
+    rows.sort(key=lambda r: order.get(r["id"], 0))
+    return pd.DataFrame(rows, columns=["id", *SCOREBOARD_COLUMNS])
 
 
 def _link(target: Path, md_dir: Path) -> str:
@@ -58,9 +89,9 @@ def _is_gpu(device) -> bool:
 
 
 def what_was_run(runs: pd.DataFrame) -> str:
-    """Counts, hardware per device, software from env.json, and the total GPU time."""
+    """Counts, hardware per device, software from env.json, and the total time on GPUs and CPUs."""
     if runs.empty:
-        return "No run yet: every claim below is _not yet run_.\n"
+        return "No run yet: every claim is _not yet run_.\n"
     counts = runs["kind"].value_counts()
     lines = [f"{len(runs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".", ""]
     by_device = runs.assign(device=runs["device"].fillna("unknown")).groupby("device").agg(
@@ -75,43 +106,84 @@ def what_was_run(runs: pd.DataFrame) -> str:
     if any(software.values()):
         lines.append("From the runs' env.json: " + "; ".join(
             f"{col} {', '.join(values)}" for col, values in software.items() if values) + ".")
-    gpu = runs[runs["device"].map(_is_gpu)]
-    lines.append(
-        f"\nTotal GPU time: {_hours(gpu['train_seconds'].astype(float).sum())} of training steps "
-        f"(sum of train_seconds of the {len(gpu)} GPU runs) and "
-        f"{_hours(gpu['runner_seconds'].astype(float).sum())} of notebook wall time (sum of the "
-        "batch runner's durations in run.json, which include evaluation, compilation and "
-        "data loading).")
+    on_gpu = runs["device"].map(_is_gpu)
+    for name, part in (("GPU", runs[on_gpu]), ("CPU", runs[~on_gpu & runs["device"].notna()])):
+        if len(part):
+            lines.append(
+                f"\nTotal {name} time: {_hours(part['train_seconds'].astype(float).sum())} of training "
+                f"steps (sum of train_seconds of the {len(part)} {name} runs) and "
+                f"{_hours(part['runner_seconds'].astype(float).sum())} of notebook wall time (sum of "
+                "the batch runner's durations in run.json, which include evaluation, compilation "
+                "and data loading).")
     return "\n".join(lines) + "\n"
 
 
-def _section(title, ids, table_name, figure_names, claims, tables, figures, results_dir, md_dir):
-    out = [f"## {title}\n"]
+def _claim_section(title, ids, table_name, figure_names, report: StudyReport, tables_dir, md_dir):
+    out = [f"### {title}\n"]
+    claims = report.claims
     for _, row in claims[claims["id"].isin(ids)].iterrows():
         out.append(f"**{row['claim']}** ({row['id']})\n\n- Paper: {row['paper']}\n"
                    f"- Ours: {row['ours']}\n- Verdict: **{row['verdict']}**: {row['reason']}\n"
                    f"- Runs: {row['runs']}; hardware: {row['hardware']}\n")
-    table = tables.get(table_name, pd.DataFrame())
-    csv = _link(results_dir / "tables" / f"{table_name}.csv", md_dir)
+    table = report.tables.get(table_name, pd.DataFrame())
+    csv = _link(tables_dir / f"{table_name}.csv", md_dir)
     out.append(f"Table ([{table_name}.csv]({csv})):\n\n{to_markdown(readable(table))}")
     for name in figure_names:
-        path = figures.get(name)
+        path = report.figures.get(name)
         out.append(f"![{name}]({_link(path, md_dir)})\n" if path else f"_Figure {name}: not yet run._\n")
     return "\n".join(out)
 
 
-def _inspection_figures(results_dir: Path, md_dir: Path) -> str:
-    paths = sorted((results_dir / "figures").glob("inspect_*.png"))
-    if not paths:
-        return "_Inspection figures: not yet run._\n"
-    return "\n".join(f"![{p.stem}]({_link(p, md_dir)})\n" for p in paths)
+def _inspection_figures(runs: pd.DataFrame, md_dir: Path) -> str:
+    """The figures each inspect run saved in its own folder (`<run>/figures/inspect_*.png`)."""
+    out = []
+    for _, run in runs[runs["kind"] == "inspect"].sort_values("run_dir").iterrows():
+        for path in sorted(Path(run["path"], "figures").glob("inspect_*.png")):
+            out.append(f"![{run['run_dir']}: {path.stem}]({_link(path, md_dir)})\n")
+    return "\n".join(out) or "_Inspection figures: not yet run._\n"
 
 
-def _benchmarks(results_dir: Path) -> str:
+def _study(report: StudyReport, results_dir: Path, md_dir: Path) -> str:
+    study, claims = report.study, report.claims
+    where = (f"Study file [{study.file}]({_link(REPO / study.file, md_dir)}); command `{study.command}`."
+             if study.file else "Runs made without a study file.")
+    if report.runs.empty:
+        return (f"## Study `{study.name}`: not yet run\n\n{where} No run yet: all {len(claims)} "
+                "claims are _not yet run_ for this study.\n")
+    tables_dir = results_dir / "tables" / study.name
+    parts = [f"## Study `{study.name}`\n", where + " Its claims are judged on its own runs only.\n",
+             "### What was run\n", what_was_run(report.runs),
+             "### Claims\n",
+             f"Tables: [{_link(tables_dir, md_dir)}/]({_link(tables_dir, md_dir)}). Verdicts follow "
+             "fixed rules, written in the docstring of each claim function "
+             "(`vitlib/report/scaling.py`, `vitlib/report/ablations.py`); a difference within the "
+             "seed spread is _within noise_, never _reproduced_.\n",
+             to_markdown(claims[CLAIM_COLUMNS])]
+    for title, ids, table, figs in SECTIONS:
+        parts.append(_claim_section(title, ids, table, figs, report, tables_dir, md_dir))
+    parts += ["#### Inspection figures\n", _inspection_figures(report.runs, md_dir)]
+    return "\n".join(parts)
+
+
+def _caveats(runs: pd.DataFrame) -> str:
+    used = set(runs["dataset"].dropna()) | set(runs["pretrain_dataset"].dropna())
+    used = used or {"cifar10", "tiny-imagenet"}  # the data of the studies that have not run yet
+    return "\n".join(f"- {text}" for sets, text in CAVEATS if sets & used) + "\n"
+
+
+def _benchmarks(results_dir: Path, md_dir: Path) -> str:
+    """Each benchmark table of `<results_dir>/bench/` (per-evaluation curves only linked)."""
     files = sorted((results_dir / "bench").glob("*.csv"))
     if not files:
         return "_No benchmark yet (results/bench/*.csv)._\n"
-    return "\n".join(f"### {f.stem}\n\n{to_markdown(readable(pd.read_csv(f)))}" for f in files)
+    out = []
+    for f in files:
+        link = f"[{f.name}]({_link(f, md_dir)})"
+        if "curves" in f.stem:
+            out.append(f"### {f.stem}\n\nEvery evaluation of every run: {link}.\n")
+        else:
+            out.append(f"### {f.stem}\n\n{link}\n\n{to_markdown(readable(pd.read_csv(f)))}")
+    return "\n".join(out)
 
 
 def _excluded(runs: pd.DataFrame) -> str:
@@ -122,37 +194,37 @@ def _excluded(runs: pd.DataFrame) -> str:
     return f"## Runs left out of the claims\n\nFailed, unfinished or diverged:\n\n{rows}\n"
 
 
-def _remake(runs: pd.DataFrame, results_dir: Path) -> str:
-    studies = sorted(runs["study_file"].dropna().unique())
-    run = [f"python -m vitlib.experiments run {s}" for s in studies] or [
+def _remake(studies: list[StudyReport], results_dir: Path) -> str:
+    run = [s.study.command for s in studies if s.study.command and not s.runs.empty] or [
         "make reproduce            # python -m vitlib.experiments run experiments/cifar.yaml"]
     lines = [*run, f"python -m vitlib.report {display_root(results_dir)}   # this report (make report)"]
     return ("## How to re-make\n\nThe batch runner skips finished runs, so the same commands "
-            "resume an interrupted study; each run's own command is in the claims table and in "
+            "resume an interrupted study; each run's own command is in the claims tables and in "
             "its result.json.\n\n```bash\n" + "\n".join(lines) + "\n```\n")
 
 
-def write_report(results_dir, runs: pd.DataFrame, claims: pd.DataFrame,
-                 tables: dict[str, pd.DataFrame], figures: dict, out_md=None) -> Path:
+def write_report(results_dir, runs: pd.DataFrame, studies: list[StudyReport], out_md=None) -> Path:
     """Write REPORT.md (default `<results_dir>/REPORT.md`) and return its path."""
     results_dir = Path(results_dir)
     out_md = Path(out_md) if out_md is not None else results_dir / "REPORT.md"
     md_dir = out_md.parent
-    parts = [f"# {TITLE}\n",
+    demo = len(runs) and set(runs["dataset"].dropna()) <= {"digits"}
+    board = scoreboard(studies)
+    waiting = [s.study.name for s in studies if s.runs.empty]
+    parts = [f"# {TITLE}\n", DEMO_BANNER if demo else "",
              f"Built by `python -m vitlib.report {display_root(results_dir)}` from the run records "
              "under `runs/` only: no number here is typed by hand, and a claim without runs says "
-             "_not yet run_. Accuracies are top-1 in %, mean ± sample std over seeds (n).\n",
-             "## What was run\n", what_was_run(runs),
-             "## Data caveats\n", CAVEATS,
-             "## Claims\n",
-             "Verdicts follow fixed rules, written in the docstring of each claim function "
-             "(`vitlib/report/scaling.py`, `vitlib/report/ablations.py`).\n",
-             to_markdown(claims[CLAIM_COLUMNS])]
-    for title, ids, table, figs in SECTIONS:
-        parts.append(_section(title, ids, table, figs, claims, tables, figures, results_dir, md_dir))
-    parts += ["### Inspection figures\n", _inspection_figures(results_dir, md_dir),
-              "## Benchmarks\n", _benchmarks(results_dir), _excluded(runs),
-              _remake(runs, results_dir)]
+             "_not yet run_. Accuracies are top-1 in %, mean ± sample std over seeds (n). Each "
+             "study is judged on its own runs: runs of different studies (different scales, "
+             "hardware) never meet in one comparison.\n",
+             "## Scoreboard\n",
+             to_markdown(board[SCOREBOARD_COLUMNS]) if len(board) else "No run yet.\n",
+             ("Not yet run: " + ", ".join(f"study `{n}`" for n in waiting)
+              + " (every claim _not yet run_).\n") if waiting else "",
+             "## Data caveats\n", _caveats(runs)]
+    parts += [_study(s, results_dir, md_dir) for s in studies]
+    parts += ["## Benchmarks\n", _benchmarks(results_dir, md_dir), _excluded(runs),
+              _remake(studies, results_dir)]
     md_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_md, "\n".join(p for p in parts if p))
     return out_md

@@ -9,7 +9,9 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not yet run")
+# "within noise": the difference the claim rests on is not larger than the seed spread (or a cell
+# had one seed, so the spread is unknown): neither confirmed nor contradicted at this scale.
+VERDICTS = ("reproduced", "partly", "within noise", "not reproduced", "not yet run")
 ROW_COLUMNS = ["id", "claim", "paper", "ours", "runs", "command", "hardware", "verdict", "reason",
                "table"]
 NOT_RUN = "not yet run"
@@ -129,3 +131,24 @@ def noise(*stds) -> float:
     """The largest seed std among the cells compared, 0 where a cell has one seed."""
     values = [s for s in stds if s is not None and not math.isnan(s)]
     return max(values, default=0.0)
+
+
+def seed_spread(cells: pd.DataFrame) -> float:
+    """The bar a difference between these summarise() cells must clear: twice the largest seed
+    std among them; NaN when a cell has fewer than 2 seeds (its spread is unknown)."""
+    if cells.empty or (cells["n"] < 2).any():
+        return math.nan
+    return 2 * float(cells["std"].max())
+
+
+def weigh(diff: float, bar: float) -> str:
+    """"higher" / "lower" when `diff` clears the bar of seed_spread (NaN: never), else "within
+    noise"."""
+    if math.isnan(bar) or abs(diff) <= bar:
+        return "within noise"
+    return "higher" if diff > 0 else "lower"
+
+
+def bar_text(bar: float) -> str:
+    """How a reason states the bar: `2 × seed std = 0.84` or that the spread is unknown."""
+    return "one seed in a cell: no spread known" if math.isnan(bar) else f"2 × seed std = {bar:.2f}"
