@@ -90,17 +90,42 @@ def plot_learning_curves(metrics_csv, title=""):
     return fig
 
 
+WEIGHTS_FILE = "weights.safetensors"
+
+
+def save_run_weights(model, run_dir, dtype=torch.bfloat16) -> Path:
+    """The trained weights alone, as `<run_dir>/weights.safetensors` in bf16 (a few MB for the
+    laptop-sized models): what a later run (fine-tuning, inspection) needs from this one, small
+    enough to commit, where checkpoint.pt (with the optimiser state) is not."""
+    from safetensors.torch import save_file
+
+    state = {k.removeprefix("_orig_mod.").removeprefix("module."): v.detach().to("cpu", dtype).contiguous()
+             if v.is_floating_point() else v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = Path(run_dir, WEIGHTS_FILE)
+    save_file(state, str(path))
+    return path
+
+
 def load_run_model(run_dir):
     """The trained model of a finished run folder (eval mode, CPU) and its result record; a
-    fine-tuning run's model is its `finetune/` sub-run."""
+    fine-tuning run's model is its `finetune/` sub-run. The weights come from weights.safetensors
+    when the run saved them (always, so a run continued on another machine starts from the same
+    numbers), else from checkpoint.pt."""
     record = read_result(run_dir)
+    weights = Path(run_dir, WEIGHTS_FILE)
     ckpt = Path(run_dir, "finetune" if record["kind"] == "finetune" else "", "checkpoint.pt")
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{run_dir} has no {ckpt.relative_to(run_dir)} to load")
+    if not weights.is_file() and not ckpt.is_file():
+        raise FileNotFoundError(f"{run_dir} has neither {WEIGHTS_FILE} nor {ckpt.relative_to(run_dir)} to load")
     model = create_model(record["model"], num_classes=record["num_classes"], img_size=record["img_size"],
                          in_chans=record["in_chans"], **record["model_args"])
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
-    model.load_state_dict({k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in state.items()})
+    if weights.is_file():
+        from safetensors.torch import load_file
+        state = load_file(str(weights))
+    else:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+        state = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in state.items()}
+    own = model.state_dict()
+    model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()})
     return model.eval(), record
 
 
