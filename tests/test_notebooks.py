@@ -112,6 +112,14 @@ def test_every_notebook_runs_through_the_batch_runner(tmp_path, monkeypatch):
         assert (tmp_path / "results" / "figures" / f"inspect_{name}.png").is_file()
         assert (runs / "inspect" / "figures" / f"inspect_{name}.png").is_file()
     assert (runs / "compare" / "tables" / "data_size.csv").is_file()
+    # every figure a notebook shows is a PNG in its executed copy (not "<Figure size ...>" text)
+    for run, notebook, figures in (("vit", "01_pretrain", 1), ("finetune", "02_finetune", 1),
+                                   ("compare", "03_vit_vs_cnn", 3), ("inspect", "04_inspect_vit", 5)):
+        outputs = [o for c in nbformat.read(runs / run / f"{notebook}.ipynb", as_version=4).cells
+                   if c.cell_type == "code" for o in c.outputs]
+        assert sum("image/png" in o.get("data", {}) for o in outputs) >= figures, notebook
+        assert not any(str(o.get("data", {}).get("text/plain", "")).startswith("<Figure size")
+                       and "image/png" not in o.get("data", {}) for o in outputs), notebook
     report = (tmp_path / "results" / "REPORT.md").read_text()
     assert "not yet run" in report and "results/runs/tiny/vit" in report
 

@@ -25,7 +25,8 @@ from vitlib.train import RECIPES, get_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "experiments").glob("*.yaml"))
-GPU_STUDIES = [p for p in STUDIES if p.name != "demo.yaml"]
+CPU_STUDIES = ("demo.yaml", "laptop.yaml")
+GPU_STUDIES = [p for p in STUDIES if p.name not in CPU_STUDIES]
 FULL_SIZE = {"cifar10": 50_000, "tiny-imagenet": 100_000, "digits": 1_438}
 NUM_CLASSES = {"cifar10": 10, "tiny-imagenet": 200, "digits": 10}
 ABLATIONS = {  # study name: (the two smoke runs, its claim id, its REPORT.md section)
@@ -54,7 +55,7 @@ def training_runs(path, output=None):
 # ---------------------------------------------------------------- every study file
 
 def test_the_study_files_exist():
-    assert {p.stem for p in STUDIES} >= {"demo", "cifar", "cifar-quick", "ablation-posemb",
+    assert {p.stem for p in STUDIES} >= {"demo", "laptop", "cifar", "cifar-quick", "ablation-posemb",
                                          "ablation-pooling", "ablation-patch-depth"}
 
 
@@ -87,7 +88,8 @@ def test_outputs_are_distinct_and_quick_runs_stay_out_of_the_main_report():
         assert output.parent.name == "runs", name  # <results>/runs/<study>: {results} is defined
         assert all(output not in other.parents for other in outputs.values()), name
     assert outputs["cifar-quick.yaml"] == Path("results/quick/runs/cifar-quick")
-    assert all(outputs[f"{name}.yaml"].parent == Path("results/runs") for name in [*ABLATIONS, "cifar"])
+    assert all(outputs[f"{name}.yaml"].parent == Path("results/runs")
+               for name in [*ABLATIONS, "cifar", "laptop"])
 
 
 _built = set()
@@ -128,7 +130,7 @@ def test_values_are_ones_the_code_accepts(path):
                   NUM_CLASSES[p["dataset"]])
 
 
-def test_cifar_study_covers_issue_7():
+def test_cifar_study_covers_every_claim():
     study, runs = training_runs(ROOT / "experiments/cifar.yaml")
     scratch = [p for _, p, nb in runs if nb == "01_pretrain.ipynb" and p["dataset"] == "cifar10"
                and not p.get("model_args")]
@@ -147,6 +149,32 @@ def test_cifar_study_covers_issue_7():
     finetune = [p for _, p, nb in runs if nb == "02_finetune.ipynb"]
     assert all(p["recipe"] == "paper_finetune" and p["few_shot"] == [5, 10] for p in finetune)
     assert {(p["train_size"], p["img_size"]) for p in finetune} == {(50000, 32), (5000, 32), (50000, 64)}
+
+
+def test_laptop_study_covers_every_claim_on_two_cores():
+    study = load_study(ROOT / "experiments/laptop.yaml")
+    runtime = study.header.split("Expected runtime:")[1].split("Expected result:")[0]
+    assert "2 CPU cores" in runtime and "chunks" in study.header
+    _, runs = training_runs(ROOT / "experiments/laptop.yaml")
+    scratch = [p for _, p, nb in runs if nb == "01_pretrain.ipynb" and p["dataset"] == "cifar10"]
+    sweep = [p for p in scratch if p["train_size"] and p["steps"] == 2000]
+    sizes = {m: sorted({p["train_size"] for p in sweep if p["model"] == m}) for m in
+             ("vit_ti4", "resnet18_cifar", "r_vit_ti4")}
+    assert sizes == {"vit_ti4": [1000, 5000, 20000, 50000], "resnet18_cifar": [1000, 5000, 20000, 50000],
+                     "r_vit_ti4": [5000, 50000]}
+    assert all({p["seed"] for p in sweep if p["model"] == m} == {0, 1} for m in sizes)
+    assert {p["img_size"] for _, p, _ in runs} == {16, 32}
+    pre = [p for _, p, nb in runs if nb == "01_pretrain.ipynb" and p["dataset"] == "tiny-imagenet"]
+    assert sorted((p["model"], p["train_size"]) for p in pre) == sorted(
+        (m, n) for m in ("vit_ti4", "resnet18_cifar") for n in (20000, 100000))
+    assert all(p["save_weights"] for p in pre) and len({p["steps"] for p in pre}) == 1
+    finetune = [p for _, p, nb in runs if nb == "02_finetune.ipynb"]
+    assert {(p["train_size"], p["img_size"]) for p in finetune} == {(5000, 16), (50000, 16), (50000, 32)}
+    assert all(p["few_shot"] == [5, 10] and p["steps"] == 500 for p in finetune)
+    ablations = [p for p in scratch if p["steps"] == 1500]
+    assert {p["model_args"]["pos_emb"] for p in ablations} == {"none", "learned", "learned2d", "sincos2d",
+                                                               "relative"}
+    assert len(ablations) == 2 * (5 + 3 + 5)  # positions, pooling at 2 lrs, shapes; 2 seeds each
 
 
 # ---------------------------------------------------------------- what the report will compare
@@ -201,6 +229,26 @@ def test_the_report_compares_the_runs_each_study_means(tmp_path):
     assert len(pretrain) == 10 and set(pretrain["img_size"]) == {32} and pretrain["train_size"].nunique() == 1
     assert sorted(set(pretrain["pretrain_size"])) == [10000, 25000, 50000, 100000]
     assert set(compute_runs(runs)["family"]) == {"vit", "resnet", "hybrid"}
+
+
+def test_the_report_compares_the_laptop_runs_as_intended(tmp_path):
+    from vitlib.report import load_runs
+    from vitlib.report.ablations import patch_depth_runs, pooling_runs, pos_emb_runs
+    from vitlib.report.scaling import data_size_runs, pretrain_runs
+
+    fake_results(tmp_path, [ROOT / "experiments" / "laptop.yaml"])
+    runs = load_runs(tmp_path)
+    sweep = data_size_runs(runs)  # the ablations (1,500 steps) stay out of the data-size sweep
+    assert sorted(sweep["run"]) == sorted(r for r in runs["run"] if r.startswith("size-"))
+    _, posemb = pos_emb_runs(runs)
+    assert sorted(posemb["run"]) == sorted(r for r in runs["run"] if r.startswith("abl-pos-"))
+    _, pooling = pooling_runs(runs)
+    assert len(pooling) == 8 and sorted(set(pooling["lr"])) == [5e-4, 2e-3]
+    _, shapes = patch_depth_runs(runs)  # the base shape comes from the position-embedding block
+    assert sorted(set(shapes["shape"])) == ["4/12/128", "4/3/128", "4/6/128", "4/6/192", "4/6/64", "8/6/128"]
+    assert len(shapes) == 12 and set(shapes["lr"]) == {2e-3}
+    pretrain = pretrain_runs(runs)
+    assert len(pretrain) == 8 and set(pretrain["img_size"]) == {16} and set(pretrain["train_size"]) == {50000}
 
 
 # ---------------------------------------------------------------- real tiny runs of the ablations

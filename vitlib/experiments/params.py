@@ -20,6 +20,7 @@ parameter and what is allowed.
 
 import ast
 import difflib
+import io
 
 # papermill opens the cell it injects with this comment (papermill.parameterize, comment="Parameters")
 _INJECTED_MARK = "# Parameters"
@@ -47,11 +48,34 @@ def notebook_params(namespace: dict, spec: dict) -> dict:
 
     The injected cell is found in IPython's input history (`In`), so outside a kernel only the
     declared names are returned."""
+    show_figures_inline()
     given = {name: namespace[name] for name in spec if name in namespace}
     for name in _injected_names(namespace.get("In", ())):
         if name in namespace:
             given[name] = namespace[name]
     return given
+
+
+def show_figures_inline() -> None:
+    """Show a matplotlib Figure that ends a cell as a PNG, in Jupyter and in papermill's output
+    notebook. vitlib draws on bare `Figure` objects (never pyplot, so nothing pops up), which
+    IPython shows as `<Figure size ...>` text unless pyplot's inline backend registered a PNG
+    formatter; this registers one. Does nothing outside IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from matplotlib.figure import Figure
+
+    def png(fig):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        return buffer.getvalue()
+
+    shell.display_formatter.formatters["image/png"].for_type(Figure, png)
 
 
 def _injected_names(history) -> list:

@@ -35,7 +35,8 @@ def pooling_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(all ViT train runs with a pool, the compared configuration's runs: token and gap)."""
     df = _vit_train(runs)
     df = df[df["pool"].isin(("token", "gap"))]
-    return df, largest_group(df, config_key(df, ("pool",)), "pool", needed=("token", "gap"))
+    return df, largest_group(df, config_key(df, ("pool",), with_lr=False), "pool",
+                             needed=("token", "gap"))
 
 
 SHAPE_ARGS = ("patch_size", "depth", "embed_dim", "num_heads", "mlp_dim")

@@ -24,11 +24,11 @@ def _cell(best: pd.DataFrame, family: str, key: str) -> pd.DataFrame:
 
 def data_size_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The data-size sweep: kind=train runs on cifar10 (else the most common data set) of the
-    configurations (model, overrides, recipe) trained at >= 2 train_size; ablations run at a
-    single size are left out."""
+    configurations (model, overrides, recipe, steps, lr) trained at >= 2 train_size; ablations run
+    at a single size are left out."""
     df = on_dataset(usable(runs, "train"), "cifar10").dropna(subset=["train_size"])
     df = df[df["family"].isin(FAMILIES)]
-    config = join_columns(df, ["label", "recipe"])
+    config = join_columns(df, ["label", "recipe", "steps", "lr"])
     return df[df.groupby(config)["train_size"].transform("nunique") >= 2]
 
 

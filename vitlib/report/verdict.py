@@ -92,11 +92,13 @@ def join_columns(df: pd.DataFrame, cols, sep: str = " | ") -> pd.Series:
     return df[list(cols)].astype(str).agg(sep.join, axis=1)
 
 
-def config_key(df: pd.DataFrame, vary: tuple, with_model: bool = True) -> pd.Series:
+def config_key(df: pd.DataFrame, vary: tuple, with_model: bool = True, with_lr: bool = True) -> pd.Series:
     """One text per training configuration, ignoring the model overrides in `vary` (the
-    ablated knobs) so the runs of one ablation share a key; data set, data size, recipe and
-    steps are part of it so runs trained differently never share one."""
-    parts = ["dataset", "train_size", "recipe", "steps"] + (["model"] if with_model else [])
+    ablated knobs) so the runs of one ablation share a key; data set, data size, recipe, steps
+    and lr (unless the lr is varied too: `with_lr=False`) are part of it so runs trained
+    differently never share one."""
+    parts = (["dataset", "train_size", "recipe", "steps"] + (["lr"] if with_lr else [])
+             + (["model"] if with_model else []))
     if df.empty:
         return pd.Series(dtype=str, index=df.index)
     return df.apply(lambda r: " | ".join([*(str(r[p]) for p in parts),
