@@ -1,9 +1,9 @@
 """Speedrun: training seconds to a CIFAR-10 test accuracy (the shared JPEG copy) for a ViT trained
 from scratch and for a ResNet rival, on one GPU or on the CPU.
 
-    VITLIB_DATA=/work/shared/data python -m bench.speedrun --model vit --seeds 3      # ~8 min on an H100
-    VITLIB_DATA=/work/shared/data python -m bench.speedrun --model resnet --seeds 3   # ~4 min
-    VITLIB_DATA=/work/shared/data python -m bench.speedrun --device cpu --model vit --seeds 2   # ~2 h on 2 cores
+    VITLIB_DATA=/path/to/data python -m bench.speedrun --model vit --seeds 3      # ~8 min on an H100
+    VITLIB_DATA=/path/to/data python -m bench.speedrun --model resnet --seeds 3   # ~4 min
+    VITLIB_DATA=/path/to/data python -m bench.speedrun --device cpu --model vit --seeds 2   # ~2 h on 2 cores
     python -m bench.speedrun --from-runs results/bench/speedrun_runs    # table, CSVs, figure only
     python -m bench.speedrun --tiny --model vit,resnet --device cpu --out /tmp/s.csv  # CPU test size
 

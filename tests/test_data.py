@@ -18,7 +18,8 @@ from vitlib.data import FolderDataset, get_dataset
 from vitlib.data import cache as cache_module
 from vitlib.data import decode as decode_module
 
-# the read-only real archives beside the checkout (../shared/data), or wherever VITLIB_SHARED_DATA says
+# the real archives (cifar10-jpeg.tar.gz, tiny-imagenet-32-jpeg.tar.gz): VITLIB_SHARED_DATA, else
+# ../shared/data beside the checkout; the tests that need them are skipped without them
 SHARED = Path(os.environ.get("VITLIB_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -331,13 +331,14 @@ def test_demo_report_has_a_banner(tmp_path):
     assert "JPEG at quality 75" not in text  # caveats only for the data sets used
 
 
-def test_cli_without_notebook_builds_markdown(tmp_path, capsys):
+def test_cli_without_notebook_builds_markdown_and_html(tmp_path, capsys):
     assert report_main([str(tmp_path), "--notebook", str(tmp_path / "none.ipynb")]) == 0
-    assert "does not exist yet" in capsys.readouterr().out and (tmp_path / "REPORT.md").is_file()
+    assert "does not exist" in capsys.readouterr().out and (tmp_path / "REPORT.md").is_file()
+    assert (tmp_path / "report.html").is_file()
     assert report_main([str(tmp_path / "missing")]) == 2
 
 
-def test_cli_executes_notebook_to_html_without_code(tmp_path, capsys):
+def test_cli_executes_notebook_and_renders_a_standalone_page(tmp_path, capsys):
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell('results_dir = "results"  # str: folder with runs/')
     params.metadata["tags"] = ["parameters"]
@@ -346,9 +347,15 @@ def test_cli_executes_notebook_to_html_without_code(tmp_path, capsys):
                 nbformat.v4.new_code_cell("SECRET_CODE = 1\nprint('report of', results_dir)")]
     nbformat.write(nb, tmp_path / "05_report.ipynb")
     results = tmp_path / "out"
-    results.mkdir()
+    write_data_size(results, (30, 80), (50, 82))
     assert report_main([str(results), "--notebook", str(tmp_path / "05_report.ipynb")]) == 0
-    html = (results / "report.html").read_text()
-    assert f"report of {results}" in html and "SECRET_CODE" not in html
-    assert (results / "05_report.ipynb").is_file() and (results / "REPORT.md").is_file()
+    executed = nbformat.read(results / "05_report.ipynb", as_version=4)
+    printed = [o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert f"report of {results}\n" in printed
     assert "did not write" in capsys.readouterr().out
+    html = (results / "report.html").read_text()
+    assert "<title>Reproducing &quot;An Image Is Worth 16x16 Words&quot;" in html or \
+        '<title>Reproducing "An Image Is Worth 16x16 Words"' in html
+    assert "SECRET_CODE" not in html and "05_report" not in html
+    assert '<div class="table"><table>' in html  # wide tables scroll in their own box
+    assert 'src="data:image/png;base64,' in html and 'src="figures/' not in html  # stands alone

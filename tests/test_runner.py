@@ -165,6 +165,21 @@ def test_notebook_params_finds_injected_names():
     assert notebook_params({"model": "vit", "other": 1}, {"model": 0}) == {"model": "vit"}
 
 
+def test_path_parameters_resolve_from_the_repository_root(monkeypatch, tmp_path):
+    from vitlib.experiments.params import REPO
+    monkeypatch.chdir(REPO / "notebooks")  # where Jupyter starts a notebook's kernel
+    namespace = {"results_dir": "results", "out_dir": "scratch/x", "data_dir": "", "model": "vit"}
+    spec = {name: 0 for name in namespace}
+    given = notebook_params(namespace, spec)
+    assert given["results_dir"] == namespace["results_dir"] == str(REPO / "results")
+    assert given["out_dir"] == str(REPO / "scratch" / "x") and given["data_dir"] == ""
+    assert given["model"] == "vit"  # not a path
+    monkeypatch.chdir(REPO)  # the batch runner's working directory: paths stay as written
+    assert notebook_params({"out_dir": "scratch/x"}, {"out_dir": 0}) == {"out_dir": "scratch/x"}
+    monkeypatch.chdir(tmp_path)  # outside the repository: the working directory's
+    assert notebook_params({"out_dir": "runs/x"}, {"out_dir": 0}) == {"out_dir": "runs/x"}
+
+
 # ---------------------------------------------------------------- planning and CLI (no kernel)
 
 def test_dry_run_and_parameter_names_checked_against_the_notebook(project, capsys):

@@ -336,3 +336,15 @@ def test_a_recipe_takes_a_warmup_in_steps_or_in_epochs():
     assert get_recipe("vit_small_data", warmup_epochs=0.5).warmup(100) == 50
     with pytest.raises(ValueError, match="not both"):
         get_recipe("vit_small_data", warmup_steps=20, warmup_epochs=1)
+
+
+def test_progress_bar_only_where_someone_watches(monkeypatch):
+    from vitlib.train.engine import format_eval, show_progress
+    monkeypatch.delenv("VITLIB_PROGRESS", raising=False)
+    assert not show_progress()  # pytest's captured stdout: a log, not a terminal
+    monkeypatch.setenv("VITLIB_PROGRESS", "1")
+    assert show_progress()
+    monkeypatch.setenv("VITLIB_PROGRESS", "0")
+    assert not show_progress()
+    row = dict(train_acc=0.28, eval_acc=0.3438, eval_acc_ema=None, eval_acc_tta=0.3428, elapsed_s=139.0)
+    assert format_eval(row) == "train 28.0%, test 34.4% (flip-TTA 34.3%), 139 s"  # no "ema -"

@@ -2,8 +2,8 @@
 rollout (Abnar & Zuidema 2020; App. D.8, Fig. 6).
 
 The pure functions take attention probabilities (B, heads, T, T) as returned per layer by
-`model(x, return_attention=True)`; the model-level helpers only use the attributes fixed in
-notes/common.md (`grid_size`, `num_prefix_tokens`, `forward(x, return_attention=True)`).
+`model(x, return_attention=True)`; the model-level helpers only use the attributes every vitlib
+ViT has (`grid_size`, `num_prefix_tokens`, `forward(x, return_attention=True)`).
 """
 from __future__ import annotations
 

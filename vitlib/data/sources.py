@@ -14,7 +14,7 @@ import torch
 
 from vitlib.data.cache import load_decoded, memoize_file
 
-# JPEG copy stats are measured on /work/shared/data/cifar10-jpeg.tar.gz (quality-75 JPEGs); the
+# JPEG copy stats are measured on cifar10-jpeg.tar.gz (quality-75 JPEGs); the
 # pickle stats are the usual published values for the original pixels.
 CIFAR = {
     "cifar10": dict(archive="cifar10-jpeg.tar.gz", folder="cifar10", pickles="cifar-10-batches-py",

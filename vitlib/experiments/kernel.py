@@ -29,10 +29,13 @@ def python_kernel():
     with tempfile.TemporaryDirectory(prefix="vitlib-kernel-") as tmp:
         spec_dir = Path(tmp, "kernels", KERNEL_NAME)
         spec_dir.mkdir(parents=True)
-        spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        # the kernel app's own log at ERROR: its warning that a local kernel talks TCP without
+        # encryption would open every run's log; no progress bars in batch logs (plain lines)
+        spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                         "--IPKernelApp.log_level=ERROR"],
                 "display_name": "Python 3 (ipykernel)", "language": "python",
-                "env": {"PYTHONPATH": os.pathsep.join(
-                    p for p in (root, os.environ.get("PYTHONPATH")) if p)}}
+                "env": {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+                        "VITLIB_PROGRESS": "0"}}
         (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
         os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (tmp, saved) if p)
         try:

@@ -21,6 +21,7 @@ parameter and what is allowed.
 import ast
 import difflib
 import io
+from pathlib import Path
 
 # papermill opens the cell it injects with this comment (papermill.parameterize, comment="Parameters")
 _INJECTED_MARK = "# Parameters"
@@ -53,7 +54,24 @@ def notebook_params(namespace: dict, spec: dict) -> dict:
     for name in _injected_names(namespace.get("In", ())):
         if name in namespace:
             given[name] = namespace[name]
+    for name in PATH_PARAMS & set(given):  # rebound in the notebook too: its code uses the names
+        if isinstance(given[name], str) and given[name]:
+            given[name] = namespace[name] = project_path(given[name])
     return given
+
+
+# Parameters that name files or folders: relative values are read from the project's root.
+PATH_PARAMS = {"out_dir", "results_dir", "data_dir", "init", "source_run", "cnn_run", "image"}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def project_path(path: str) -> str:
+    """`path` as the notebooks mean it: a relative path is relative to the repository root when the
+    working directory lies inside the repository (Jupyter starts a kernel in the notebook's own
+    folder, `notebooks/`, the batch runner in the root), else to the working directory."""
+    cwd = Path.cwd().resolve()
+    below_root = (REPO / "notebooks").is_dir() and REPO in cwd.parents
+    return str(REPO / path) if below_root and not Path(path).is_absolute() else path
 
 
 def show_figures_inline() -> None:

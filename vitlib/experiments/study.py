@@ -33,7 +33,7 @@ Runs:
 - Each run gets the folder `<output>/<run name>/`, passed to the notebook as `out_dir`.
 - String parameters are templates too: `{runs}` is the study's output folder, `{out}` the run's own
   folder, `{study}` the study name, `{results}` the results folder the output lies in (`results`
-  for `results/runs/<name>`: for 03, 05 and 04's figures_dir, which read or write all of it), and
+  for `results/runs/<name>`: for 03 and 05, which read all of it), and
   `{<param>}` any other parameter of the run (its value as written). Write `{{` and `}}` for
   literal braces.
 - Paths are relative to the directory the command runs from: the repository root.

@@ -1,7 +1,7 @@
 """Load every run record under `<results_dir>/runs/**` into one pandas DataFrame, and summarise
 it as mean ± std over seeds.
 
-A run is a folder holding `result.json` (the notebook's record, see notes/results-format.md);
+A run is a folder holding `result.json` (the notebook's record, `vitlib.experiments.results`);
 `run.json` (the batch runner's record), `summary.json` and `env.json` (written by vitlib.train.fit,
 in the folder itself or in a subfolder) add status, wall time and hardware when present. Folders
 the runner moved aside (`<run>.stale-<time>`) are ignored.

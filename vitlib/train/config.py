@@ -171,7 +171,7 @@ RECIPES = {
         warmup_steps=500, schedule="cosine", clip_grad=1.0, zero_init_head=True),
     # ViT from scratch on small images, after the DeiT recipe (Touvron et al. 2021: AdamW, wd 0.05,
     # 5 warm-up epochs, cosine, label smoothing 0.1, RandAugment, Mixup 0.8, CutMix 1.0) and the
-    # CIFAR ViT baselines in shared/reference (omihub777/ViT-CIFAR: lr 1e-3, 200 epochs, label
+    # published CIFAR ViT baselines (omihub777/ViT-CIFAR: lr 1e-3, 200 epochs, label
     # smoothing; Lee et al. 2021); pad-crop and flip as for every CIFAR model.
     "vit_small_data": TrainConfig(
         epochs=200, batch_size=512, optimizer="adamw", lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05,

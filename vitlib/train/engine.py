@@ -13,13 +13,15 @@ bit-for-bit on the same hardware.
 """
 import copy
 import math
+import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from vitlib.data import BatchStream
 from vitlib.device import (autocast_context, configure_backends, resolve_memory_format, resolve_precision,
@@ -34,11 +36,42 @@ from vitlib.train.schedule import lr_at
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "rel_pos")
 
 
-def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress=True, run_info=None):
+def show_progress() -> bool:
+    """A live progress bar where someone watches one (a terminal, a Jupyter front end); in logs and
+    batch runs only the per-epoch lines, no carriage-return spam. VITLIB_PROGRESS=0/1 decides
+    outright (the study runner sets 0 for its kernels)."""
+    setting = os.environ.get("VITLIB_PROGRESS")
+    if setting is not None:
+        return setting.strip() not in ("", "0")
+    if sys.stdout.isatty():
+        return True
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in shell.config
+
+
+def progress_bar(**kwargs):
+    """tqdm's widget bar in a Jupyter front end with ipywidgets, its text bar elsewhere (imported
+    only where it is used: tqdm.auto warns in every kernel without ipywidgets)."""
+    if not kwargs.get("disable") and not sys.stdout.isatty():
+        try:
+            import ipywidgets  # noqa: F401
+            from tqdm.notebook import tqdm as notebook_tqdm
+            return notebook_tqdm(**kwargs)
+        except ImportError:
+            pass
+    return tqdm(**kwargs)
+
+
+def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress=None, run_info=None):
     """Train `model` on `train_data`, evaluate on `eval_data` (ImageDataset or FolderDataset), write
     the run folder `out_dir` and return the summary dict (summary.json's content).
 
-    config: a TrainConfig (or its dict). run_info: extra JSON-able facts merged into config.json
+    config: a TrainConfig (or its dict). progress: show a progress bar (None: show_progress()).
+    run_info: extra JSON-able facts merged into config.json
     (the CLI records the data-set arguments there). The model is moved to the device and trained
     in place. A folder that already holds a run is never overwritten: resume=True continues it from
     checkpoint.pt (or returns its summary if it is complete), and a folder of a different run is
@@ -136,8 +169,8 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
     # (sum of step losses, correct predictions) since the last eval, this rank's share; a checkpoint
     # holds the sum over ranks, restored on rank 0
     loss_sum = pending["loss_sum"].to(device) if dist.is_main else torch.zeros(2, device=device)
-    bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
-               disable=not (progress and dist.is_main))
+    bar = progress_bar(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
+                       disable=not ((show_progress() if progress is None else progress) and dist.is_main))
     try:
         for epoch in range(start_epoch, num_epochs):
             # dropout / drop-path draw from the global torch generator: seed it per (seed, epoch, rank)
@@ -189,8 +222,8 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
 
             # ---- end of epoch: evaluate, record, log, checkpoint ----
             last = epoch == num_epochs - 1
-            line = (f"epoch {epoch + 1}/{num_epochs} step {step}/{total_steps} lr {lr:.2e} loss {epoch_loss:.4f} "
-                    f"{epoch_steps * config.batch_size / epoch_s:.0f} img/s")
+            line = (f"epoch {epoch + 1}/{num_epochs}, step {step}/{total_steps}: loss {epoch_loss:.4f}, "
+                    f"lr {lr:.2e}, {epoch_steps * config.batch_size / epoch_s:.0f} images/s")
             if (epoch + 1) % config.eval_every == 0 or last:
                 t_eval = time.perf_counter()
                 acc, acc_tta = evaluate(fwd_model, eval_stream, autocast, config.tta_flip, dist)
@@ -316,6 +349,9 @@ def zero_head(model):
 
 
 def format_eval(row):
-    pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
-    return (f"train {pct(row['train_acc'])} eval {pct(row['eval_acc'])} ema {pct(row['eval_acc_ema'])} "
-            f"tta {pct(row['eval_acc_tta'])} {row['elapsed_s']:.1f} s")
+    """`train 28.0%, test 34.4% (flip-TTA 34.3%), 139 s`: the accuracies that were measured."""
+    pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+    text = f"train {pct(row['train_acc'])}, test {pct(row['eval_acc'])}"
+    extras = [f"{name} {pct(row[key])}" for name, key in (("EMA", "eval_acc_ema"), ("flip-TTA", "eval_acc_tta"))
+              if row[key] is not None]
+    return text + (f" ({', '.join(extras)})" if extras else "") + f", {row['elapsed_s']:.0f} s"
