@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from bench.common import (check_positive, environment, ms_per_call, print_table, progress, resolve_out,
                           synchronize, wall_seconds, write_csv)
 from vitlib import create_model, list_models
-from vitlib.__main__ import _pairs  # key=value parsing, as the training CLI's --model-arg
+from vitlib.experiments.study import parse_overrides
 from vitlib.data import AugmentConfig, BatchStream, get_dataset
 from vitlib.device import autocast_context, configure_backends, resolve_device, resolve_precision
 from vitlib.train import get_recipe
@@ -274,7 +274,7 @@ def parse_args(argv):
         raise ValueError(f"--warmup ({args.warmup}) and --workers ({args.workers}) must be >= 0")
     if args.model not in list_models():
         raise ValueError(f"--model {args.model!r} is unknown; allowed: {', '.join(list_models())}")
-    args.model_args = {**(TINY_MODEL_ARGS if args.tiny else {}), **_pairs(args.model_arg, "--model-arg")}
+    args.model_args = {**(TINY_MODEL_ARGS if args.tiny else {}), **parse_overrides(args.model_arg, "--model-arg")}
     args.device = str(resolve_device(args.device))
     args.out = resolve_out(args.out, "input_pipeline_e2e" if args.end_to_end else "input_pipeline")
     return args

@@ -39,9 +39,9 @@ import torch
 
 from bench.common import RESULTS, check_positive, free_memory, parse_list, print_table, progress, resolve_out, write_csv
 from vitlib import create_model
-from vitlib.__main__ import _pairs  # key=value parsing, as the training CLI's --set / --model-arg
 from vitlib.data import get_dataset
 from vitlib.device import resolve_device
+from vitlib.experiments.study import parse_overrides
 from vitlib.train import fit, get_recipe
 from vitlib.train.runfolder import read_json
 
@@ -175,7 +175,7 @@ def train_config(kind, args, seed, stage=None):
     changes = {**(TINY_TRAIN if args.tiny else {}), **plan[index][1]}
     if args.epochs is not None and index == len(plan) - 1:
         changes["epochs"] = args.epochs
-    for key, value in _pairs(args.set, "--set").items():
+    for key, value in parse_overrides(args.set, "--set").items():
         if key.startswith("augment."):
             changes.setdefault("augment", dict(base.augment))[key[len("augment."):]] = value
         else:
@@ -187,7 +187,7 @@ def build_model(kind, args, num_classes=10):
     spec = specs(args.hardware)[kind]
     img_size, in_chans = stages(kind, args)[0][0], 1 if args.tiny else 3
     tiny = TINY_ARGS["vit" if spec["model"].startswith("vit") else "resnet"] if args.tiny else {}
-    model_args = {**spec["args"], **tiny, **_pairs(args.model_arg, "--model-arg")}
+    model_args = {**spec["args"], **tiny, **parse_overrides(args.model_arg, "--model-arg")}
     return create_model(spec["model"], num_classes=num_classes, img_size=img_size, in_chans=in_chans, **model_args)
 
 
@@ -253,18 +253,9 @@ def find_runs(paths):
     return found
 
 
-def train_seconds(metrics, batch_size):
-    """Cumulative training seconds at each evaluation. metrics.csv has no such column (fit keeps the
-    total only, in summary.json); each row's images_per_s is images / train seconds since the
-    previous evaluation, so the seconds are (images since then) / images_per_s, exactly."""
-    if metrics and all(r.get("train_s") for r in metrics):  # a later engine may write the column itself
-        return [float(r["train_s"]) for r in metrics]
-    total, prev_step, out = 0.0, 0, []
-    for r in metrics:
-        total += (int(r["step"]) - prev_step) * batch_size / float(r["images_per_s"])
-        prev_step = int(r["step"])
-        out.append(total)
-    return out
+def train_seconds(metrics):
+    """Cumulative training seconds at each evaluation: fit's clock, metrics.csv's train_s."""
+    return [float(r["train_s"]) for r in metrics]
 
 
 def time_to(seconds, accs, target, chance):
@@ -303,7 +294,7 @@ def load_run(path, args):
     secs, metrics, epochs, steps, images, offset_s, offset_step = [], [], [], [], 0, 0.0, 0
     for folder, (stage_record, _, _, stage_metrics) in zip(folders, parts):
         batch = stage_record["train"]["batch_size"]
-        stage_secs = train_seconds(stage_metrics, batch)
+        stage_secs = train_seconds(stage_metrics)
         secs += [offset_s + t for t in stage_secs]
         metrics += [{**r, "run": str(folder)} for r in stage_metrics]
         epochs.append(stage_record["train"]["epochs"])

@@ -34,9 +34,15 @@ def test_every_config_field_is_a_flag_and_flags_beat_set_beat_recipe(capsys):
 
 def test_list_commands(capsys):
     assert main(["list-models"]) == 0
-    assert {"vit_ti4", "vit_b16", "resnet18_cifar"} <= set(capsys.readouterr().out.split())
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert {"vit_ti4", "vit_b16", "resnet18_cifar"} <= set(rows)
+    assert rows["vit_b16"][:2] == ["86,567,656", "35.13"]  # ViT-B/16 at 224 px: the paper's 86M
     assert main(["list-recipes"]) == 0
-    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == list(RECIPES)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:len(RECIPES) + 1]] == list(RECIPES)
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("vitlib ")
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -44,13 +50,64 @@ def test_list_commands(capsys):
     (["--set", "learning_rate=1"], "unknown TrainConfig key(s): learning_rate; allowed:"),
     (["--batch-size", "0"], "TrainConfig.batch_size=0 is invalid; allowed: an integer > 0"),
     (["--lr", "0"], "TrainConfig.lr=0.0 is invalid; allowed: a number > 0"),
-    (["--set", "lr"], "--set expects key=value, got 'lr'"),
+    (["--set", "lr"], "--set 'lr': expected key=value"),
+    (["--model-arg", "depth:3"], "--model-arg 'depth:3': expected key=value"),
     (["--num-classes", "ten"], "--num-classes must be 'auto' or a positive integer"),
 ])
 def test_bad_input_exits_2_with_the_message(flags, message, capsys, tmp_path):
     assert main([*BASE[:-1], str(tmp_path / "run"), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_set_values_read_as_yaml_as_everywhere_else():
+    config = config_of("--set", "augment={crop: pad_crop, padding: 2}", "--set", "lr=1e-4")
+    assert config.augment["crop"] == "pad_crop" and config.augment["padding"] == 2 and config.lr == 1e-4
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny ViT run folder on digits (three steps), as 01_pretrain leaves it."""
+    import json
+
+    import torch
+
+    import vitlib
+    from vitlib.data import get_dataset
+    from vitlib.train import fit
+    folder = tmp_path_factory.mktemp("cli") / "run"
+    train, test = get_dataset("digits", "train", img_size=16), get_dataset("digits", "test", img_size=16)
+    torch.manual_seed(0)
+    args = dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64)
+    model = vitlib.create_model("vit_ti4", num_classes=10, img_size=16, in_chans=1, **args)
+    fit(model, train, test, TrainConfig(steps=3, batch_size=32, warmup_steps=1), folder, progress=False)
+    (folder / "result.json").write_text(json.dumps(dict(
+        kind="train", run="run", model="vit_ti4", model_args=args, family="vit", dataset="digits",
+        train_size=len(train), img_size=16, num_classes=10, in_chans=1, seed=0, top1=0.0)))
+    image = folder / "digit.png"
+    from PIL import Image
+    Image.fromarray(test.images[0, 0].numpy()).save(image)
+    return folder, image
+
+
+def test_eval_predict_and_attention_on_a_trained_run(trained_run, capsys, tmp_path):
+    folder, image = trained_run
+    assert main(["eval", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "on 359 digits test images: top-1" in out and "flip-TTA" in out
+    assert main(["predict", str(image), "--run", str(folder), "--top", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(line.strip().endswith(tuple("0123456789")) for line in lines)
+    assert main(["attention", str(image), "--run", str(folder), "--out", str(tmp_path / "map.png")]) == 0
+    assert (tmp_path / "map.png").stat().st_size > 1000 and "predicted" in capsys.readouterr().out
+    assert main(["predict", str(folder / "result.json"), "--run", str(folder)]) == 2
+    assert "is not an image file" in capsys.readouterr().err
+
+
+def test_run_and_report_are_the_study_and_report_commands(capsys, tmp_path):
+    assert main(["run", "experiments/demo.yaml", "--dry-run", "--output", str(tmp_path / "runs" / "demo")]) == 0
+    assert "would run" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "missing")]) == 2
 
 
 def test_errors_print_one_line_without_a_traceback():

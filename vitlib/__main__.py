@@ -1,40 +1,32 @@
-"""Command line: `python -m vitlib train ...`, `python -m vitlib list-models`, `... list-recipes`.
+"""The `vitlib` command (also `python -m vitlib`): one entry point for everything the project does.
 
-    python -m vitlib train --model vit_s4 --dataset cifar10 --recipe vit_small_data --epochs 100 \\
+    vitlib train --model vit_s4 --dataset cifar10 --recipe vit_small_data --epochs 100 \\
         --out results/runs/vit_s4_cifar10 [--lr 5e-4 --batch-size 256 ...] [--model-arg depth=6] [--resume]
+    vitlib run experiments/laptop.yaml [--only GLOB ...]   # a study (= python -m vitlib.experiments run)
+    vitlib report [results]                                # REPORT.md + report.html (= python -m vitlib.report)
+    vitlib eval RUN_FOLDER [--dataset cifar10]             # top-1 of a trained run on a test split
+    vitlib predict IMAGE --run RUN_FOLDER                  # the classes a trained model gives one image
+    vitlib attention IMAGE --run RUN_FOLDER --out map.png  # its attention rollout (Fig. 6) on that image
+    vitlib list-models | list-recipes | --version
 
 Every TrainConfig field is a flag (`--warmup-epochs 5`, `--no-compile`, `--betas 0.9 0.95`,
-`--augment '{"hflip": true}'`); `--set key=value` sets any field too (values read as JSON, else
-text; `augment.hflip=true` sets one augmentation field). Precedence: TrainConfig defaults < recipe
+`--augment '{"hflip": true}'`); `--set key=value` sets any field too (values read as YAML, as every
+key=value of the project's command lines; `augment.hflip=true` sets one augmentation field). Precedence: TrainConfig defaults < recipe
 < --set < flags. Multi-GPU: `torchrun --nproc_per_node=N -m vitlib train ...`.
 Bad input, a damaged run file and a full disk exit with status 2 and a one-line message, no traceback.
 """
 import argparse
+import contextlib
 import dataclasses
 import errno
 import json
 import sys
+from pathlib import Path
 
 import torch
 
+from vitlib.experiments.study import parse_overrides
 from vitlib.train.config import RECIPES, TrainConfig, get_recipe
-
-
-def _parse_value(text):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _pairs(items, what):
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"{what} expects key=value, got {item!r}")
-        out[key] = _parse_value(value)
-    return out
 
 
 def _add_config_flags(parser):
@@ -55,10 +47,12 @@ def _add_config_flags(parser):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m vitlib", description="vitlib command line")
+    from vitlib import __version__
+    parser = argparse.ArgumentParser(prog="vitlib", description="vitlib: the Vision Transformer, reproduced")
+    parser.add_argument("--version", action="version", version=f"vitlib {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a model and write a run folder")
-    train.add_argument("--model", required=True, help="a name from `python -m vitlib list-models`")
+    train.add_argument("--model", required=True, help="a name from `vitlib list-models`")
     train.add_argument("--dataset", required=True, help="a vitlib.data data set name, e.g. cifar10, digits")
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--recipe", default=None, help=f"one of {', '.join(RECIPES)} (default: TrainConfig defaults)")
@@ -75,8 +69,30 @@ def build_parser():
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch stays)")
     _add_config_flags(train)
-    sub.add_parser("list-models", help="print every model name")
-    sub.add_parser("list-recipes", help="print every recipe and its settings")
+    for name, help_text in (("run", "run a study file (vitlib run --help: its options)"),
+                            ("report", "build REPORT.md and report.html from results/ (vitlib report --help)")):
+        passed = sub.add_parser(name, help=help_text, add_help=False)
+        passed.add_argument("args", nargs=argparse.REMAINDER)
+    for name, help_text in (("eval", "top-1 accuracy of a trained run folder on a data set's test split"),
+                            ("predict", "the top classes a trained run folder gives an image file"),
+                            ("attention", "the attention rollout (Fig. 6) of a trained ViT on an image file")):
+        cmd = sub.add_parser(name, help=help_text)
+        if name != "eval":
+            cmd.add_argument("image", help="an image file (PNG, JPEG, ...)")
+        cmd.add_argument("run" if name == "eval" else "--run", help="a finished run folder (result.json and "
+                         "weights.safetensors or checkpoint.pt)", **({} if name == "eval" else {"required": True}))
+        cmd.add_argument("--dataset", default=None, help="data set (default: the run's); its classes and "
+                         "normalisation are used")
+        cmd.add_argument("--data-dir", default=None, help="where the data set lives (default: the data module's)")
+        if name == "eval":
+            cmd.add_argument("--split", default="test", choices=("test", "val"), help="split (test)")
+            cmd.add_argument("--batch-size", type=int, default=256, help="images per forward pass (256)")
+        elif name == "predict":
+            cmd.add_argument("--top", type=int, default=5, help="classes shown (5)")
+        else:
+            cmd.add_argument("--out", required=True, help="PNG to write (the image and its rollout map)")
+    sub.add_parser("list-models", help="every model: parameters and forward GFLOPs at its default size")
+    sub.add_parser("list-recipes", help="every training recipe and its main settings")
     return parser
 
 
@@ -84,7 +100,7 @@ def resolve_config(args):
     """Defaults < recipe < --set < explicit flags."""
     base = get_recipe(args.recipe) if args.recipe else TrainConfig()
     changes = {}
-    for key, value in _pairs(args.set, "--set").items():
+    for key, value in parse_overrides(args.set, "--set").items():
         if key.startswith("augment."):
             changes.setdefault("augment", dict(base.augment))[key[len("augment."):]] = value
         else:
@@ -103,13 +119,13 @@ def train(args):
 
     # every argument is checked before the data are read
     config = resolve_config(args)
-    model_args = _pairs(args.model_arg, "--model-arg")
+    model_args = parse_overrides(args.model_arg, "--model-arg")
     if args.model not in list_models():
         raise ValueError(f"unknown model {args.model!r}; allowed: {', '.join(list_models())}")
     if args.num_classes != "auto" and not (args.num_classes.isdigit() and int(args.num_classes) > 0):
         raise ValueError(f"--num-classes must be 'auto' or a positive integer, got {args.num_classes!r}")
     data_args = dict(data_dir=args.data_dir, img_size=args.img_size, train_size=args.train_size,
-                     val_fraction=args.val_fraction, seed=config.seed, **_pairs(args.data_option, "--data-option"))
+                     val_fraction=args.val_fraction, seed=config.seed, **parse_overrides(args.data_option, "--data-option"))
     train_data = get_dataset(args.dataset, "train", **data_args)
     eval_data = get_dataset(args.dataset, args.eval_split, **data_args)
     num_classes = train_data.num_classes if args.num_classes == "auto" else int(args.num_classes)
@@ -120,22 +136,114 @@ def train(args):
         "name": args.dataset, "eval_split": args.eval_split}}
     try:
         fit(model, train_data, eval_data, config, args.out, resume=args.resume,
-            progress=not args.no_progress, run_info=run_info)
+            progress=False if args.no_progress else None, run_info=run_info)
     finally:
         distributed.cleanup()
 
 
+def _trained(run, dataset=None, data_dir=None, split="test"):
+    """(model in eval mode, its run record, the data set it is judged on)."""
+    from vitlib.data import get_dataset
+    from vitlib.experiments.results import load_run_model
+
+    model, record = load_run_model(run)
+    data = get_dataset(dataset or record["dataset"], split, data_dir, img_size=record["img_size"])
+    if data.num_classes != record["num_classes"]:
+        raise ValueError(f"{run} predicts {record['num_classes']} classes, {data.name} has {data.num_classes}")
+    return model, record, data
+
+
+def _image(path, data, img_size):
+    """An image file as a normalised (1, C, img_size, img_size) batch, the data set's way."""
+    import numpy as np
+    from PIL import Image
+
+    from vitlib.data import normalize
+
+    try:
+        picture = Image.open(path).convert("L" if data.images.shape[1] == 1 else "RGB")
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} is not an image file PIL can read ({err})") from None
+    picture = picture.resize((img_size, img_size), Image.BILINEAR)
+    pixels = torch.from_numpy(np.asarray(picture).copy()).reshape(img_size, img_size, -1).permute(2, 0, 1)
+    return normalize(pixels[None], data.mean, data.std)
+
+
+def evaluate_run(args):
+    from vitlib.data import BatchStream
+    from vitlib.train.distributed import setup
+    from vitlib.train.engine import evaluate
+
+    model, record, data = _trained(args.run, args.dataset, args.data_dir, args.split)
+    dist = setup("cpu")
+    top1, tta = evaluate(model, BatchStream(data, args.batch_size, device="cpu", shuffle=False, drop_last=False),
+                         contextlib.nullcontext(), True, dist)
+    print(f"{record['model']} ({args.run}) on {len(data):,} {data.name} {args.split} images: "
+          f"top-1 {100 * top1:.2f}% (flip-TTA {100 * tta:.2f}%)")
+
+
+def predict(args):
+    model, record, data = _trained(args.run, args.dataset, args.data_dir)
+    with torch.no_grad():
+        probs = model(_image(args.image, data, record["img_size"])).softmax(dim=-1)[0]
+    top = probs.topk(min(args.top, len(probs)))
+    for p, k in zip(top.values.tolist(), top.indices.tolist()):
+        print(f"{100 * p:6.2f}%  {data.classes[k]}")
+
+
+def attention(args):
+    from vitlib.analysis import plot_rollout, rollout_maps
+
+    model, record, data = _trained(args.run, args.dataset, args.data_dir)
+    if not hasattr(model, "blocks"):
+        raise ValueError(f"{args.run} holds a {record['model']}, not a ViT: it has no attention to roll out")
+    x = _image(args.image, data, record["img_size"])
+    with torch.no_grad():
+        maps = rollout_maps(model, x)
+        label = data.classes[int(model(x).argmax())]
+    fig = plot_rollout(x, maps, data.mean, data.std)
+    fig.suptitle(f"{record['model']} ({Path(args.run).name}): predicted {label}")
+    fig.savefig(args.out, dpi=120, bbox_inches="tight")
+    print(f"wrote {args.out} (predicted {label})")
+
+
+def list_models():
+    from vitlib import count_flops, count_params, create_model, list_models as names
+
+    print(f"{'model':<16} {'params':>12} {'GFLOPs':>8}  at")
+    for name in names():
+        with torch.device("meta"):  # the shapes without the weights: ViT-H has 632M parameters
+            model = create_model(name)
+        for size in (224, 32):  # the ImageNet models' size, else the CIFAR models'
+            try:
+                flops = f"{count_flops(model, size) / 1e9:8.2f}"
+                break
+            except (ValueError, RuntimeError, NotImplementedError):
+                flops = f"{'-':>8}"
+        print(f"{name:<16} {count_params(model):>12,} {flops}  {size} px")
+
+
+def list_recipes():
+    keys = ("optimizer", "lr", "batch_size", "epochs", "steps", "schedule", "weight_decay", "label_smoothing")
+    print(f"{'recipe':<20} " + " ".join(f"{k:>15}" for k in keys))
+    for name, recipe in RECIPES.items():
+        print(f"{name:<20} " + " ".join(f"{str(getattr(recipe, k)):>15}" for k in keys))
+    print("\nEvery field: vitlib/train/config.py; one recipe in full: python -c \"from vitlib.train import "
+          "get_recipe; print(get_recipe('vit_cpu'))\"")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.command == "run":
+        from vitlib.experiments.__main__ import main as run_main
+        return run_main(["run", *args.args])
+    if args.command == "report":
+        from vitlib.report.__main__ import main as report_main
+        return report_main(args.args)
+    commands = {"list-models": lambda _: list_models(), "list-recipes": lambda _: list_recipes(),
+                "eval": evaluate_run, "predict": predict, "attention": attention, "train": train}
     try:
-        if args.command == "list-models":
-            from vitlib import list_models
-            print("\n".join(list_models()))
-        elif args.command == "list-recipes":
-            for name, recipe in RECIPES.items():
-                print(f"{name}: {json.dumps(recipe.to_dict())}")
-        else:
-            train(args)
+        commands[args.command](args)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

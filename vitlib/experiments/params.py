@@ -96,15 +96,18 @@ def show_figures_inline() -> None:
     shell.display_formatter.formatters["image/png"].for_type(Figure, png)
 
 
-def _injected_names(history) -> list:
-    injected = [src for src in history if isinstance(src, str) and src.startswith(_INJECTED_MARK)]
-    if not injected:
-        return []
+def assigned_names(source: str) -> list:
+    """The names a cell's top-level assignments bind (`x = 1`, `x: int = 1`), in order."""
     names = []
-    for node in ast.parse(injected[-1]).body:
+    for node in ast.parse(source).body:
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         names += [t.id for t in targets if isinstance(t, ast.Name)]
     return names
+
+
+def _injected_names(history) -> list:
+    injected = [src for src in history if isinstance(src, str) and src.startswith(_INJECTED_MARK)]
+    return assigned_names(injected[-1]) if injected else []
 
 
 def validate_params(given: dict, spec: dict) -> dict:

@@ -31,7 +31,6 @@ command each notebook records re-makes the run with the same --output and --set.
 Notebooks run in a kernel of this very interpreter (see `kernel.python_kernel`).
 """
 
-import ast
 import contextlib
 import datetime
 import difflib
@@ -51,6 +50,7 @@ import nbformat
 from vitlib.fileio import FileLocked, file_lock, read_json, write_json
 
 from .kernel import kernel
+from .params import assigned_names
 from .study import Run, Study, parse_override
 
 RUN_FILE = "run.json"
@@ -88,11 +88,7 @@ def declared_params(notebook: Path) -> list:
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         raise ValueError(f"{notebook} has no cell tagged 'parameters'")
-    names = []
-    for node in ast.parse(cells[0].source).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        names += [t.id for t in targets if isinstance(t, ast.Name)]
-    return names
+    return assigned_names(cells[0].source)
 
 
 def plan_study(study: Study, only=()) -> list:
@@ -248,7 +244,9 @@ def _execute(p: Plan, study: Study, kernel_name: str, git: dict, show_output: bo
               **git, "host": platform.node(), "python": sys.version.split()[0], "kernel": kernel_name}
     _write_record(folder, record)
     start, error = time.monotonic(), None
-    # the command that re-makes this run, recorded by the notebook in its result.json
+    # the command that re-makes this run, recorded by the notebook in its result.json (the kernel
+    # inherits it); the runner's own environment is restored after the run
+    saved_command = os.environ.get("VITLIB_COMMAND")
     os.environ["VITLIB_COMMAND"] = command_line(study, p.run.name)
     try:
         papermill.execute_notebook(
@@ -264,6 +262,11 @@ def _execute(p: Plan, study: Study, kernel_name: str, git: dict, show_output: bo
         error = _one_line(f"{err.ename}: {err.evalue}")
     except Exception as err:  # kernel died, timeout, unreadable notebook: the run failed, go on
         error = _one_line(f"{type(err).__name__}: {err}")
+    finally:
+        if saved_command is None:
+            os.environ.pop("VITLIB_COMMAND", None)
+        else:
+            os.environ["VITLIB_COMMAND"] = saved_command
     _write_record(folder, {**record, "status": "failed" if error else "complete", "ended": _now(),
                            "duration_s": round(time.monotonic() - start, 1),
                            **({"error": error} if error else {})})

@@ -92,25 +92,32 @@ _Loader.add_implicit_resolver(
     list("-+0123456789"))
 
 
-def parse_override(text: str) -> tuple:
-    """`key=value` of `--set` -> (key, value), the value read as YAML (`3`, `1e-4`, `[1, 2]`,
-    `{depth: 1}`, `true`; an empty value is the empty string)."""
+def parse_override(text: str, flag: str = "--set") -> tuple:
+    """`key=value` -> (key, value), the value read as YAML (`3`, `1e-4`, `[1, 2]`, `{depth: 1}`,
+    `true`; an empty value is the empty string). The one reading of key=value on every command
+    line: the runner's `--set`, `vitlib train`'s `--set` / `--model-arg` / `--data-option`, the
+    benchmarks'. A key is a name, or dotted names (`augment.flip`) where the caller allows it."""
     key, sep, value = text.partition("=")
     key = key.strip()
-    if not sep or not key.isidentifier():
-        raise ValueError(f"--set {text!r}: expected key=value with a parameter name as key, "
-                         f"e.g. --set steps=3 or --set 'model_args={{depth: 1}}'")
+    if not sep or not all(part.isidentifier() for part in key.split(".")):
+        raise ValueError(f"{flag} {text!r}: expected key=value with a parameter name as key, "
+                         f"e.g. {flag} steps=3 or {flag} 'model_args={{depth: 1}}'")
     try:
         parsed = yaml.load(value, Loader=_Loader) if value.strip() else ""
     except yaml.YAMLError as err:
         problem = str(err).splitlines()[0]
-        raise ValueError(f"--set {key}: {value!r} is not a YAML value ({problem}); quote a string "
-                         f"that starts with '{{' or holds ': ', e.g. --set '{key}=\"{{runs}}/x\"'") from None
+        raise ValueError(f"{flag} {key}: {value!r} is not a YAML value ({problem}); quote a string "
+                         f"that starts with '{{' or holds ': ', e.g. {flag} '{key}=\"{{runs}}/x\"'") from None
     glued = _glued_keys(parsed)
     if glued:  # `{warmup_steps:1}` is the key "warmup_steps:1" with no value, never what was meant
-        raise ValueError(f"--set {key}: {glued[0]!r} reads as a key without a value; YAML needs a "
+        raise ValueError(f"{flag} {key}: {glued[0]!r} reads as a key without a value; YAML needs a "
                          f"space after ':' ({{a: 1}}, not {{a:1}})")
     return key, parsed
+
+
+def parse_overrides(items, flag: str = "--set") -> dict:
+    """Several `key=value` texts (None: none) as one dict, a later key winning (parse_override)."""
+    return dict(parse_override(item, flag) for item in items or [])
 
 
 def _glued_keys(value) -> list:
