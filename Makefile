@@ -8,13 +8,13 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STUDY ?= experiments/cifar.yaml
 export MPLBACKEND := Agg
 
-.PHONY: demo test reproduce report venv clean-demo
+.PHONY: demo test lab reproduce report venv clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,lab]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
@@ -27,6 +27,10 @@ demo: $(VENV)/.installed
 	$(PY) -m vitlib.experiments run experiments/demo.yaml
 	$(PY) -m vitlib.report results/demo
 	@echo "Report: results/demo/REPORT.md and results/demo/report.html"
+
+# the notebooks in JupyterLab, with this project's kernel (Ctrl-C stops the server)
+lab: $(VENV)/.installed
+	$(VENV)/bin/jupyter lab notebooks/
 
 reproduce: $(VENV)/.installed
 	$(PY) -m vitlib.experiments run $(STUDY)
