@@ -73,6 +73,46 @@ def test_torchvision_weights_give_torchvision_logits(tmp_path, representation_si
         assert (model(x) - ref(x)).abs().max() <= 1e-5
 
 
+def hub_names(sd):
+    """transformers 5.x layer names -> the 4.x ones, which the checkpoints on the Hub use."""
+    renames = {".layers.": ".encoder.layer.", "attention.q_proj": "attention.attention.query",
+               "attention.k_proj": "attention.attention.key", "attention.v_proj": "attention.attention.value",
+               "attention.o_proj": "attention.output.dense", "mlp.fc1": "intermediate.dense",
+               "mlp.fc2": "output.dense"}
+    out = {}
+    for key, value in sd.items():
+        key = "." + key
+        for old, new in renames.items():
+            key = key.replace(old, new)
+        out[key[1:]] = value
+    return out
+
+
+@pytest.mark.parametrize("head", [True, False])
+@pytest.mark.parametrize("naming", ["installed", "hub"])
+def test_transformers_weights_give_transformers_outputs(tmp_path, head, naming):
+    """A randomly initialised Hugging Face ViT (ViTForImageClassification, or the headless
+    ViTModel) saved as its state dict, in the installed transformers' names and in the 4.x names
+    of the Hub's checkpoints, loads into vitlib with equal logits / final features."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(image_size=32, patch_size=4, num_channels=3, hidden_size=48,
+                                    num_hidden_layers=3, num_attention_heads=3, intermediate_size=96,
+                                    num_labels=7, layer_norm_eps=1e-6, hidden_act="gelu")
+    ref = (transformers.ViTForImageClassification(config) if head else
+           transformers.ViTModel(config, add_pooling_layer=False))
+    randomise(ref)
+    sd = ref.state_dict()
+    torch.save(hub_names(sd) if naming == "hub" else sd, tmp_path / "hf.bin")
+    model = load_pretrained(small_vitlib(), tmp_path / "hf.bin")
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        if head:
+            assert (model(x) - ref(pixel_values=x).logits).abs().max() <= 1e-5
+        else:  # the final layer norm's class token, before any head
+            ours, theirs = model.forward_features(x), ref(pixel_values=x).last_hidden_state
+            assert (ours - theirs).abs().max() <= 1e-5
+
+
 def test_official_npz_naming_read_by_timm_and_vitlib(tmp_path):
     source = randomise(small_vitlib())
     to_official_npz(source, tmp_path / "ViT-tiny.npz")

@@ -1,5 +1,6 @@
-"""Weight interchange for `VisionTransformer`: the official Google `.npz` checkpoints, timm and
-torchvision state dicts, and vitlib's own checkpoints. Nothing here touches the network.
+"""Weight interchange for `VisionTransformer`: the official Google `.npz` checkpoints; timm,
+torchvision and Hugging Face `transformers` state dicts; vitlib's own checkpoints. Nothing here
+touches the network.
 
 Every format is first translated to vitlib's (= timm's) parameter names; then position
 embeddings are resized when the patch grid differs (§3.2), a head with another class count is
@@ -153,6 +154,40 @@ def from_torchvision(sd):
     return out
 
 
+# transformers' ViT names inside a layer -> timm's: the 4.x names (those of the checkpoints on the
+# Hugging Face Hub) and the 5.x ones; query, key and value are stacked into one qkv projection
+_HF_QKV = (("attention.attention.query", "attention.attention.key", "attention.attention.value"),
+           ("attention.q_proj", "attention.k_proj", "attention.v_proj"))
+_HF_NAMES = {"layernorm_before.": "norm1.", "layernorm_after.": "norm2.", "attention.output.dense.": "attn.proj.",
+             "attention.o_proj.": "attn.proj.", "intermediate.dense.": "mlp.fc1.", "output.dense.": "mlp.fc2.",
+             "mlp.fc1.": "mlp.fc1.", "mlp.fc2.": "mlp.fc2."}
+
+
+def from_transformers(sd):
+    """Hugging Face `transformers` ViT names (`ViTForImageClassification`, or `ViTModel` without the
+    `vit.` prefix; 4.x and 5.x layer names) -> timm names."""
+    sd = {k.removeprefix("vit."): v for k, v in sd.items()}
+    out = {"cls_token": sd["embeddings.cls_token"], "pos_embed": sd["embeddings.position_embeddings"],
+           "patch_embed.proj.weight": sd["embeddings.patch_embeddings.projection.weight"],
+           "patch_embed.proj.bias": sd["embeddings.patch_embeddings.projection.bias"],
+           "norm.weight": sd["layernorm.weight"], "norm.bias": sd["layernorm.bias"]}
+    prefix = "encoder.layer." if any(k.startswith("encoder.layer.") for k in sd) else "layers."
+    layer_ids = sorted({int(k[len(prefix):].split(".")[0]) for k in sd if k.startswith(prefix)})
+    for i in layer_ids:
+        src = f"{prefix}{i}."
+        qkv = next(names for names in _HF_QKV if f"{src}{names[0]}.weight" in sd)
+        for part in ("weight", "bias"):
+            out[f"blocks.{i}.attn.qkv.{part}"] = torch.cat([sd[f"{src}{n}.{part}"] for n in qkv])
+        for key, value in sd.items():
+            rest = key[len(src):] if key.startswith(src) else ""
+            old = next((o for o in _HF_NAMES if rest.startswith(o)), None)
+            if old:
+                out[f"blocks.{i}.{_HF_NAMES[old]}{rest[len(old):]}"] = value
+    if "classifier.weight" in sd:
+        out["head.weight"], out["head.bias"] = sd["classifier.weight"], sd["classifier.bias"]
+    return out
+
+
 def read_state_dict(path):
     """Any supported file -> a state dict in vitlib's names."""
     path = Path(path)
@@ -174,6 +209,8 @@ def read_state_dict(path):
     sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in sd.items()}
     if "conv_proj.weight" in sd:
         return from_torchvision(sd)
+    if any(k.startswith(("vit.embeddings.", "embeddings.patch_embeddings.")) for k in sd):
+        return from_transformers(sd)
     if "head.fc.weight" in sd:  # timm's newer pre-logits layout
         sd["head.weight"], sd["head.bias"] = sd.pop("head.fc.weight"), sd.pop("head.fc.bias")
     return sd
