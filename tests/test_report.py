@@ -10,7 +10,7 @@ import pytest
 from vitlib.report import collect
 from vitlib.report import build_report, evaluate_claims, fmt_mean_std, load_runs, summarise
 from vitlib.report.__main__ import main as report_main
-from vitlib.report.ablations import uniform_attention_distance
+from vitlib.analysis import uniform_attention_distance
 from vitlib.report.verdict import shorten_runs
 
 FAMILY = {"vit": "vit", "bit": "resnet", "res": "resnet", "r_v": "hybrid"}

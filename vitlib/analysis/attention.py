@@ -169,3 +169,19 @@ def rollout_maps(model: nn.Module, images: Tensor, head_fusion: str = "mean") ->
         raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
     rollout = attention_rollout(collect_attentions(model, images), head_fusion)
     return rollout_to_maps(rollout, model.grid_size, model.num_prefix_tokens).cpu()
+
+
+def head_maps(model: nn.Module, images: Tensor) -> Tensor:
+    """(layers, heads, B, gh, gw): what each head of each layer reads, as rollout_to_maps reads a
+    rollout (the class token's attention row over the patches, or the mean patch row of a GAP
+    model), each map scaled to [0, 1]. Fig. 6 rolls these out over the layers; this is each alone."""
+    maps = [torch.stack([rollout_to_maps(a[:, h].float(), model.grid_size, model.num_prefix_tokens)
+                         for h in range(a.shape[1])]) for a in collect_attentions(model, images)]
+    return torch.stack(maps).cpu()
+
+
+def uniform_attention_distance(image_size: int, patch_size: int) -> float:
+    """Mean attention distance (pixels) of a head that attends uniformly to every patch: the mean
+    distance between two patch centres of the image (the bar a "global" head approaches)."""
+    grid = image_size // patch_size
+    return float(patch_distance_matrix((grid, grid), patch_size).mean())

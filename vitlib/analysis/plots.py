@@ -84,24 +84,28 @@ def plot_pos_embed_similarity(sim) -> Figure:
     return fig
 
 
-def plot_attention_distance(dist, title: str | None = None) -> Figure:
+def plot_attention_distance(dist, title: str | None = None, uniform: float | None = None) -> Figure:
     """Mean attention distance (pixels) of every head against layer index (Fig. 7 right);
-    `dist` is (layers, heads) from `attention_distances`."""
+    `dist` is (layers, heads) from `attention_distances`; `uniform`, the distance of a head that
+    attends to every patch alike (`uniform_attention_distance`), is drawn as a dashed line."""
     dist = _as_numpy(dist)
     if dist.ndim != 2:
         raise ValueError(f"dist must be (layers, heads), got {dist.shape}")
     layers, heads = dist.shape
-    fig = Figure(figsize=(4.5, 3.5), layout="constrained")
+    fig = Figure(figsize=(5.5, 3.8), layout="constrained")
     ax = fig.subplots()
     depth = np.arange(1, layers + 1)
     for h in range(heads):
-        ax.scatter(depth, dist[:, h], s=14, alpha=0.8, label=f"head {h + 1}")
-    ax.set_xlabel("Network depth (layer)")
-    ax.set_ylabel("Mean attention distance (pixels)")
+        ax.scatter(depth, dist[:, h], s=16, alpha=0.8, label=f"head {h + 1}")
+    if uniform is not None:
+        ax.axhline(uniform, color="0.4", linestyle="--", linewidth=1, label="uniform attention")
+    ax.set_xlabel("network depth (layer)")
+    ax.set_ylabel("mean attention distance (pixels)")
     ax.set_xticks(depth)
-    ax.set_ylim(bottom=0)
+    top = max(float(dist.max()), uniform or 0.0)
+    ax.set_ylim(0, top * 1.1 if top > 0 else 1)  # from 0: how far heads reach, not their spread
     if heads <= 16:
-        ax.legend(fontsize=6, ncols=2, loc="lower right")
+        ax.legend(fontsize=7, ncols=1, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set_title(title or "Attention distance per head")
     return fig
 
@@ -146,6 +150,37 @@ def plot_rollout(images, maps, mean=None, std=None) -> Figure:
     axes[1, 0].set_ylabel("Attention rollout")
     fig.colorbar(overlay, ax=axes[1, :], shrink=0.9, label="Rollout weight (max = 1)")
     fig.supxlabel(f"{h}x{w} pixel images")
+    return fig
+
+
+def plot_head_maps(image, maps, layers=None, heads=None, mean=None, std=None) -> Figure:
+    """One image and what each head reads in each layer: `maps` (layers, heads, gh, gw) from
+    `head_maps` (one image's), shown over the image (bilinear upsampling), one row per layer of
+    `layers` (default: all), one column per head of `heads` (default: all)."""
+    img = _images_to_unit(image[None] if image.ndim == 3 else image, mean, std)[0]  # (C, H, W)
+    maps = maps if isinstance(maps, Tensor) else torch.as_tensor(np.asarray(maps))
+    if maps.ndim != 4:
+        raise ValueError(f"maps must be (layers, heads, gh, gw), got {tuple(maps.shape)}")
+    layers = list(range(maps.shape[0])) if layers is None else list(layers)
+    heads = list(range(maps.shape[1])) if heads is None else list(heads)
+    size = img.shape[-2:]
+    up = F.interpolate(maps[layers][:, heads].float().flatten(0, 1)[:, None], size=size, mode="bilinear",
+                       align_corners=False)[:, 0].reshape(len(layers), len(heads), *size)
+    picture, cmap = _chw_to_display(img)
+    fig = Figure(figsize=(1.6 * len(heads) + 0.8, 1.6 * len(layers) + 0.6), layout="constrained")
+    axes = fig.subplots(len(layers), len(heads), squeeze=False)
+    for i, layer in enumerate(layers):
+        for j, head in enumerate(heads):
+            ax = axes[i, j]
+            ax.imshow(picture, cmap=cmap)
+            ax.imshow(up[i, j].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"head {head + 1}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"layer {layer + 1}", fontsize=9)
+    fig.suptitle("What each head attends to (1 = its most-attended patch)")
     return fig
 
 

@@ -77,15 +77,19 @@ def plot_learning_curves(metrics_csv, title=""):
     from matplotlib.figure import Figure
 
     m = pd.read_csv(metrics_csv)
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(9, 3.4), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(m["epoch"], m["train_loss"], marker="o")
     loss_ax.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title=title)
-    for column, label in (("train_acc", "train"), ("eval_acc", "eval"), ("eval_acc_ema", "eval (EMA)"),
-                          ("eval_acc_tta", "eval (flip TTA)")):
+    for column, label in (("train_acc", "train"), ("eval_acc", "test"), ("eval_acc_ema", "test (EMA)"),
+                          ("eval_acc_tta", "test (flip TTA)")):
         if column in m and m[column].notna().any():
-            acc_ax.plot(m["epoch"], m[column], marker="o", label=label)
+            acc_ax.plot(m["epoch"], 100 * m[column], marker="o", label=label)  # fractions -> %
     acc_ax.set(xlabel="epoch", ylabel="top-1 accuracy (%)")
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     acc_ax.legend()
     return fig
 

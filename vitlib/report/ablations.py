@@ -11,6 +11,8 @@ import math
 
 import pandas as pd
 
+from vitlib.analysis.attention import uniform_attention_distance
+
 from .collect import fmt_cell, fmt_mean_std, summarise, usable
 from .verdict import (bar_text, best_per, config_key, join_columns, largest_group, make_row,
                       noise, not_run, seed_spread, spearman, weigh)
@@ -211,14 +213,6 @@ def claim_patch_depth(runs: pd.DataFrame):
     reason = (f"{held} of {len(outcomes)} parts hold beyond the seed spread "
               f"({', '.join(outcomes)}); base shape patch {patch}, depth {depth}, width {width}")
     return make_row(*meta, group, ours=ours, verdict=verdict, reason=reason), table
-
-
-def uniform_attention_distance(image_size: int, patch_size: int) -> float:
-    """Mean attention distance (pixels) of a head that attends uniformly to every patch: the
-    mean distance between two patch centres of the image. Half of it is the bar for "far"."""
-    from vitlib.analysis.attention import patch_distance_matrix
-    grid = image_size // patch_size
-    return float(patch_distance_matrix((grid, grid), patch_size).mean())
 
 
 def inspection_table(runs: pd.DataFrame) -> pd.DataFrame:

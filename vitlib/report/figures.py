@@ -22,8 +22,9 @@ ACCURACY = "top-1 accuracy (%)"
 
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # a legend beside the axes stays in the file
     return path
 
 
@@ -93,39 +94,45 @@ def fig_few_shot(runs: pd.DataFrame, path: Path):
 
 
 def fig_compute(runs: pd.DataFrame, path: Path):
-    """Accuracy vs training FLOPs (log x) per configuration, with each family's Pareto frontier."""
+    """Accuracy vs training FLOPs (log x) per configuration, with each family's Pareto frontier
+    (the best accuracy within each budget: at a FLOP count several runs share, only the best)."""
     points = compute_points(compute_runs(runs))
     if points.empty:
         return _skip(path)
-    fig, (ax,) = _axes()
+    fig = Figure(figsize=(7.5, 5.2), layout="constrained")
+    ax = fig.subplots()
     families = sorted(points["family"].unique())
     palette = dict(zip(families, sns.color_palette(n_colors=len(families))))
     sns.scatterplot(points, x="train_flops", y="top1", hue="family", style="family",
                     palette=palette, s=50, alpha=0.8, ax=ax)
-    for family, pts in points.groupby("family"):  # best accuracy within each budget
-        pts = pts.sort_values("train_flops")
-        ax.step(pts["train_flops"], pts["top1"].cummax(), where="post", color=palette[family],
-                alpha=0.6, label=f"{family} frontier")
+    for family, pts in points.groupby("family"):
+        best = pts.groupby("train_flops")["top1"].max().sort_index()
+        frontier = best[best > best.cummax().shift(fill_value=-1.0)]  # points that raise the best
+        ax.plot(frontier.index, frontier.to_numpy(), color=palette[family], alpha=0.6,
+                drawstyle="steps-post", label=f"{family} frontier")
     ax.set(xscale="log", xlabel="training FLOPs (log scale)", ylabel=ACCURACY,
            title=f"Accuracy vs training compute ({points['dataset'].iloc[0]})")
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return _save(fig, path)
 
 
 def fig_throughput(runs: pd.DataFrame, path: Path):
-    """Training throughput (images/s) of each stock model (no overrides) per device, from
-    kind=train runs (fine-tuning runs when there are none)."""
+    """Training throughput (images/s) of each model configuration per device, from kind=train
+    runs (fine-tuning runs when there are none)."""
     df = _numeric(usable(runs, "train"), "images_per_s")
     if df.empty:
         df = _numeric(usable(runs, "finetune"), "images_per_s")
-    stock = df[df["model_args"].map(lambda a: not a)]
-    df = stock if len(stock) else df.assign(model=df["label"])
     if df.empty:
         return _skip(path)
-    fig = Figure(figsize=(6.0, 1.5 + 0.35 * df["model"].nunique() * df["device"].nunique()))
+    df = df.assign(model=df["label"].str.wrap(48), device=df["device"].astype(str).str.wrap(40))
+    bars = df["model"].nunique() * df["device"].nunique()
+    fig = Figure(figsize=(9.0, 1.6 + 0.45 * bars), layout="constrained")
     ax = fig.subplots()
     sns.barplot(df, y="model", x="images_per_s", hue="device", errorbar="sd", ax=ax)
-    ax.set(xlabel="training throughput (images/s)", ylabel="model", title="Training speed")
+    ax.set(xlabel="training throughput (images/s)", ylabel="", title="Training speed")
+    ax.tick_params(axis="y", labelsize="small")
+    ax.legend(title="device", fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12),
+              frameon=False)
     return _save(fig, path)
 
 
