@@ -14,9 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_the_five_notebooks_exist():
-    assert [nb.name for nb in NOTEBOOKS] == ["01_pretrain.ipynb", "02_finetune.ipynb", "03_vit_vs_cnn.ipynb",
-                                             "04_inspect_vit.ipynb", "05_report.ipynb"]
+def test_the_notebooks_exist():
+    assert [nb.name for nb in NOTEBOOKS] == ["00_how_vit_works.ipynb", "01_pretrain.ipynb", "02_finetune.ipynb",
+                                             "03_vit_vs_cnn.ipynb", "04_inspect_vit.ipynb", "05_report.ipynb",
+                                             "06_attention.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -58,6 +59,9 @@ name: tiny
 output: {out}/runs/tiny
 defaults: {{dataset: digits, img_size: 16, seed: 0}}
 runs:
+  - notebook: {nb}/00_how_vit_works.ipynb
+    name: how
+    params: {{image_size: 64, patch_size: 16, max_tokens: 256}}
   - notebook: {nb}/01_pretrain.ipynb
     name: vit
     params: {{model: vit_ti4, model_args: {{depth: 1, embed_dim: 32, num_heads: 2, mlp_dim: 64}},
@@ -80,6 +84,9 @@ runs:
   - notebook: {nb}/04_inspect_vit.ipynb
     name: inspect
     params: {{source_run: "{{runs}}/vit", cnn_run: "{{runs}}/resnet", num_images: 8}}
+  - notebook: {nb}/06_attention.ipynb
+    name: attention
+    params: {{run: "{{runs}}/vit", interactive: false}}
   - notebook: {nb}/05_report.ipynb
     name: report
     params: {{results_dir: "{out}"}}
@@ -93,7 +100,8 @@ def test_every_notebook_runs_through_the_batch_runner(tmp_path, monkeypatch):
     study_file.write_text(TINY_STUDY.format(out=tmp_path / "results", nb=ROOT / "notebooks"))
     lines = []
     summary = run_study(load_study(study_file), show_output=False, echo=lines.append)
-    assert summary.done == ["vit", "resnet", "finetune", "compare", "inspect", "report"], "\n".join(lines)
+    assert summary.done == ["how", "vit", "resnet", "finetune", "compare", "inspect", "attention",
+                            "report"], "\n".join(lines)
     (failed, error), = summary.failed
     assert failed == "bad-size" and "img_size" in error and "-3" in error
 
@@ -111,8 +119,9 @@ def test_every_notebook_runs_through_the_batch_runner(tmp_path, monkeypatch):
         assert (runs / "inspect" / "figures" / f"inspect_{name}.png").is_file()
     assert (runs / "compare" / "tables" / "data_size.csv").is_file()
     # every figure a notebook shows is a PNG in its executed copy (not "<Figure size ...>" text)
-    for run, notebook, figures in (("vit", "01_pretrain", 1), ("finetune", "02_finetune", 1),
-                                   ("compare", "03_vit_vs_cnn", 2), ("inspect", "04_inspect_vit", 4)):
+    for run, notebook, figures in (("how", "00_how_vit_works", 4), ("vit", "01_pretrain", 1),
+                                   ("finetune", "02_finetune", 1), ("compare", "03_vit_vs_cnn", 2),
+                                   ("inspect", "04_inspect_vit", 4), ("attention", "06_attention", 2)):
         outputs = [o for c in nbformat.read(runs / run / f"{notebook}.ipynb", as_version=4).cells
                    if c.cell_type == "code" for o in c.outputs]
         assert sum("image/png" in o.get("data", {}) for o in outputs) >= figures, notebook
@@ -124,7 +133,7 @@ def test_every_notebook_runs_through_the_batch_runner(tmp_path, monkeypatch):
     # re-running skips what completed; the failed run is tried (and fails) again
     lines.clear()
     summary = run_study(load_study(study_file), show_output=False, echo=lines.append)
-    assert summary.skipped == ["vit", "resnet", "finetune", "compare", "inspect", "report"]
+    assert summary.skipped == ["how", "vit", "resnet", "finetune", "compare", "inspect", "attention", "report"]
     assert [name for name, _ in summary.failed] == ["bad-size"]
 
 

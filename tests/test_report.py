@@ -255,7 +255,7 @@ def test_a_declared_study_without_runs_is_not_yet_run(tmp_path, monkeypatch):
     """A study file whose output lies in results/runs/ is in the report before it runs, every
     claim "not yet run"; an empty results folder without one says so."""
     md = build_report(tmp_path)
-    assert "No run yet." in md.read_text() and not list((tmp_path / "figures").rglob("*.png"))
+    assert "No study yet." in md.read_text() and not list((tmp_path / "figures").rglob("*.png"))
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "big.yaml").write_text(
         "# Study: a big one\n# Command: python -m vitlib.experiments run experiments/big.yaml\n"
@@ -269,6 +269,8 @@ def test_a_declared_study_without_runs_is_not_yet_run(tmp_path, monkeypatch):
     claims = pd.read_csv(results / "tables" / "big" / "claims.csv")
     assert len(claims) == 11 and set(claims["verdict"]) == set(claims["ours"]) == {"not yet run"}
     assert "## Study `big`: not yet run" in text and "Not yet run: study `big`" in text
+    board = pd.read_csv(results / "tables" / "scoreboard.csv")  # the paper's numbers before any run
+    assert len(board) == 11 and set(board["verdict"]) == {"not yet run"} and board["paper"].notna().all()
     assert "python -m vitlib.experiments run experiments/big.yaml" in text
     assert "JPEG at quality 75" in text  # the caveats of the data the studies will use
     assert (results / "tables" / "big" / "data_size.md").read_text() == "_not yet run_\n"

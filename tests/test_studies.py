@@ -253,14 +253,10 @@ def test_the_report_compares_the_laptop_runs_as_intended(tmp_path):
 
 # ---------------------------------------------------------------- real tiny runs of the ablations
 
-@pytest.fixture(scope="module", autouse=True)
-def smoke(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
     """Start each ablation's two smoke runs through the command line, the three files side by
-    side, as soon as this module starts (the other tests run meanwhile), if the smoke test is
-    selected at all; {study name: (results folder, process, log file)}."""
-    if not any(item.name.startswith("test_ablation_runs_on_tiny") for item in request.session.items):
-        yield {}
-        return
+    side, when the first smoke test asks for them; {study name: (results folder, process, log)}."""
     root = tmp_path_factory.mktemp("smoke")
     sets = [arg for key, value in SMOKE.items() for arg in ("--set", f"{key}={value}")]
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
@@ -280,6 +276,7 @@ def smoke(request, tmp_path_factory):
             proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ABLATIONS)
 def test_ablation_runs_on_tiny_settings_and_fills_its_report_table(name, smoke):
     from vitlib.report import build_report

@@ -67,9 +67,12 @@ class StudyReport:
 
 
 def scoreboard(studies: list[StudyReport]) -> pd.DataFrame:
-    """One line per claim and study that has runs: the paper's number, ours, the verdict."""
+    """One line per claim and study that has runs: the paper's number, ours, the verdict; before
+    any study has run, one line per claim with the paper's number and "not yet run"."""
     rows = [{**row, "study": s.study.name} for s in studies if not s.runs.empty
             for row in s.claims.to_dict("records")]
+    if not rows and studies:
+        rows = [{**row, "study": "–"} for row in studies[0].claims.to_dict("records")]
     order = {c: i for i, c in enumerate(studies[0].claims["id"])} if studies else {}
     rows.sort(key=lambda r: order.get(r["id"], 0))
     return pd.DataFrame(rows, columns=["id", *SCOREBOARD_COLUMNS])
@@ -218,7 +221,7 @@ def write_report(results_dir, runs: pd.DataFrame, studies: list[StudyReport], ou
              "study is judged on its own runs: runs of different studies (different scales, "
              "hardware) never meet in one comparison.\n",
              "## Scoreboard\n",
-             to_markdown(board[SCOREBOARD_COLUMNS]) if len(board) else "No run yet.\n",
+             to_markdown(board[SCOREBOARD_COLUMNS]) if len(board) else "No study yet.\n",
              ("Not yet run: " + ", ".join(f"study `{n}`" for n in waiting)
               + " (every claim _not yet run_).\n") if waiting else "",
              "## Data caveats\n", _caveats(runs)]
