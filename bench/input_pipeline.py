@@ -14,10 +14,10 @@ torchvision's v2.MixUp). Images/s counts `--batches` batches after `--warmup` un
 synchronising the device before reading the clock. CSV: results/bench/input_pipeline.csv.
 
 End to end (--end-to-end). One model (`--model`, default vit_s4 on the data's 32 px; `--model-arg
-k=v`; `--compile` wraps it in torch.compile) takes the training step of vitlib.train.engine.fit with
-the vit_small_data recipe: bf16 autocast on CUDA (vitlib.device), cross-entropy with the recipe's
-label smoothing on integer labels or Mixup/CutMix soft targets, backward, gradient clipping, the
-engine's AdamW (fused on CUDA), fed three ways:
+k=v`; `--compile` wraps it in torch.compile) takes fit's own training step (vitlib.train.engine.train_step)
+with the vit_small_data recipe at a constant learning rate: bf16 autocast on CUDA (vitlib.device),
+cross-entropy with the recipe's label smoothing on integer labels or Mixup/CutMix soft targets,
+backward, gradient clipping, the engine's AdamW (fused on CUDA), fed three ways:
     synthetic      one random batch already on the device, integer labels (the floor)
     recipe         BatchStream over the data set with the recipe's augmentation: pad-crop, flip,
                    RandAugment(2, 9), Mixup 0.8 / CutMix 1.0
@@ -32,6 +32,7 @@ Every CSV row carries the environment (gpu, torch, commit, date; bench/common.py
 after every measurement, so a run cut by `timeout` keeps what it finished.
 """
 import argparse
+import copy
 import dataclasses
 import itertools
 import os
@@ -44,7 +45,6 @@ if __package__ in (None, ""):  # run as `python bench/input_pipeline.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-import torch.nn.functional as F
 
 from bench.common import (check_positive, environment, ms_per_call, print_table, progress, resolve_out,
                           synchronize, wall_seconds, write_csv)
@@ -53,7 +53,7 @@ from vitlib.experiments.study import parse_overrides
 from vitlib.data import AugmentConfig, BatchStream, get_dataset
 from vitlib.device import autocast_context, configure_backends, resolve_device, resolve_precision
 from vitlib.train import get_recipe
-from vitlib.train.engine import make_optimizer
+from vitlib.train.engine import make_optimizer, train_step
 
 AUGMENTS = {
     "pad_crop+flip": AugmentConfig(crop="pad_crop", padding=4, flip=True),
@@ -179,21 +179,13 @@ def synthetic_batches(data, batch_size, device):
 
 
 def make_train_step(net, model, optimizer, recipe, device):
-    """The step of vitlib.train.engine.fit with grad_accum 1 and a constant learning rate."""
+    """step(x, y) -> loss: fit's train_step (grad_accum 1, EMA when the recipe has one) at a constant
+    learning rate."""
     autocast = autocast_context(device)
-
-    def step(x, y):  # x: (B, C, H, W); y: (B,) labels or (B, K) Mixup/CutMix targets
-        with autocast:
-            logits = net(x)  # (B, K)
-            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
-        loss.backward()
-        if recipe.clip_grad:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
-
-    return step
+    ema_model = copy.deepcopy(model).float().requires_grad_(False) if recipe.ema_decay else None
+    # x: (B, C, H, W); y: (B,) labels or (B, K) Mixup/CutMix targets
+    return lambda x, y: train_step(net, optimizer, [(x, y)], recipe, autocast=autocast, raw_model=model,
+                                   ema_model=ema_model)[0]
 
 
 def e2e_benchmark(data, args, env):

@@ -1,8 +1,8 @@
 """Why images are cut into patches (§3.1): self-attention costs grow with the square of the token
 count, so a 32 x 32 image read pixel by pixel (1024 tokens) costs far more than in 4 x 4 patches
-(64 tokens). This times one forward + backward of a ViT of fixed width (ViT-S: D = 384, 6 heads,
-MLP 1536) as the token count grows, with fused attention (F.scaled_dot_product_attention: flash /
-memory-efficient kernels) and explicit attention (softmax(q k^T / sqrt(d)) v, which stores the
+(64 tokens). This times one training step (fit's train_step: forward, backward, plain SGD) of a
+ViT of fixed width (ViT-S: D = 384, 6 heads, MLP 1536) as the token count grows, with fused
+attention (F.scaled_dot_product_attention: flash / memory-efficient kernels) and explicit attention (softmax(q k^T / sqrt(d)) v, which stores the
 (B, heads, T, T) matrix), and fits time = a N^2 + b N + c per attention implementation.
 
     python -m bench.sequence_length                          # depth 12, batch 64 (a GPU)
@@ -24,14 +24,15 @@ if __package__ in (None, ""):  # run as `python bench/sequence_length.py`
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bench.common import (check_positive, environment, free_memory, is_out_of_memory, ms_per_call,
                           parse_list, peak_memory_gib, print_table, progress, reset_peak_memory,
                           resolve_out, wall_seconds, write_csv)
 from vitlib import count_flops
-from vitlib.device import resolve_device, resolve_precision
+from vitlib.device import autocast_context, resolve_device, resolve_precision
 from vitlib.models.vit import ATTN_IMPLS, VisionTransformer
+from vitlib.train import TrainConfig
+from vitlib.train.engine import make_optimizer, train_step
 
 CASES = ((32, 1), (32, 2), (32, 4), (32, 8), (224, 8), (224, 16), (224, 32))  # (img_size, patch_size)
 TINY_CASES = ((16, 1), (16, 2), (16, 4), (16, 8))  # 256, 64, 16, 4 tokens
@@ -39,17 +40,20 @@ SHAPE = dict(embed_dim=384, num_heads=6, mlp_dim=1536)  # ViT-S width (Table 1 /
 TINY_SHAPE = dict(embed_dim=64, num_heads=2, mlp_dim=128)
 COLUMNS = ("attn_impl", "img_size", "patch_size", "tokens", "batch", "depth", "fwd_gflops", "time_ms",
            "peak_mem_gib", "status")
+# fit's training step with plain SGD: the optimiser adds a cost linear in the parameters, none per token
+STEP_CONFIG = TrainConfig(optimizer="sgd", lr=1e-3, momentum=0.0, weight_decay=0.0)
 FIT_COLUMNS = ("attn_impl", "points", "a_ms_per_token2", "b_ms_per_token", "c_ms", "r2")
 
 
 def measure(attn_impl, img_size, patch_size, shape, args):
-    """One row: ms per forward + backward (no optimiser step) and peak memory, or OOM."""
+    """One row: ms per training step (fit's train_step: forward, backward, an SGD step) and peak
+    memory, or OOM."""
     device = args.device
     tokens = (img_size // patch_size) ** 2
     row = dict(attn_impl=attn_impl, img_size=img_size, patch_size=patch_size, tokens=tokens,
                batch=args.batch, depth=args.depth)
     label = f"{attn_impl} {img_size} px / {patch_size} px patches ({tokens} tokens)"
-    bf16 = resolve_precision(device) == "bf16"
+    autocast = autocast_context(device)
     free_memory(device)
     reset_peak_memory(device)
     try:
@@ -60,11 +64,8 @@ def measure(attn_impl, img_size, patch_size, shape, args):
         x = torch.randn(args.batch, 3, img_size, img_size, device=device)  # (B, C, H, W)
         y = torch.randint(10, (args.batch,), device=device)  # (B,)
 
-        def step():
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            model.zero_grad(set_to_none=True)
+        optimizer = make_optimizer(model, STEP_CONFIG, device)
+        step = lambda: train_step(model, optimizer, [(x, y)], STEP_CONFIG, autocast=autocast)  # noqa: E731
 
         progress(f"{label}: warm-up, {args.warmup} steps")
         wall_seconds(step, args.warmup, device)

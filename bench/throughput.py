@@ -36,13 +36,14 @@ if __package__ in (None, ""):  # run as `python bench/throughput.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-import torch.nn.functional as F
 
 from bench.common import (check_positive, environment, free_memory, is_out_of_memory, ms_per_call,
                           parse_list, peak_memory_gib, print_table, progress, reset_peak_memory,
                           resolve_out, wall_seconds, write_csv)
 from vitlib import count_flops, create_model
 from vitlib.device import configure_backends, cpu_has_native_bf16, device_name, resolve_device, resolve_precision
+from vitlib.train import TrainConfig
+from vitlib.train.engine import train_step
 
 # name: (vitlib model, img_size, num_classes, default batch, shape overrides)
 CONFIGS = {
@@ -109,6 +110,10 @@ def build_model(impl, config):
     return model
 
 
+# fit's step on plain labels: no smoothing, clipping nor EMA (the optimiser is the row's, make_adamw)
+STEP_CONFIG = TrainConfig(label_smoothing=0.0, clip_grad=0.0, ema_decay=0.0)
+
+
 def make_adamw(model, settings, device):
     """AdamW with fp32 state. Inside a compiled step the hand-fused kernel stays one opaque call,
     while "foreach" is lowered by inductor into a few generated kernels (the compiled optimiser)."""
@@ -128,15 +133,11 @@ def make_train_step(model, opt, settings, device):
         options["mode"] = settings.compile
     net = torch.compile(model, **options) if compiled and settings.scope == "model" else model
 
-    def train_step(x, y):  # x: (B, C, H, W), y: (B,)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss.detach()
+    def step_fn(x, y):  # x: (B, C, H, W), y: (B,); fit's train_step, the autocast made inside for compile
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+        return train_step(net, opt, [(x, y)], STEP_CONFIG, autocast=autocast, raw_model=model)[0]
 
-    step = torch.compile(train_step, **options) if compiled and settings.scope == "step" else train_step
+    step = torch.compile(step_fn, **options) if compiled and settings.scope == "step" else step_fn
     if compiled and settings.compile in CUDA_GRAPH_MODES and settings.backend == "inductor":
         def graphed_step(x, y):  # tell CUDA-graph trees that a new iteration starts
             torch.compiler.cudagraph_mark_step_begin()

@@ -24,11 +24,12 @@ from vitlib.data.datasets import ImageDataset
 import vitlib.device as device_module
 from vitlib.device import resolve_device, resolve_precision
 from vitlib.train import TrainConfig, distributed, fit, runfolder
-from vitlib.train.engine import evaluate, make_optimizer, update_ema
+from vitlib.train.engine import evaluate, make_optimizer, train_step
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 POS_EMBS = ("learned", "learned2d", "sincos2d", "relative", "none")
 AUGMENT = AugmentConfig(crop="pad_crop", flip=True, randaugment_ops=2, mixup_alpha=0.8, cutmix_alpha=1.0)
+STEP = TrainConfig(label_smoothing=0.1, clip_grad=1.0, ema_decay=0.9)  # every part of the step on
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -129,12 +130,7 @@ def test_training_step_makes_no_host_sync():
     with HostSyncs() as watch:
         for _ in range(2):
             x, y = next(batches)
-            loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            update_ema(ema, model, 0.9)
+            train_step(model, optimizer, [(x, y)], STEP, lr=1e-3, ema_model=ema)
         normalize(x, (0.5, 0.5, 0.5), (0.2, 0.2, 0.2))  # extract_features passes tuples
     assert watch.found == []
 
@@ -151,14 +147,8 @@ def test_cuda_training_step_makes_no_host_sync():
     batches = iter(stream)
 
     def step():
-        x, y = next(batches)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        update_ema(ema, model, 0.9)
+        train_step(model, optimizer, [next(batches)], STEP, lr=1e-3, ema_model=ema,
+                   autocast=torch.autocast("cuda", dtype=torch.bfloat16))
 
     step()
     torch.cuda.synchronize()

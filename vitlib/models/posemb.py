@@ -32,6 +32,22 @@ def resize_grid(grid, new_size, mode="bilinear"):
     return x[0].permute(1, 2, 0).to(grid.dtype)
 
 
+def resample_pos_embed(posemb, num_prefix_tokens, new_grid, mode="bilinear", old_grid=None):
+    """A (1, n + h*w, D) table -> (1, n + h'*w', D): the grid part 2-D interpolated (§3.2) to
+    `new_grid` = (h', w'), the n prefix (class) tokens' embeddings kept apart, as they are.
+
+    old_grid: (h, w), default a square grid; ValueError when the table is not n + a square."""
+    n = num_prefix_tokens
+    if old_grid is None:
+        side = int(round((posemb.shape[1] - n) ** 0.5))
+        if side * side != posemb.shape[1] - n:
+            raise ValueError(f"a position-embedding table of {posemb.shape[1]} tokens is not a square grid "
+                             f"plus {n} prefix token(s)")
+        old_grid = (side, side)
+    grid = resize_grid(posemb[0, n:].reshape(*old_grid, -1), new_grid, mode)
+    return torch.cat([posemb[:, :n], grid.reshape(1, -1, posemb.shape[-1])], dim=1)
+
+
 class RelativePositionBias(nn.Module):
     """A learned bias per head and per 2-D offset between patches, added to the attention logits
     (App. D.4 "relative positional embeddings"); prefix (class) tokens get no bias."""

@@ -16,10 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vitlib.models.posemb import RelativePositionBias, resize_grid, sincos_2d
+from vitlib.models.posemb import RelativePositionBias, resample_pos_embed, resize_grid, sincos_2d
 
 POOLS = ("token", "gap")
-POS_EMBS = ("learned", "learned2d", "sincos2d", "relative", "none")
 ATTN_IMPLS = ("sdpa", "explicit")
 
 
@@ -124,6 +123,105 @@ class Block(nn.Module):
         return x, attn
 
 
+# ---- position embeddings: one class per kind (App. D.4), each the only place that knows its kind -----
+# The parameters stay on the model under timm's names (pos_embed, ...), so state dicts load as they
+# are; a kind builds them, initialises them, gives the patches' and the class token's embeddings
+# or the attention bias, and resizes them to a new patch grid (§3.2).
+class NoPosition:
+    """No position information: the model sees a bag of patches (App. D.4, "no positional embedding")."""
+    names = ()
+
+    def build(self, vit, grid, dim):
+        pass
+
+    def patches(self, vit):  # (N, D) added to the patch tokens, or None
+        return None
+
+    def class_token(self, vit):  # (1, 1, D) added to the class token, or None
+        return None
+
+    def attention_bias(self, vit):  # (heads, T, T) added to the attention logits, or None
+        return None
+
+    def resize(self, vit, old, new, mode):
+        pass
+
+
+class Learned(NoPosition):
+    """1-D learned, the paper's default: one table `pos_embed` (1, n + N, D), the class token's
+    slot first, as the official code."""
+    names = ("pos_embed",)
+
+    def build(self, vit, grid, dim):
+        vit.pos_embed = nn.Parameter(torch.empty(1, vit.num_prefix_tokens + grid[0] * grid[1], dim))
+
+    def patches(self, vit):
+        return vit.pos_embed[0, vit.num_prefix_tokens:]
+
+    def class_token(self, vit):
+        return vit.pos_embed[:, :1]
+
+    def resize(self, vit, old, new, mode):
+        vit.pos_embed = nn.Parameter(resample_pos_embed(vit.pos_embed, vit.num_prefix_tokens, new, mode, old))
+
+
+class Learned2d(NoPosition):
+    """2-D learned (App. D.4): row and column embeddings of D/2 each (`pos_embed_row` (h, D/2),
+    `pos_embed_col` (w, D/2)), concatenated per patch; the class token has its own `cls_pos_embed`
+    (1, 1, D) (none with GAP: an unused parameter would stop DDP at its second step)."""
+    names = ("pos_embed_row", "pos_embed_col", "cls_pos_embed")
+
+    def build(self, vit, grid, dim):
+        vit.pos_embed_row = nn.Parameter(torch.empty(grid[0], dim // 2))
+        vit.pos_embed_col = nn.Parameter(torch.empty(grid[1], dim // 2))
+        if vit.num_prefix_tokens:
+            vit.cls_pos_embed = nn.Parameter(torch.empty(1, 1, dim))
+
+    def patches(self, vit):
+        gh, gw = vit.grid_size
+        row = vit.pos_embed_row[:, None].expand(gh, gw, -1)
+        col = vit.pos_embed_col[None, :].expand(gh, gw, -1)
+        return torch.cat([row, col], dim=-1).reshape(gh * gw, -1)
+
+    def class_token(self, vit):
+        return vit.cls_pos_embed if vit.num_prefix_tokens else None
+
+    def resize(self, vit, old, new, mode):
+        vit.pos_embed_row = nn.Parameter(resize_grid(vit.pos_embed_row[:, None], (new[0], 1), mode)[:, 0])
+        vit.pos_embed_col = nn.Parameter(resize_grid(vit.pos_embed_col[None], (1, new[1]), mode)[0])
+
+
+class SinCos2d(NoPosition):
+    """Fixed 2-D sin-cos embeddings (a buffer, recomputed for a new grid); the class token gets none."""
+
+    def build(self, vit, grid, dim):
+        vit.register_buffer("pos_embed_fixed", sincos_2d(*grid, dim), persistent=False)
+
+    def patches(self, vit):
+        return vit.pos_embed_fixed
+
+    def resize(self, vit, old, new, mode):
+        vit.pos_embed_fixed = sincos_2d(*new, vit.embed_dim).to(vit.pos_embed_fixed)
+
+
+class Relative(NoPosition):
+    """A learned bias per head and 2-D offset on the attention logits (App. D.4), `rel_pos`."""
+
+    def build(self, vit, grid, dim):
+        vit.rel_pos = RelativePositionBias(grid, vit.num_heads, vit.num_prefix_tokens)
+
+    def attention_bias(self, vit):
+        return vit.rel_pos()
+
+    def resize(self, vit, old, new, mode):
+        vit.rel_pos.set_grid(new, mode)
+
+
+POSITION_KINDS = {"learned": Learned(), "learned2d": Learned2d(), "sincos2d": SinCos2d(), "relative": Relative(),
+                  "none": NoPosition()}
+POS_EMBS = tuple(POSITION_KINDS)
+
+
 class VisionTransformer(nn.Module):
     def __init__(self, img_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=768,
                  depth=12, num_heads=12, mlp_dim=3072, pool="token", pos_emb="learned",
@@ -149,19 +247,8 @@ class VisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, backbone)
         gh, gw = self.patch_embed.grid_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if pool == "token" else None
-        self.pos_embed = self.pos_embed_row = self.pos_embed_col = self.rel_pos = None
-        if pos_emb == "learned":  # includes the class token's slot, as the official code
-            self.pos_embed = nn.Parameter(torch.empty(1, self.num_prefix_tokens + gh * gw, embed_dim))
-        elif pos_emb == "learned2d":  # App. D.4: X and Y embeddings of D/2 each, concatenated
-            self.pos_embed_row = nn.Parameter(torch.empty(gh, embed_dim // 2))
-            self.pos_embed_col = nn.Parameter(torch.empty(gw, embed_dim // 2))
-            if self.num_prefix_tokens:  # the class token's own embedding; GAP has no class token, and
-                # an unused (empty) parameter would stop DDP at its second step
-                self.pos_embed = nn.Parameter(torch.empty(1, self.num_prefix_tokens, embed_dim))
-        elif pos_emb == "sincos2d":  # fixed; the class token gets no position
-            self.register_buffer("pos_embed_fixed", sincos_2d(gh, gw, embed_dim), persistent=False)
-        elif pos_emb == "relative":  # App. D.4: a learned bias on the attention logits
-            self.rel_pos = RelativePositionBias((gh, gw), num_heads, self.num_prefix_tokens)
+        self.position = POSITION_KINDS[pos_emb]
+        self.position.build(self, (gh, gw), embed_dim)
         self.pos_drop = nn.Dropout(dropout)
 
         self.blocks = nn.ModuleList(
@@ -192,24 +279,15 @@ class VisionTransformer(nn.Module):
                 std = math.sqrt(1.0 / (m.in_channels * m.kernel_size[0] * m.kernel_size[1])) / 0.87962566103423978
                 nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)  # LeCun normal, cut at 2 std
                 nn.init.zeros_(m.bias)
-        for p in (self.pos_embed, self.pos_embed_row, self.pos_embed_col):
-            if p is not None:
-                nn.init.normal_(p, std=0.02)
+        for name in self.position.names:  # the learned position embeddings
+            if hasattr(self, name):
+                nn.init.normal_(getattr(self, name), std=0.02)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def position_embeddings(self):
         """The patch positions' embeddings (gh * gw, D), class token excluded; None without any."""
-        gh, gw = self.grid_size
-        if self.pos_emb == "learned":
-            return self.pos_embed[0, self.num_prefix_tokens:]
-        if self.pos_emb == "learned2d":
-            row = self.pos_embed_row[:, None].expand(gh, gw, -1)
-            col = self.pos_embed_col[None, :].expand(gh, gw, -1)
-            return torch.cat([row, col], dim=-1).reshape(gh * gw, -1)
-        if self.pos_emb == "sincos2d":
-            return self.pos_embed_fixed
-        return None
+        return self.position.patches(self)
 
     def forward_features(self, x, return_attention=False):  # x: (B, C, H, W)
         # (B, N, D) in the weights' dtype: under bf16 autocast the conv returns bf16, and the residual
@@ -220,11 +298,12 @@ class VisionTransformer(nn.Module):
             x = x + patch_pos.to(x.dtype)
         if self.cls_token is not None:
             cls = self.cls_token.expand(x.shape[0], -1, -1)
-            if self.pos_emb in ("learned", "learned2d"):
-                cls = cls + self.pos_embed[:, :1]
+            cls_pos = self.position.class_token(self)
+            if cls_pos is not None:
+                cls = cls + cls_pos
             x = torch.cat([cls, x], dim=1)  # (B, T, D), T = 1 + N
         x = self.pos_drop(x)
-        bias = self.rel_pos() if self.rel_pos is not None else None  # (heads, T, T)
+        bias = self.position.attention_bias(self)  # (heads, T, T) or None
         explicit = return_attention or self.attn_impl == "explicit"
         attentions = []
         for block in self.blocks:
@@ -261,14 +340,4 @@ class VisionTransformer(nn.Module):
         new = self.grid_size
         if new == old:
             return
-        n = self.num_prefix_tokens
-        if self.pos_emb == "learned":
-            grid = resize_grid(self.pos_embed[0, n:].reshape(*old, -1), new, mode)
-            self.pos_embed = nn.Parameter(torch.cat([self.pos_embed[:, :n], grid.reshape(1, -1, grid.shape[-1])], 1))
-        elif self.pos_emb == "learned2d":
-            self.pos_embed_row = nn.Parameter(resize_grid(self.pos_embed_row[:, None], (new[0], 1), mode)[:, 0])
-            self.pos_embed_col = nn.Parameter(resize_grid(self.pos_embed_col[None], (1, new[1]), mode)[0])
-        elif self.pos_emb == "sincos2d":
-            self.pos_embed_fixed = sincos_2d(*new, self.embed_dim).to(self.pos_embed_fixed)
-        elif self.pos_emb == "relative":
-            self.rel_pos.set_grid(new, mode)
+        self.position.resize(self, old, new, mode)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitlib.models.posemb import resize_grid
+from vitlib.models.posemb import resample_pos_embed
 
 
 def _official_block(w, i, dim, prefix):
@@ -226,7 +226,11 @@ def load_pretrained(model, path, interpolation="bilinear"):
     sd = read_state_dict(path)
     own = model.state_dict()
     if "pos_embed" in sd and "pos_embed" in own and sd["pos_embed"].shape != own["pos_embed"].shape:
-        sd["pos_embed"] = _resize_pos_embed(sd["pos_embed"], model, interpolation, path)
+        try:
+            sd["pos_embed"] = resample_pos_embed(sd["pos_embed"], model.num_prefix_tokens, model.grid_size,
+                                                 interpolation)
+        except ValueError as err:
+            raise ValueError(f"{path}: 'pos_embed': {err}") from err
     if "head.weight" in sd and "head.weight" in own and sd["head.weight"].shape != own["head.weight"].shape:
         del sd["head.weight"], sd["head.bias"]
         model.reset_classifier(model.num_classes)
@@ -243,15 +247,3 @@ def load_pretrained(model, path, interpolation="bilinear"):
                              f"but {tuple(own[key].shape)} in the model")
     model.load_state_dict(sd, strict=False)
     return model
-
-
-def _resize_pos_embed(posemb, model, mode, path):
-    """(1, n + h*w, D) -> the model's grid; the class token's embedding is kept apart."""
-    n = model.num_prefix_tokens
-    grid_tokens = posemb.shape[1] - n
-    side = int(round(grid_tokens ** 0.5))
-    if side * side != grid_tokens:
-        raise ValueError(f"{path}: 'pos_embed' with {posemb.shape[1]} tokens is not a square grid "
-                         f"plus {n} prefix token(s)")
-    grid = resize_grid(posemb[0, n:].reshape(side, side, -1), model.grid_size, mode)
-    return torch.cat([posemb[:, :n], grid.reshape(1, -1, posemb.shape[-1])], dim=1)

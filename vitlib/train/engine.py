@@ -2,16 +2,22 @@
 
     set-up:  device, run folder checks, batch streams, model (+ compile, DDP), optimiser, EMA, resume
     per epoch:  seed dropout from (seed, epoch), replay the epoch's batches
-        per step:  lr from the schedule, forward/backward over grad_accum micro-batches, clip,
-                   optimiser step, EMA update
-        end of epoch:  NaN check, eval (raw, flip-TTA, EMA), metrics.csv, checkpoint.pt, a log line
+        per step:  lr from the schedule, then train_step: forward/backward over grad_accum
+                   micro-batches, clip, optimiser step, EMA update
+        end of epoch:  NaN check, record_evaluation (raw, flip-TTA, EMA; metrics.csv), a log line,
+                       save_checkpoint (checkpoint.pt)
     end:  summary.json
+
+The run's progress (steps, epochs, metrics rows, clocks, sums since the last evaluation) lives in
+one RunState, saved and restored as one.
 
 Exact resume: checkpoints are taken at epoch boundaries, every random choice inside an epoch is a
 function of (seed, epoch, batch index, rank), so a resumed run replays the lost epochs
 bit-for-bit on the same hardware.
 """
+import contextlib
 import copy
+import dataclasses
 import math
 import os
 import sys
@@ -121,19 +127,11 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
     distributed.barrier(dist)
     log = tqdm.write if dist.is_main else lambda message: None  # printed above the progress bar
     if dist.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        env = {**runfolder.environment_info(), "device": str(device), "precision": precision,
-               "memory_format": "channels_last" if memory_format == torch.channels_last else "contiguous",
-               "world_size": dist.world_size,  # the data's files are machine-specific: here, not in config.json
-               "data_source": {"train": train_data.source, "eval": eval_data.source}}
-        if ckpt is not None:  # keep the first start's record; add one entry per resume
-            first = runfolder.read_json(out_dir / "env.json")
-            env = {**first, "resumes": first.get("resumes", []) + [env]}
-        else:
-            if resume:
-                log(f"resume: no checkpoint in {out_dir}, starting from scratch")
-            runfolder.write_json(out_dir / "config.json", record)
-        runfolder.write_json(out_dir / "env.json", env)
+        start_run_folder(out_dir, record, ckpt, resume, log, env=dict(
+            device=str(device), precision=precision, world_size=dist.world_size,
+            memory_format="channels_last" if memory_format == torch.channels_last else "contiguous",
+            # the data's files are machine-specific: here, not in config.json
+            data_source={"train": train_data.source, "eval": eval_data.source}))
 
     # ---- model, optimiser, EMA -----------------------------------------------------------------
     raw_model = model.to(device, memory_format=memory_format).train()
@@ -150,119 +148,205 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
             fwd_model, device_ids=[device.index] if device.type == "cuda" else None)
 
     # ---- resume -----------------------------------------------------------------------------------
-    step, start_epoch, rows = 0, 0, []
-    clock = {"train_s": 0.0, "compile_s": 0.0, "eval_s": 0.0, "elapsed_s": 0.0}
-    # training loss/accuracy sums since the last evaluation (a checkpoint may fall between two)
-    pending = {"loss_sum": torch.zeros(2), "images": 0, "train_s": 0.0}
+    state = RunState()
     if ckpt is not None:
         raw_model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if ema_model is not None:
             ema_model.load_state_dict(ckpt["ema"])
         runfolder.set_rng_state(ckpt["rng"])
-        step, start_epoch, rows, clock, pending = (ckpt[k] for k in ("step", "epoch", "metrics", "clock", "pending"))
-        log(f"resumed from {out_dir / 'checkpoint.pt'} at epoch {start_epoch}, step {step}")
-    last_checkpoint_epoch, session_start_step = start_epoch, step
+        state = RunState.from_checkpoint(ckpt)
+        log(f"resumed from {out_dir / 'checkpoint.pt'} at epoch {state.epoch}, step {state.step}")
+    # the loss and correct-prediction sums since the last evaluation stay on the device (no host sync
+    # per step); each rank adds its share, and the checkpoint's sums over ranks come back on rank 0
+    state.to_device(device, keep=dist.is_main)
+    session_start_step, last_checkpoint_epoch = state.step, state.epoch
+    t_start = time.perf_counter() - state.clock["elapsed_s"]
+
+    def record_evaluation(epoch, lr):
+        """Evaluate (raw, flip-TTA, EMA), append a metrics row, rewrite metrics.csv; the row's text."""
+        t_eval = time.perf_counter()
+        acc, acc_tta = evaluate(fwd_model, eval_stream, autocast, config.tta_flip, dist)
+        acc_ema = evaluate(ema_model, eval_stream, autocast, False, dist)[0] if ema_model is not None else None
+        state.clock["eval_s"] += time.perf_counter() - t_eval
+        loss_total, correct = distributed.all_reduce_sum(torch.stack([state.loss, state.correct]), dist).tolist()
+        images = state.images
+        state.metrics.append(dict(
+            epoch=epoch + 1, step=state.step, lr=lr,
+            train_loss=loss_total / dist.world_size / (images // config.batch_size),
+            train_acc=correct / images, eval_acc=acc, eval_acc_ema=acc_ema, eval_acc_tta=acc_tta,
+            images_per_s=images / state.pending_train_s, train_s=state.clock["train_s"],
+            elapsed_s=time.perf_counter() - t_start))
+        state.reset_pending()
+        if dist.is_main:
+            runfolder.write_csv(out_dir / "metrics.csv", state.metrics, runfolder.METRIC_FIELDS)
+        return format_eval(state.metrics[-1])
+
+    def save_checkpoint():
+        """checkpoint.pt: weights, optimiser, EMA, random generators and the run state, as one."""
+        state.clock["elapsed_s"] = time.perf_counter() - t_start
+        sums = distributed.all_reduce_sum(torch.stack([state.loss, state.correct]), dist).cpu()
+        if dist.is_main:
+            runfolder.save_checkpoint(out_dir / "checkpoint.pt", dict(
+                model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
+                ema=ema_model.state_dict() if ema_model is not None else None,
+                rng=runfolder.rng_state(), config=config.to_dict(), **state.checkpoint_items(sums)))
 
     # ---- the loop -------------------------------------------------------------------------------
-    t_start = time.perf_counter() - clock["elapsed_s"]
-    # (sum of step losses, correct predictions) since the last eval, this rank's share; a checkpoint
-    # holds the sum over ranks, restored on rank 0
-    loss_sum = pending["loss_sum"].to(device) if dist.is_main else torch.zeros(2, device=device)
-    bar = progress_bar(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
+    bar = progress_bar(total=total_steps, initial=state.step, unit="step", dynamic_ncols=True,
                        disable=not ((show_progress() if progress is None else progress) and dist.is_main))
     try:
-        for epoch in range(start_epoch, num_epochs):
+        for epoch in range(state.epoch, num_epochs):
             # dropout / drop-path draw from the global torch generator: seed it per (seed, epoch, rank)
             torch.manual_seed(int(np.random.SeedSequence([config.seed, epoch, dist.rank]).generate_state(1)[0]))
             train_stream.set_epoch(epoch)
             batches = iter(train_stream)
-            epoch_steps = min(steps_per_epoch, total_steps - step)
+            epoch_steps = min(steps_per_epoch, total_steps - state.step)
             losses = torch.zeros(epoch_steps, device=device)  # per step, on the device: no sync per step
             synchronize(device)
             t0 = time.perf_counter()
             for i in range(epoch_steps):
-                lr = lr_at(step, peak_lr=config.lr, total_steps=total_steps, warmup_steps=warmup,
+                lr = lr_at(state.step, peak_lr=config.lr, total_steps=total_steps, warmup_steps=warmup,
                            schedule=config.schedule, min_lr=config.min_lr)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                for micro in range(config.grad_accum):
-                    x, y = next(batches)  # x: (b, C, H, W); y: (b,) labels or (b, K) Mixup/CutMix targets
-                    if dist.enabled:  # all-reduce gradients only on the last micro-batch
-                        train_model.require_backward_grad_sync = micro == config.grad_accum - 1
-                    with autocast:
-                        logits = train_model(x)  # (b, K)
-                        # the loss in fp32 whatever autocast's op lists say (CPU and CUDA differ)
-                        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-                    (loss / config.grad_accum).backward()
-                    losses[i] += loss.detach() / config.grad_accum
-                    hard = y if y.ndim == 1 else y.argmax(dim=-1)
-                    loss_sum[1] += (logits.argmax(dim=-1) == hard).sum()
-                if config.clip_grad:
-                    torch.nn.utils.clip_grad_norm_(raw_model.parameters(), config.clip_grad)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if ema_model is not None:
-                    update_ema(ema_model, raw_model, config.ema_decay)
-                step += 1
-                if config.compile and step == session_start_step + 1:  # the first step compiles
+                micro_batches = [next(batches) for _ in range(config.grad_accum)]
+                losses[i], correct = train_step(train_model, optimizer, micro_batches, config, lr=lr,
+                                                autocast=autocast, raw_model=raw_model, ema_model=ema_model)
+                state.correct += correct
+                state.step += 1
+                if config.compile and state.step == session_start_step + 1:  # the first step compiles
                     synchronize(device)
-                    clock["compile_s"] += time.perf_counter() - t0
+                    state.clock["compile_s"] += time.perf_counter() - t0
                     t0 = time.perf_counter()
                 bar.update(1)
                 if (i + 1) % config.log_every == 0 or i + 1 == epoch_steps:  # a sync: not every step
-                    epoch_loss = check_finite(losses[:i + 1], step - i - 1, dist, out_dir, last_checkpoint_epoch)
+                    epoch_loss = check_finite(losses[:i + 1], state.step - i - 1, dist, out_dir, last_checkpoint_epoch)
                     bar.set_postfix(loss=f"{epoch_loss:.4f}", lr=f"{lr:.2e}")
             synchronize(device)
             epoch_s = time.perf_counter() - t0
-            clock["train_s"] += epoch_s
-            pending["train_s"] += epoch_s
-            pending["images"] += epoch_steps * config.batch_size
-            loss_sum[0] += losses.sum()
+            state.end_epoch(epoch + 1, epoch_s, epoch_steps * config.batch_size, losses.sum())
 
-            # ---- end of epoch: evaluate, record, log, checkpoint ----
             last = epoch == num_epochs - 1
-            line = (f"epoch {epoch + 1}/{num_epochs}, step {step}/{total_steps}: loss {epoch_loss:.4f}, "
+            line = (f"epoch {epoch + 1}/{num_epochs}, step {state.step}/{total_steps}: loss {epoch_loss:.4f}, "
                     f"lr {lr:.2e}, {epoch_steps * config.batch_size / epoch_s:.0f} images/s")
             if (epoch + 1) % config.eval_every == 0 or last:
-                t_eval = time.perf_counter()
-                acc, acc_tta = evaluate(fwd_model, eval_stream, autocast, config.tta_flip, dist)
-                acc_ema = evaluate(ema_model, eval_stream, autocast, False, dist)[0] if ema_model is not None else None
-                clock["eval_s"] += time.perf_counter() - t_eval
-                loss_total, correct = distributed.all_reduce_sum(loss_sum.clone(), dist).tolist()
-                images = pending["images"]
-                rows.append(dict(
-                    epoch=epoch + 1, step=step, lr=lr,
-                    train_loss=loss_total / dist.world_size / (images // config.batch_size),
-                    train_acc=correct / images, eval_acc=acc, eval_acc_ema=acc_ema, eval_acc_tta=acc_tta,
-                    images_per_s=images / pending["train_s"], train_s=clock["train_s"],
-                    elapsed_s=time.perf_counter() - t_start))
-                loss_sum.zero_()
-                pending.update(images=0, train_s=0.0)
-                if dist.is_main:
-                    runfolder.write_csv(out_dir / "metrics.csv", rows, runfolder.METRIC_FIELDS)
-                line += f" | {format_eval(rows[-1])}"
+                line += f" | {record_evaluation(epoch, lr)}"
             log(line)
             if (epoch + 1) % config.checkpoint_every == 0 or last:
-                clock["elapsed_s"] = time.perf_counter() - t_start
-                pending["loss_sum"] = distributed.all_reduce_sum(loss_sum.clone(), dist).cpu()
-                if dist.is_main:
-                    runfolder.save_checkpoint(out_dir / "checkpoint.pt", dict(
-                        model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
-                        ema=ema_model.state_dict() if ema_model is not None else None,
-                        rng=runfolder.rng_state(), step=step, epoch=epoch + 1, metrics=rows, clock=clock,
-                        pending=pending, config=config.to_dict()))
+                save_checkpoint()
                 last_checkpoint_epoch = epoch + 1
     finally:
         bar.close()
 
     # ---- summary --------------------------------------------------------------------------------
-    summary = runfolder.make_summary(rows, clock, config, step, flops_per_image, count_params(raw_model),
-                                     dist.world_size, precision)
+    summary = runfolder.make_summary(state.metrics, state.clock, config, state.step, flops_per_image,
+                                     count_params(raw_model), dist.world_size, precision)
     if dist.is_main:
         runfolder.write_json(out_dir / "summary.json", summary)
     distributed.barrier(dist)
     return summary
+
+
+def start_run_folder(out_dir, record, ckpt, resume, log, env):
+    """Create the run folder: config.json on a fresh start, env.json with this process's
+    environment (a resume keeps the first start's record and adds one entry per resume)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = {**runfolder.environment_info(), **env}
+    if ckpt is not None:
+        first = runfolder.read_json(out_dir / "env.json")
+        env = {**first, "resumes": first.get("resumes", []) + [env]}
+    else:
+        if resume:
+            log(f"resume: no checkpoint in {out_dir}, starting from scratch")
+        runfolder.write_json(out_dir / "config.json", record)
+    runfolder.write_json(out_dir / "env.json", env)
+
+
+@dataclasses.dataclass
+class RunState:
+    """A run's progress besides its weights, optimiser and random generators: what a checkpoint
+    carries to resume it (checkpoint_items / from_checkpoint) and what summary.json is made from.
+
+    step, epoch: optimiser steps taken, epochs finished. metrics: the metrics.csv rows. clock:
+    cumulative seconds (train_s: optimiser steps; compile_s; eval_s; elapsed_s: wall time).
+    loss, correct, images, pending_train_s: the training loss sum (of step means), correct
+    predictions, images and step seconds since the last evaluation (a checkpoint may fall between
+    two evaluations)."""
+    step: int = 0
+    epoch: int = 0
+    metrics: list = dataclasses.field(default_factory=list)
+    clock: dict = dataclasses.field(default_factory=lambda: dict(train_s=0.0, compile_s=0.0, eval_s=0.0,
+                                                                 elapsed_s=0.0))
+    loss: torch.Tensor = dataclasses.field(default_factory=lambda: torch.zeros(()))
+    correct: torch.Tensor = dataclasses.field(default_factory=lambda: torch.zeros(()))
+    images: int = 0
+    pending_train_s: float = 0.0
+
+    def to_device(self, device, keep=True):
+        """Move the loss and correct sums to `device` (zeros unless `keep`: other ranks start at 0)."""
+        self.loss, self.correct = (t.to(device) if keep else torch.zeros((), device=device)
+                                   for t in (self.loss, self.correct))
+
+    def end_epoch(self, epoch, seconds, images, loss_sum):
+        self.epoch = epoch
+        self.clock["train_s"] += seconds
+        self.pending_train_s += seconds
+        self.images += images
+        self.loss += loss_sum
+
+    def reset_pending(self):
+        self.loss.zero_()
+        self.correct.zero_()
+        self.images, self.pending_train_s = 0, 0.0
+
+    def checkpoint_items(self, sums):
+        """The checkpoint's entries; sums: (loss, correct) summed over ranks, on the CPU."""
+        return dict(step=self.step, epoch=self.epoch, metrics=self.metrics, clock=self.clock,
+                    pending=dict(loss=sums[0], correct=sums[1], images=self.images, train_s=self.pending_train_s))
+
+    @classmethod
+    def from_checkpoint(cls, ckpt):
+        pending = ckpt["pending"]
+        loss, correct = ((pending["loss"], pending["correct"]) if "loss" in pending
+                         else pending["loss_sum"].unbind())  # the layout of earlier versions: one (2,) tensor
+        return cls(step=ckpt["step"], epoch=ckpt["epoch"], metrics=ckpt["metrics"], clock=ckpt["clock"],
+                   loss=loss.float().clone(), correct=correct.float().clone(), images=pending["images"],
+                   pending_train_s=pending["train_s"])
+
+
+def train_step(model, optimizer, micro_batches, config, *, lr=None, autocast=contextlib.nullcontext(),
+               raw_model=None, ema_model=None):
+    """One optimiser step, as fit takes it and the benchmarks measure it: for each (x, y) of
+    `micro_batches` (gradient accumulation) the forward pass under `autocast`, the loss in fp32 with
+    config.label_smoothing, backward; then clipping to config.clip_grad, the optimiser step, and
+    the EMA update of `ema_model` from `raw_model`.
+
+    model: what runs forward (the module, its torch.compile wrapper or DDP); raw_model: the module
+    itself (default: model). lr: set on every parameter group first (None: leave it). x: (b, C, H, W);
+    y: (b,) labels or (b, K) Mixup/CutMix targets. Returns (loss, correct): the step's mean loss
+    and its correct predictions as 0-d tensors on the device (no host sync)."""
+    raw_model = model if raw_model is None else raw_model
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    loss_sum, correct = 0.0, 0
+    for micro, (x, y) in enumerate(micro_batches):
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):  # all-reduce on the last only
+            model.require_backward_grad_sync = micro == len(micro_batches) - 1
+        with autocast:
+            logits = model(x)  # (b, K)
+            # the loss in fp32 whatever autocast's op lists say (CPU and CUDA differ)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+        (loss / len(micro_batches)).backward()
+        loss_sum = loss_sum + loss.detach() / len(micro_batches)
+        hard = y if y.ndim == 1 else y.argmax(dim=-1)
+        correct = correct + (logits.argmax(dim=-1) == hard).sum()
+    if config.clip_grad:
+        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), config.clip_grad)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if ema_model is not None:
+        update_ema(ema_model, raw_model, config.ema_decay)
+    return loss_sum, correct
 
 
 def make_optimizer(model, config, device):
