@@ -9,7 +9,6 @@ import io
 import datetime
 import gc
 import math
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 from vitlib.device import synchronize  # noqa: F401 (the benchmarks import it from here)
 from vitlib.fileio import atomic_write_text
+from vitlib.provenance import short_commit
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results"
@@ -44,23 +44,12 @@ def check_positive(**values):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value!r}")
 
 
-def git_commit():
-    """Short commit of the working tree, '+dirty' when files differ from it, 'unknown' outside git."""
-    try:
-        run = lambda *args: subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                                           timeout=10, check=True).stdout.strip()
-        commit = run("rev-parse", "--short", "HEAD")
-        return commit + ("+dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def environment(device):
     """The environment columns: GPU name (or 'cpu'), torch version, git commit, UTC date."""
     device = torch.device(device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"gpu": gpu, "torch": torch.__version__, "commit": git_commit(), "date": date}
+    return {"gpu": gpu, "torch": torch.__version__, "commit": short_commit(), "date": date}
 
 
 def resolve_out(out, name, suffix=".csv", folder="bench"):

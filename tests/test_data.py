@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vitlib.data import FolderDataset, get_dataset
+from vitlib.data import FolderDataset, get_dataset, image_batch, normalize
 from vitlib.data import cache as cache_module
 from vitlib.data import decode as decode_module
 
@@ -124,12 +124,13 @@ def random_image(rng, size=(8, 8), mode="RGB") -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
 
 
-def make_tree(root: Path, rng, per_class=3, classes=("dog", "cat", "bird"), splits=("train", "test")) -> Path:
+def make_tree(root: Path, rng, per_class=3, classes=("dog", "cat", "bird"), splits=("train", "test"),
+              mode="RGB") -> Path:
     for split in splits:
         for c in classes:
             (root / split / c).mkdir(parents=True)
             for i in range(per_class):
-                random_image(rng).save(root / split / c / f"{i}.png")
+                random_image(rng, mode=mode).save(root / split / c / f"{i}.png")
     return root
 
 
@@ -213,6 +214,28 @@ def test_folder_dataset_matches_in_memory(tmp_path):
     assert lazy.mean == pytest.approx(memory.mean) and lazy.std == pytest.approx(memory.std)
     with pytest.raises(ValueError, match="extract it"):
         get_dataset("imagefolder", "train", make_tar(tree, tmp_path / "a.tar.gz"), in_memory=False)
+
+
+@pytest.mark.parametrize("grey", ["all", "some"])
+def test_folder_dataset_channels_match_in_memory(tmp_path, grey):
+    """All-grey folders are one channel both ways; a grey image among colour ones becomes RGB."""
+    tree = make_tree(tmp_path / "tree", np.random.default_rng(0), mode="L")
+    if grey == "some":
+        random_image(np.random.default_rng(1)).save(tree / "train" / "cat" / "0.png")
+    memory = get_dataset("imagefolder", "train", tree)
+    lazy = get_dataset("imagefolder", "train", tree, in_memory=False)
+    assert memory.images.shape[1] == lazy.channels == (1 if grey == "all" else 3)
+    for i in range(len(lazy)):
+        assert torch.equal(lazy[i][0], memory.images[i])
+
+
+def test_image_batch_is_the_data_sets_image(tmp_path):
+    """An image file given to predict/attention is decoded, resized and normalised as the data set's."""
+    tree = make_tree(tmp_path / "tree", np.random.default_rng(0))
+    for in_memory in (True, False):
+        data = get_dataset("imagefolder", "train", tree, img_size=4, in_memory=in_memory)
+        expected = normalize(get_dataset("imagefolder", "train", tree, img_size=4).images[:1], data.mean, data.std)
+        assert torch.allclose(image_batch(tree / "train" / "bird" / "0.png", data), expected)
 
 
 # ---------------------------------------------------------------- the cache

@@ -11,9 +11,9 @@ from vitlib.report import collect
 from vitlib.report import build_report, evaluate_claims, fmt_mean_std, load_runs, summarise
 from vitlib.report.__main__ import main as report_main
 from vitlib.analysis import uniform_attention_distance
+from vitlib.experiments.results import model_description
 from vitlib.report.verdict import shorten_runs
 
-FAMILY = {"vit": "vit", "bit": "resnet", "res": "resnet", "r_v": "hybrid"}
 
 
 def write_run(results, study, name, status="complete", **fields):
@@ -22,7 +22,7 @@ def write_run(results, study, name, status="complete", **fields):
     folder.mkdir(parents=True)
     model = fields.get("model", "vit_s4")
     record = {"kind": "train", "study": study, "run": name, "model": model, "model_args": {},
-              "family": FAMILY[model[:3]], "dataset": "cifar10", "train_size": 50000,
+              **model_description(model, fields.get("model_args")), "dataset": "cifar10", "train_size": 50000,
               "img_size": 32, "seed": 0, "recipe": "small", "lr": 1e-3, "steps": 1000,
               "epochs": 10, "params": 1e6, "flops_per_image": 1e8, "train_flops": 1e15,
               "train_seconds": 100.0, "images_per_s": 5000.0, "device": "NVIDIA H200",
@@ -58,7 +58,7 @@ def write_data_size(results, vit, resnet, sizes=(1000, 50000)):
 # ---------------------------------------------------------------------------------- collect ----
 
 def test_load_runs_reads_records_and_skips_stale_and_flags_failed(tmp_path):
-    write_run(tmp_path, "a", "ok", model_args={"pool": "gap"}, family=None)  # family inferred
+    write_run(tmp_path, "a", "ok", model_args={"pool": "gap"})
     write_run(tmp_path, "a", "old.stale-2024", top1=1.0)
     write_run(tmp_path, "a", "broken", status="failed")
     ft = write_run(tmp_path, "a", "ft", status=None, kind="finetune", finetune_top1=70.0,

@@ -4,6 +4,7 @@ Notebooks are built here with nbformat; each executed one costs a kernel start (
 six are executed in the whole file, and only one of them imports vitlib (and with it torch)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -548,3 +549,62 @@ def test_a_smoke_run_records_its_overrides_and_is_never_taken_for_a_real_run(pro
         """--set 'model_args={"depth": 1}' --set 'note="a: b"' --set n=null --only one""")
     assert [parse_override(f"{k}={v}") for k, v in [("model_args", '{"depth": 1}'), ("note", '"a: b"')]] == [
         ("model_args", {"depth": 1}), ("note", "a: b")]  # the recorded command reads back
+
+
+ENV_CELL = """\
+import json, os, pathlib, time
+time.sleep(1.0)  # both jobs in flight at once
+pathlib.Path(out_dir, "result.json").write_text(json.dumps({
+    "command": os.environ["VITLIB_COMMAND"], "threads": os.environ.get("OMP_NUM_THREADS"), "pid": os.getpid(),
+    "start": time.time()}))
+"""
+
+
+def test_jobs_run_at_once_each_kernel_with_its_own_command_and_share_of_cores(project, monkeypatch):
+    """--jobs 2 on a CPU: two kernels at a time, each told the command of its own run and half the
+    cores (OMP_NUM_THREADS); the runner's own environment is left as it was."""
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU: the cores are shared out
+    monkeypatch.delenv("VITLIB_COMMAND", raising=False)
+    make_notebook(project / "env.ipynb", 'x = 1\nout_dir = "out"', ENV_CELL)
+    (project / "s.yaml").write_text(HEADER + "output: runs/s\n"
+                                    "runs: [{notebook: env.ipynb, name: 'r{x}', grid: {x: [1, 2]}}]\n")
+    lines = []
+    summary = run_study(load_study("s.yaml"), jobs=2, echo=lines.append)
+    assert sorted(summary.done) == ["r1", "r2"] and not summary.failed
+    results = {n: json.loads((project / f"runs/s/{n}/result.json").read_text()) for n in ("r1", "r2")}
+    for name, result in results.items():
+        assert result["command"].endswith(f"--only {name}") and result["threads"] == "2"
+    assert results["r1"]["pid"] != results["r2"]["pid"]
+    assert abs(results["r1"]["start"] - results["r2"]["start"]) < 1.0  # they overlapped
+    assert "VITLIB_COMMAND" not in os.environ
+    assert lines[0] == "2 runs at a time: OMP_NUM_THREADS=2; OMP_NUM_THREADS=2"
+    assert sorted(run_study(load_study("s.yaml"), jobs=2, echo=lines.append).skipped) == ["r1", "r2"]
+
+
+def test_job_environments_give_each_slot_a_gpu(monkeypatch):
+    from vitlib.experiments.runner import job_environments
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert job_environments(3) == [{"CUDA_VISIBLE_DEVICES": g} for g in ("3", "5", "3")]
+    assert job_environments(1) == [{}]
+
+
+def test_submitit_local_executor_runs_each_run_as_a_job_with_the_same_rules(project):
+    """Each run a submitit job (its local executor: processes on this machine): the jobs' summaries
+    merge into one, a finished run is skipped by the next submission, a failing notebook is a
+    failed run, not a failed job."""
+    pytest.importorskip("submitit")
+    make_notebook(project / "bad.ipynb", 'out_dir = "out"', "raise RuntimeError('broken on purpose')")
+    (project / "s.yaml").write_text(HEADER + "output: runs/s\nruns:\n"
+                                    "  - {notebook: light.ipynb, name: 'w{x}', grid: {x: [1, 2]}}\n"
+                                    "  - {notebook: bad.ipynb, name: bad}\n")
+    lines = []
+    summary = run_study(load_study("s.yaml"), jobs=2, executor="local", echo=lines.append)
+    assert sorted(summary.done) == ["w1", "w2"]
+    assert [name for name, _ in summary.failed] == ["bad"] and "broken on purpose" in summary.failed[0][1]
+    assert sum("submitted as local job" in line for line in lines) == 3
+    assert json.loads((project / "runs/s/w2/result.json").read_text())["x"] == 2
+    assert json.loads((project / "runs/s/w1/run.json").read_text())["status"] == "complete"
+    again = run_study(load_study("s.yaml"), only=["w*"], executor="local", echo=lines.append)
+    assert sorted(again.skipped) == ["w1", "w2"] and not again.done
+    assert main(["run", "s.yaml", "--executor-arg", "timeout_min=5"]) == 2  # needs --executor

@@ -20,7 +20,7 @@ import vitlib
 from vitlib.data import DATASETS
 from vitlib.experiments import load_study
 from vitlib.experiments.__main__ import main
-from vitlib.experiments.results import model_family
+from vitlib.experiments.results import model_description
 from vitlib.train import RECIPES, get_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,7 +191,7 @@ def fake_results(results_dir, paths):
             model = p["model"] if notebook == "01_pretrain.ipynb" else source["model"]
             model_args = p.get("model_args", {}) if notebook == "01_pretrain.ipynb" else source["model_args"]
             record = dict(kind="train", run=run.name, study=study.name, model=model, model_args=model_args,
-                          family=model_family(model), dataset=p["dataset"],
+                          **model_description(model, model_args), dataset=p["dataset"],
                           train_size=p.get("train_size") or FULL_SIZE[p["dataset"]], img_size=p["img_size"],
                           seed=p.get("seed", 0), recipe=p.get("recipe", "paper_finetune"),
                           lr=p.get("lr") or RECIPES[p.get("recipe", "paper_finetune")].lr, steps=p["steps"],

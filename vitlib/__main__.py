@@ -153,22 +153,6 @@ def _trained(run, dataset=None, data_dir=None, split="test"):
     return model, record, data
 
 
-def _image(path, data, img_size):
-    """An image file as a normalised (1, C, img_size, img_size) batch, the data set's way."""
-    import numpy as np
-    from PIL import Image
-
-    from vitlib.data import normalize
-
-    try:
-        picture = Image.open(path).convert("L" if data.images.shape[1] == 1 else "RGB")
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path} is not an image file PIL can read ({err})") from None
-    picture = picture.resize((img_size, img_size), Image.BILINEAR)
-    pixels = torch.from_numpy(np.asarray(picture).copy()).reshape(img_size, img_size, -1).permute(2, 0, 1)
-    return normalize(pixels[None], data.mean, data.std)
-
-
 def evaluate_run(args):
     from vitlib.data import BatchStream
     from vitlib.train.distributed import setup
@@ -183,9 +167,11 @@ def evaluate_run(args):
 
 
 def predict(args):
+    from vitlib.data import image_batch
+
     model, record, data = _trained(args.run, args.dataset, args.data_dir)
     with torch.no_grad():
-        probs = model(_image(args.image, data, record["img_size"])).softmax(dim=-1)[0]
+        probs = model(image_batch(args.image, data)).softmax(dim=-1)[0]
     top = probs.topk(min(args.top, len(probs)))
     for p, k in zip(top.values.tolist(), top.indices.tolist()):
         print(f"{100 * p:6.2f}%  {data.classes[k]}")
@@ -193,11 +179,12 @@ def predict(args):
 
 def attention(args):
     from vitlib.analysis import plot_rollout, rollout_maps
+    from vitlib.data import image_batch
 
     model, record, data = _trained(args.run, args.dataset, args.data_dir)
     if not hasattr(model, "blocks"):
         raise ValueError(f"{args.run} holds a {record['model']}, not a ViT: it has no attention to roll out")
-    x = _image(args.image, data, record["img_size"])
+    x = image_batch(args.image, data)
     with torch.no_grad():
         maps = rollout_maps(model, x)
         label = data.classes[int(model(x).argmax())]

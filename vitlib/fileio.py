@@ -1,7 +1,8 @@
 """Atomic file writes, the one way vitlib writes a file someone may read while it is written:
 a temporary file in the same folder, flushed to disk, then renamed over the target (os.replace is
 atomic on POSIX), so a process killed at any moment leaves the old file or the new one, never half.
-And `file_lock`, the one way processes take turns on something (a run folder, a cache entry)."""
+And `file_lock`, the one way processes take turns on something (a run folder, a cache entry); and
+`load_checkpoint`, the one way a torch file (checkpoint, weights) is read."""
 import contextlib
 import errno
 import json
@@ -124,3 +125,20 @@ def file_lock(path, *, wait=True):
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)  # releases the lock
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """A torch file of tensors and plain values (fit's checkpoint.pt, a state dict); ValueError
+    naming the file when it is empty, truncated or damaged."""
+    import torch  # here: the study runner uses this module without torch
+
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty")
+    try:  # weights_only: tensors and plain Python values only, so no code runs from a file
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except Exception as err:  # torch's reader raises RuntimeError, OSError, EOFError, ... on a bad file
+        reason = str(err).strip().split("\n")[0].split(". ")[0]
+        raise ValueError(f"{path} is truncated or damaged ({type(err).__name__}: {reason})") from err

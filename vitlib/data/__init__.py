@@ -6,8 +6,8 @@
 """
 from vitlib.data.augment import AugmentConfig, augment_batch, normalize, resize_images
 from vitlib.data.datasets import DATASETS, SPLITS, ImageDataset, get_dataset
-from vitlib.data.folder import FolderDataset
+from vitlib.data.folder import FolderDataset, image_batch
 from vitlib.data.stream import BatchStream
 
-__all__ = ["AugmentConfig", "BatchStream", "DATASETS", "FolderDataset", "ImageDataset", "SPLITS",
+__all__ = ["AugmentConfig", "BatchStream", "DATASETS", "FolderDataset", "ImageDataset", "SPLITS", "image_batch",
            "augment_batch", "get_dataset", "normalize", "resize_images"]

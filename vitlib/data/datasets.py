@@ -90,7 +90,8 @@ def get_dataset(name: str, split: str, data_dir=None, *, img_size: int | None = 
     if raw.images is None:
         mean, std = folder.estimate_stats(raw, img_size)
         return folder.FolderDataset([raw.paths[i] for i in index.tolist()], raw.labels[index], raw.classes,
-                                    mean, std, name, img_size=img_size, split=split, source=raw.origin)
+                                    mean, std, name, img_size=img_size, split=split, source=raw.origin,
+                                    channels=folder.folder_channels(raw))
     mean, std = (raw.mean, raw.std) if raw.mean is not None else _train_stats(raw)
     images = _take(raw.images, index)
     if img_size:

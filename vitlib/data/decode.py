@@ -104,12 +104,15 @@ def decode_images(items: list[tuple[str, bytes]], path: Path) -> list[torch.Tens
     return [image if image is not None else decode_pil(*items[i], path) for i, image in enumerate(out)]
 
 
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes decoded to one channel
+
+
 def decode_pil(name: str, data: bytes, path: Path) -> torch.Tensor:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             if image.mode not in ("L", "RGB"):
-                image = image.convert("L" if image.mode in ("1", "LA", "I", "I;16", "F") else "RGB")
+                image = image.convert("L" if image.mode in GREY_MODES else "RGB")
             array = np.asarray(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot decode image {name!r} in {path}: {err}") from err

@@ -4,7 +4,6 @@ The in-memory path takes a folder, a .tar(.gz) or a .zip; `FolderDataset` (in_me
 an extracted folder only, because a gzip stream has no random access. Classes are the sorted class
 folder names over all splits, so every split shares one label index.
 """
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from PIL import Image
 
 from vitlib.data.augment import resize_images
 from vitlib.data.cache import archive_key, load_decoded, memoize
-from vitlib.data.decode import IMAGE_SUFFIXES
+from vitlib.data.decode import GREY_MODES, IMAGE_SUFFIXES, decode_pil, list_folder
 from vitlib.data.sources import RawData, folder_layout, raw_from_decoded, raw_from_members, split_class_layout
 
 STATS_SAMPLE = 1000  # images decoded to estimate a lazy folder's mean/std
@@ -30,17 +29,31 @@ def load_imagefolder(data_dir, *, in_memory: bool = True, img_size: int | None =
     if not path.is_dir():
         raise ValueError(f"in_memory=False reads an extracted folder; {path} is a file: extract it, "
                          f"or load it with in_memory=True")
-    files = sorted(
-        os.path.relpath(os.path.join(folder, f), path)
-        for folder, _, filenames in os.walk(path) for f in filenames if f.lower().endswith(IMAGE_SUFFIXES))
+    files = [f for f in list_folder(path) if f.name.lower().endswith(IMAGE_SUFFIXES)]  # the in-memory walk
     if not files:
         raise ValueError(f"{path} holds no images (looked for {', '.join(IMAGE_SUFFIXES)})")
-    names = [Path(f).as_posix() for f in files]
+    names = [f.relative_to(path).as_posix() for f in files]
     splits, class_names = split_class_layout(names, path)
     raw = raw_from_members(names, splits, class_names, sorted(set(class_names)), str(path),
-                           paths=[str(path / f) for f in files])
+                           paths=[str(f) for f in files])
     raw.stats_key = archive_key(path)
     return raw
+
+
+def folder_channels(raw: RawData) -> int:
+    """The in-memory rule for a lazy folder: 1 channel when every image is grey, else 3 (grey
+    images become RGB beside colour ones). Read from the image headers, remembered on disk."""
+    def compute():
+        for file in raw.paths:
+            try:
+                with Image.open(file) as image:
+                    if image.mode not in GREY_MODES:
+                        return 3
+            except (OSError, SyntaxError, ValueError) as err:
+                raise ValueError(f"cannot decode image {file}: {err}") from err
+        return 1
+
+    return memoize("stats", f"{raw.stats_key}|channels", compute)
 
 
 class FolderDataset(torch.utils.data.Dataset):
@@ -51,10 +64,10 @@ class FolderDataset(torch.utils.data.Dataset):
     `mean`, `std` as an ImageDataset; use it through `BatchStream`, which wraps it in a DataLoader.
     """
 
-    def __init__(self, paths, labels, classes, mean, std, name, img_size=None, split="", source=""):
+    def __init__(self, paths, labels, classes, mean, std, name, img_size=None, split="", source="", channels=3):
         self.paths, self.labels = list(paths), torch.as_tensor(labels, dtype=torch.int64)
         self.classes, self.mean, self.std, self.name = list(classes), tuple(mean), tuple(std), name
-        self.img_size, self.split, self.source = img_size, split, source
+        self.img_size, self.split, self.source, self.channels = img_size, split, source, channels
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -64,28 +77,42 @@ class FolderDataset(torch.utils.data.Dataset):
         return len(self.classes)
 
     def __getitem__(self, i: int):
-        return read_image(self.paths[i], self.img_size), int(self.labels[i])
+        return read_image(self.paths[i], self.img_size, self.channels), int(self.labels[i])
 
 
-def read_image(path: str, img_size: int | None = None) -> torch.Tensor:
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"cannot decode image {path}: {err}") from err
-    image = torch.from_numpy(array.copy()).permute(2, 0, 1)  # (3, H, W)
+def read_image(path: str, img_size: int | None = None, channels: int = 3) -> torch.Tensor:
+    """One image file as the in-memory path decodes it (decode.decode_pil): (channels, H, W) uint8."""
+    path = Path(path)
+    image = decode_pil(path.name, path.read_bytes(), path.parent)  # (1 or 3, H, W)
+    if image.shape[0] != channels:
+        image = image.expand(channels, -1, -1).contiguous()
     return resize_images(image[None], img_size)[0] if img_size else image
+
+
+def image_batch(path, like) -> torch.Tensor:
+    """An image file as a model input like the images of data set `like` (an ImageDataset or
+    FolderDataset): decoded as the data sets decode, with their channel count, resized to their
+    size as they were, normalised with their mean and std; (1, C, H, W) float."""
+    from vitlib.data.augment import normalize
+
+    if hasattr(like, "images"):
+        channels, size = like.images.shape[1], like.images.shape[-1]
+    else:
+        channels, size = like.channels, like.img_size
+    return normalize(read_image(path, size, channels)[None], like.mean, like.std)
 
 
 def estimate_stats(raw: RawData, img_size: int | None) -> tuple[tuple, tuple]:
     """Mean/std of a lazy folder from a fixed sample of its train images, remembered on disk."""
+
+    channels = folder_channels(raw)
 
     def compute():
         train = raw.split_index.get("train", torch.arange(len(raw.labels)))
         sample = np.random.default_rng(0).permutation(len(train))[:STATS_SAMPLE]
         total, square, count = 0, 0, 0
         for i in sample:
-            x = read_image(raw.paths[int(train[i])], img_size).double() / 255  # (3, H, W)
+            x = read_image(raw.paths[int(train[i])], img_size, channels).double() / 255  # (C, H, W)
             total, square = total + x.sum((1, 2)), square + (x * x).sum((1, 2))
             count += x[0].numel()
         mean = total / count

@@ -1,5 +1,9 @@
 """Command line: python -m vitlib.experiments run experiments/<study>.yaml [options]
 
+Several runs at once (`--jobs N`: one GPU each when there are several, else N processes sharing
+the cores), or each run as a submitit job on a SLURM cluster (`--executor slurm`, see
+vitlib/experiments/cluster.py); the skip/resume rules are the same either way.
+
 A smoke test of a study on tiny settings, which never touches results/:
 
     python -m vitlib.experiments run experiments/ablation-pooling.yaml --output /tmp/smoke/runs/pool \
@@ -39,6 +43,14 @@ def main(argv=None) -> int:
     run.add_argument("--kernel", default=None,
                      help="Jupyter kernel name (default: a kernel of this Python interpreter)")
     run.add_argument("--quiet", action="store_true", help="don't echo the notebooks' own output")
+    run.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="runs at once: one GPU each when there are several, else the CPU cores shared "
+                          "out (the notebooks' output is then not echoed); with --executor, jobs in flight")
+    run.add_argument("--executor", choices=("local", "slurm"), default=None,
+                     help="submit each run as a submitit job: to SLURM, or as local processes")
+    run.add_argument("--executor-arg", action="append", default=[], metavar="KEY=VALUE",
+                     help="a submitit parameter (repeatable), e.g. slurm_partition=gpu, gpus_per_node=1, "
+                          "timeout_min=240")
     args = parser.parse_args(argv)
 
     try:
@@ -55,8 +67,14 @@ def main(argv=None) -> int:
             for r in select(study, args.only):
                 print(f"{r.name}  {r.notebook}  " + " ".join(f"{k}={v}" for k, v in r.params.items()))
             return 0
+        if args.jobs < 1:
+            raise ValueError(f"--jobs {args.jobs}: must be at least 1")
+        executor_args = dict(parse_override(text) for text in args.executor_arg)
+        if executor_args and args.executor is None:
+            raise ValueError("--executor-arg needs --executor local or slurm")
         summary = run_study(study, only=args.only, dry_run=args.dry_run, kernel_name=args.kernel,
-                            show_output=not args.quiet, echo=lambda line: print(line, flush=True))
+                            show_output=not args.quiet, echo=lambda line: print(line, flush=True),
+                            jobs=args.jobs, executor=args.executor, executor_args=executor_args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

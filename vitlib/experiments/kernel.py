@@ -55,3 +55,32 @@ def kernel(name=None):
     else:
         with python_kernel() as name:
             yield name
+
+
+def execute_notebook(notebook, executed, parameters, kernel_name, *, cwd=None, show_output=False, env=None):
+    """Run `notebook` with papermill into `executed` with `parameters` injected, as vitlib runs
+    every notebook (a study's runs, the report): in kernel `kernel_name`, no progress bar, the
+    kernel's output echoed only when `show_output`, `env` added to the kernel's environment (this
+    process's own is left alone, so parallel runs can't see each other's). papermill's errors
+    propagate (PapermillExecutionError names the failing cell; the partial notebook is written)."""
+    import papermill  # imported here: notebooks import vitlib.experiments for validate_params
+
+    extra = {"kernel_manager_class": _manager_with_env(env)} if env else {}
+    papermill.execute_notebook(
+        str(notebook), str(executed), parameters=parameters, kernel_name=kernel_name, language="python",
+        progress_bar=False, cwd=None if cwd is None else str(cwd),
+        stdout_file=sys.stdout if show_output else None, stderr_file=sys.stderr if show_output else None, **extra)
+    return Path(executed)
+
+
+def _manager_with_env(env):
+    """nbclient's kernel manager, starting its kernel with `env` on top of this process's
+    environment (jupyter_client passes start_kernel(env=...) to the kernel's process)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class Manager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            kw["env"] = {**os.environ, **kw.get("env", {}), **env}
+            return await super().start_kernel(**kw)
+
+    return Manager

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import torch
 
-from vitlib.device import default_device, device_name
+from vitlib.data import get_dataset
+from vitlib.device import default_device, device_name, resolve_device
 from vitlib.models import create_model
-from vitlib.models.weights import load_pretrained
-from vitlib.train.runfolder import write_json
+from vitlib.models.weights import load_pretrained, read_state_dict
+from vitlib.train import get_recipe
+from vitlib.train.runfolder import describe_model, write_json
 
 KINDS = ("train", "finetune", "inspect")
 COMMON_FIELDS = ("kind", "run", "model", "model_args", "family")
@@ -24,11 +26,42 @@ RESULT_FIELDS = {
 }
 
 
-def model_family(name):
-    """'vit' | 'resnet' | 'hybrid' for a registry name."""
-    if name.startswith("vit_"):
-        return "vit"
-    return "hybrid" if "_vit_" in name else "resnet"
+def load_data(dataset, data_dir, img_size, train_size, seed):
+    """(train, test) as the notebooks take them: the training split subset to `train_size` images
+    (class-balanced, drawn by `seed`; 0: all of it), both resized to `img_size`; data_dir "": the
+    default places ($VITLIB_DATA, then ~/.cache/vitlib)."""
+    train = get_dataset(dataset, "train", data_dir or None, img_size=img_size, train_size=train_size or None, seed=seed)
+    return train, get_dataset(dataset, "test", data_dir or None, img_size=img_size)
+
+
+def training_config(recipe, seed, train_args, *, epochs=0, steps=0, batch_size=0, lr=0.0):
+    """The named recipe with the run's seed, the lengths that are set (0: the recipe's) and any
+    other TrainConfig fields (train_args)."""
+    lengths = {k: v for k, v in dict(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr).items() if v}
+    return get_recipe(recipe, seed=seed, **lengths, **train_args)
+
+
+def model_description(model, model_args=None, img_size=32, num_classes=10):
+    """{"family", "shape"}: what a run of registry model `model` records of its architecture
+    (runfolder.describe_model), without training it: built on the meta device, no memory used."""
+    with torch.device("meta"):
+        net = create_model(model, num_classes=num_classes, img_size=img_size, **(model_args or {}))
+    description = describe_model(net)
+    return {"family": description["family"], "shape": description.get("shape")}
+
+
+def training_record(net, summary, train_data, config, *, dataset, recipe):
+    """result.json's fields that every training notebook records of one fit run: the model's
+    family and shape as built, the data, the run's length and compute, its time and device."""
+    description = describe_model(net)
+    return dict(
+        family=description["family"], shape=description.get("shape"), dataset=dataset,
+        train_size=len(train_data), img_size=train_data.images.shape[-1], num_classes=train_data.num_classes,
+        in_chans=train_data.images.shape[1], seed=config.seed, recipe=recipe, lr=config.lr,
+        steps=summary["steps"], epochs=summary["epochs"], params=summary["params"],
+        flops_per_image=summary["flops_per_image"], train_flops=summary["train_flops"],
+        train_seconds=summary["train_seconds"], images_per_s=summary["images_per_s"],
+        device=device_name(resolve_device(config.device)))
 
 
 def invocation(notebook, params):
@@ -122,12 +155,7 @@ def load_run_model(run_dir):
         raise FileNotFoundError(f"{run_dir} has neither {WEIGHTS_FILE} nor {ckpt.relative_to(run_dir)} to load")
     model = create_model(record["model"], num_classes=record["num_classes"], img_size=record["img_size"],
                          in_chans=record["in_chans"], **record["model_args"])
-    if weights.is_file():
-        from safetensors.torch import load_file
-        state = load_file(str(weights))
-    else:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
-        state = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in state.items()}
+    state = read_state_dict(weights if weights.is_file() else ckpt)
     own = model.state_dict()
     model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()})
     return model.eval(), record

@@ -31,6 +31,7 @@ command each notebook records re-makes the run with the same --output and --set.
 Notebooks run in a kernel of this very interpreter (see `kernel.python_kernel`).
 """
 
+import concurrent.futures
 import contextlib
 import datetime
 import difflib
@@ -38,9 +39,10 @@ import fnmatch
 import json
 import os
 import platform
+import queue
 import shlex
-import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +50,9 @@ from pathlib import Path
 import nbformat
 
 from vitlib.fileio import FileLocked, file_lock, read_json, write_json
+from vitlib.provenance import git_state
 
-from .kernel import kernel
+from .kernel import execute_notebook, kernel
 from .params import assigned_names
 from .study import Run, Study, parse_override
 
@@ -170,10 +173,19 @@ def _difference(record, run, params):
 
 
 def run_study(study: Study, *, only=(), dry_run=False, kernel_name=None, show_output=True,
-              echo=print) -> Summary:
-    """Run (or with dry_run, describe) the selected runs in order; failures don't stop the rest."""
+              echo=print, jobs=1, executor=None, executor_args=None) -> Summary:
+    """Run (or with dry_run, describe) the selected runs; failures don't stop the rest.
+
+    jobs: how many runs execute at once (threads, each driving its own kernel): one GPU each
+    when there are several, else the CPU cores shared out (job_environments); the notebooks' own
+    output is echoed only with jobs=1. executor: "local" or "slurm" submits each run as a
+    submitit job instead (at most `jobs` at a time; executor_args: submitit parameters such as
+    slurm_partition, timeout_min, gpus_per_node). Whichever way runs execute, each is planned
+    again under its lock and the skip/resume rules are the same."""
     plans = plan_study(study, only)
     total, summary = len(plans), Summary()
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs} must be at least 1")
     if study.overrides or study.output_given:
         echo(f"output {study.output}" + "".join(f"; --set {k}={_yaml(v)}" for k, v in study.overrides.items())
              + ("" if study.output_given else " (the study's own output: no --output given)"))
@@ -186,39 +198,40 @@ def run_study(study: Study, *, only=(), dry_run=False, kernel_name=None, show_ou
         echo(f"would run {counts['run'] + counts['resume']}, skip {counts['skip']}, "
              f"fail {counts['fail']}")
         return summary
-    git = _git_state()
-    with kernel(kernel_name) as kernel_name:
-        for i, p in enumerate(plans, 1):
-            tag = f"[{i}/{total}] {p.run.name}"
-            with contextlib.ExitStack() as held:
-                if p.action != "fail":
-                    try:
-                        killed = held.enter_context(file_lock(run_lock(p.run.folder), wait=False))
-                    except FileLocked as err:
-                        echo(f"{tag} skipped: in use by {err.holder} ({err.path})")
-                        summary.locked.append(p.run.name)
-                        continue
-                    if killed:
-                        echo(f"{tag}: its runner ({killed}) was killed; taking the run over")
-                    p = _plan_run(p.run, _declared(p.run.notebook))  # as the folder is now
-                if p.action == "skip":
-                    echo(f"{tag} skipped (complete)")
-                    summary.skipped.append(p.run.name)
-                    continue
-                if p.action in ("fail", "conflict"):
-                    echo(f"{tag} failed: {p.note}")
-                    summary.failed.append((p.run.name, p.note))
-                    continue
-                echo(f"{tag} running {p.run.notebook} ({p.note})")
-                start = time.monotonic()
-                error = _execute(p, study, kernel_name, git, show_output)
-                took = _duration(time.monotonic() - start)
-            if error:
-                echo(f"{tag} failed after {took}: {error}")
-                summary.failed.append((p.run.name, error))
+    if executor is not None:
+        from .cluster import run_on_executor
+        run_on_executor(study, plans, summary, executor, executor_args or {}, jobs, echo)
+    else:
+        git = git_state()
+        lock = threading.Lock()
+
+        def say(line):  # one whole line at a time from parallel jobs
+            with lock:
+                echo(line)
+
+        environments = job_environments(jobs)
+        slots = queue.SimpleQueue()
+        for environment in environments:
+            slots.put(environment)
+
+        def attempt(i, p):
+            environment = slots.get()
+            try:
+                _attempt(f"[{i}/{total}] {p.run.name}", p, study, kernel_name, git, show_output and jobs == 1,
+                         say, summary, environment)
+            finally:
+                slots.put(environment)
+
+        with kernel(kernel_name) as kernel_name:
+            if jobs == 1:
+                for i, p in enumerate(plans, 1):
+                    attempt(i, p)
             else:
-                echo(f"{tag} done in {took}")
-                summary.done.append(p.run.name)
+                say(f"{jobs} runs at a time: " + "; ".join(
+                    " ".join(f"{k}={v}" for k, v in env.items()) or "as this process" for env in environments))
+                with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+                    for future in [pool.submit(attempt, i, p) for i, p in enumerate(plans, 1)]:
+                        future.result()
     locked = f", locked {len(summary.locked)} (in use by another runner)" if summary.locked else ""
     echo(f"done {len(summary.done)}, skipped {len(summary.skipped)}{locked}, failed {len(summary.failed)}")
     for name, error in summary.failed:
@@ -226,9 +239,68 @@ def run_study(study: Study, *, only=(), dry_run=False, kernel_name=None, show_ou
     return summary
 
 
-def _execute(p: Plan, study: Study, kernel_name: str, git: dict, show_output: bool):
+def job_environments(jobs: int) -> list:
+    """The environment each of `jobs` parallel slots gives its kernels: one GPU per slot, round
+    robin, when the machine has several (CUDA_VISIBLE_DEVICES); else the CPU cores shared out
+    (OMP_NUM_THREADS, which torch's thread pool follows), so N runs don't oversubscribe them."""
+    if jobs == 1:
+        return [{}]
+    gpus = visible_gpus()
+    if len(gpus) > 1:
+        return [{"CUDA_VISIBLE_DEVICES": gpus[slot % len(gpus)]} for slot in range(jobs)]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    return [{"OMP_NUM_THREADS": str(threads)} for _ in range(jobs)]
+
+
+def visible_gpus() -> list:
+    """The GPU ids this process may use: CUDA_VISIBLE_DEVICES's, else torch's count."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip()]
+    try:
+        import torch
+    except ImportError:
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _attempt(tag, p: Plan, study: Study, kernel_name, git, show_output, echo, summary: Summary, environment):
+    """One run under its lock: planned again as its folder is now, then skipped or executed; the
+    outcome goes to `summary`."""
+    with contextlib.ExitStack() as held:
+        if p.action != "fail":
+            try:
+                killed = held.enter_context(file_lock(run_lock(p.run.folder), wait=False))
+            except FileLocked as err:
+                echo(f"{tag} skipped: in use by {err.holder} ({err.path})")
+                summary.locked.append(p.run.name)
+                return
+            if killed:
+                echo(f"{tag}: its runner ({killed}) was killed; taking the run over")
+            p = _plan_run(p.run, _declared(p.run.notebook))  # as the folder is now
+        if p.action == "skip":
+            echo(f"{tag} skipped (complete)")
+            summary.skipped.append(p.run.name)
+            return
+        if p.action in ("fail", "conflict"):
+            echo(f"{tag} failed: {p.note}")
+            summary.failed.append((p.run.name, p.note))
+            return
+        echo(f"{tag} running {p.run.notebook} ({p.note})")
+        start = time.monotonic()
+        error = _execute(p, study, kernel_name, git, show_output, environment)
+        took = _duration(time.monotonic() - start)
+    if error:
+        echo(f"{tag} failed after {took}: {error}")
+        summary.failed.append((p.run.name, error))
+    else:
+        echo(f"{tag} done in {took}")
+        summary.done.append(p.run.name)
+
+
+def _execute(p: Plan, study: Study, kernel_name: str, git: dict, show_output: bool, environment=None):
     """Run one notebook into its folder; returns None on success, else a one-line error."""
-    import papermill  # imported here: notebooks import vitlib.experiments for validate_params
+    import papermill  # for its error type; imported here: notebooks import vitlib.experiments
 
     folder, executed = p.run.folder, p.run.folder / p.run.notebook.name
     if p.stale is not None:
@@ -244,16 +316,11 @@ def _execute(p: Plan, study: Study, kernel_name: str, git: dict, show_output: bo
               **git, "host": platform.node(), "python": sys.version.split()[0], "kernel": kernel_name}
     _write_record(folder, record)
     start, error = time.monotonic(), None
-    # the command that re-makes this run, recorded by the notebook in its result.json (the kernel
-    # inherits it); the runner's own environment is restored after the run
-    saved_command = os.environ.get("VITLIB_COMMAND")
-    os.environ["VITLIB_COMMAND"] = command_line(study, p.run.name)
+    # the kernel's own environment: the command that re-makes this run (the notebook records it
+    # in result.json) and the job slot's GPU or threads; the runner's environment is untouched
+    env = {**(environment or {}), "VITLIB_COMMAND": command_line(study, p.run.name)}
     try:
-        papermill.execute_notebook(
-            str(p.run.notebook), str(executed), parameters=injected, kernel_name=kernel_name,
-            language="python", progress_bar=False,
-            stdout_file=sys.stdout if show_output else None,
-            stderr_file=sys.stderr if show_output else None)
+        execute_notebook(p.run.notebook, executed, injected, kernel_name, show_output=show_output, env=env)
     except KeyboardInterrupt:
         _write_record(folder, {**record, "status": "interrupted", "ended": _now(),
                                "duration_s": round(time.monotonic() - start, 1)})
@@ -262,11 +329,6 @@ def _execute(p: Plan, study: Study, kernel_name: str, git: dict, show_output: bo
         error = _one_line(f"{err.ename}: {err.evalue}")
     except Exception as err:  # kernel died, timeout, unreadable notebook: the run failed, go on
         error = _one_line(f"{type(err).__name__}: {err}")
-    finally:
-        if saved_command is None:
-            os.environ.pop("VITLIB_COMMAND", None)
-        else:
-            os.environ["VITLIB_COMMAND"] = saved_command
     _write_record(folder, {**record, "status": "failed" if error else "complete", "ended": _now(),
                            "duration_s": round(time.monotonic() - start, 1),
                            **({"error": error} if error else {})})
@@ -308,18 +370,6 @@ def _write_record(folder: Path, record: dict):
 def _jsonable(params: dict) -> dict:
     """Params as run.json will read back (tuples become lists), so comparisons are exact."""
     return json.loads(json.dumps(params))
-
-
-def _git_state() -> dict:
-    def git(*args):
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=30)
-        return out.stdout.strip() if out.returncode == 0 else None
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
-    except (OSError, subprocess.TimeoutExpired):
-        commit, dirty = None, None
-    return {"git_commit": commit, "git_dirty": dirty}
 
 
 def _now() -> str:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from vitlib.models.posemb import resample_pos_embed
+from vitlib.fileio import load_checkpoint
 
 
 def _official_block(w, i, dim, prefix):
@@ -199,7 +200,7 @@ def read_state_dict(path):
         from safetensors.torch import load_file
         sd = load_file(str(path))
     elif path.suffix in (".pth", ".pt", ".bin"):
-        sd = torch.load(path, map_location="cpu", weights_only=False)
+        sd = load_checkpoint(path)  # tensors and plain values only: no code runs from a weights file
     else:
         raise ValueError(f"{path}: unknown weights format {path.suffix!r}; "
                          "allowed: .npz, .pth, .pt, .bin, .safetensors")

@@ -27,17 +27,11 @@ DEFAULT_NOTEBOOK = Path(vitlib.__file__).resolve().parent.parent / "notebooks" /
 
 def execute_notebook(notebook: Path, results_dir: Path) -> Path:
     """Run `notebook` with papermill in a kernel of this interpreter; returns the executed copy."""
-    import papermill
+    from vitlib.experiments.kernel import execute_notebook as run, python_kernel
 
-    from vitlib.experiments import python_kernel
-
-    executed = results_dir / notebook.name
-    with python_kernel() as kernel:
-        papermill.execute_notebook(str(notebook), str(executed),
-                                   parameters={"results_dir": str(results_dir)},
-                                   kernel_name=kernel, language="python", progress_bar=False,
-                                   cwd=os.getcwd())  # so a relative results_dir means the same
-    return executed
+    with python_kernel() as kernel:  # cwd: so that a relative results_dir means the same in the kernel
+        return run(notebook, results_dir / notebook.name, {"results_dir": str(results_dir)}, kernel,
+                   cwd=os.getcwd())
 
 
 STYLE = """

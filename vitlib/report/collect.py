@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,18 +68,6 @@ def _read_json(path: Path, required: bool = False):
         raise ValueError(f"{path} is not valid JSON: {e}") from None
 
 
-def _vit_shape(model: str, model_args: dict, family: str):
-    """(patch, depth, width) of a ViT from its registry name and overrides; None for others."""
-    if family != "vit" or not isinstance(model, str):
-        return None, None, None
-    from vitlib.models.registry import VIT_SHAPES
-    match = re.fullmatch(r"vit_([a-z]+?)(\d+)", model)
-    depth, width = VIT_SHAPES[match[1]][:2] if match and match[1] in VIT_SHAPES else (None, None)
-    patch = int(match[2]) if match else None
-    return (model_args.get("patch_size", patch), model_args.get("depth", depth),
-            model_args.get("embed_dim", width))
-
-
 def _label(model, model_args: dict) -> str:
     """`vit_s4` or `vit_s4 (pool=gap, depth=6)`: one name per model configuration."""
     if not model_args:
@@ -112,19 +99,18 @@ def load_run(result_file: Path, root_name: str, results_dir: Path) -> dict:
     row = dict(record)
     model_args = row.get("model_args") or {}
     row["model_args"] = model_args
-    if not row.get("family") and isinstance(row.get("model"), str):
-        from vitlib.experiments.results import model_family  # the rule 01/02 record it with
-        row["family"] = model_family(row["model"])
     family = row.get("family")
     row["run_dir"] = f"{root_name}/{folder.relative_to(results_dir).as_posix()}"
     row["path"] = str(folder)
     row["label"] = _label(row.get("model"), model_args)
     row["accuracy"] = row.get("finetune_top1") if row["kind"] == "finetune" else row.get("top1")
     row["few_shot_5"] = (row.get("few_shot") or {}).get("5")
+    shape = row.get("shape") or {}  # the ViT's shape as built, recorded when it trained
     if family in ("vit", "hybrid"):
         for key, default in VIT_DEFAULTS.items():
-            row[key] = model_args.get(key, default)
-    row["patch"], row["depth"], row["width"] = _vit_shape(row.get("model"), model_args, family)
+            row[key] = shape.get(key, model_args.get(key, default))
+    row["patch"], row["depth"], row["width"] = ((shape.get("patch_size"), shape.get("depth"), shape.get("embed_dim"))
+                                                if family == "vit" else (None, None, None))
     if row.get("train_seconds") is None:
         row["train_seconds"] = summary.get("train_seconds")
     row["study"] = row.get("study") or runner.get("study") or _folder_study(folder, results_dir)

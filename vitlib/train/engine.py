@@ -33,6 +33,7 @@ from vitlib.data import BatchStream
 from vitlib.device import (autocast_context, configure_backends, resolve_memory_format, resolve_precision,
                            synchronize)
 from vitlib.flops import count_flops, count_params
+from vitlib.provenance import environment_info
 from vitlib.train import distributed, runfolder
 from vitlib.train.config import TrainConfig
 from vitlib.train.schedule import lr_at
@@ -250,7 +251,7 @@ def start_run_folder(out_dir, record, ckpt, resume, log, env):
     """Create the run folder: config.json on a fresh start, env.json with this process's
     environment (a resume keeps the first start's record and adds one entry per resume)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = {**runfolder.environment_info(), **env}
+    env = {**environment_info(), **env}
     if ckpt is not None:
         first = runfolder.read_json(out_dir / "env.json")
         env = {**first, "resumes": first.get("resumes", []) + [env]}

@@ -2,6 +2,7 @@
 
     config.json    what was run: TrainConfig, model, data (+ run_info from the caller)
     env.json       where and with what code: git commit, versions, hardware, start time(s)
+                   (vitlib.provenance)
     metrics.csv    one row per evaluation
     summary.json   final and best accuracy, time, compute; status "complete" (or "diverged")
     checkpoint.pt  everything needed to continue the run exactly (see fit's resume)
@@ -13,21 +14,13 @@ import csv
 import dataclasses
 import io
 import json
-import os
-import platform
 import random
-import socket
-import subprocess
-import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vitlib.device import cpu_description
-
-from vitlib.fileio import atomic_write_bytes, read_json, write_json  # noqa: F401 (re-exported)
+from vitlib.fileio import atomic_write_bytes, load_checkpoint, read_json, write_json  # noqa: F401 (re-exported)
 
 RUN_FILES = ("config.json", "env.json", "metrics.csv", "summary.json", "checkpoint.pt")
 METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "eval_acc", "eval_acc_ema", "eval_acc_tta",
@@ -55,20 +48,6 @@ def save_checkpoint(path, state):
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """What save_checkpoint wrote; ValueError naming the file when it is empty, truncated or damaged."""
-    path = Path(path)
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path} is empty")
-    try:  # weights_only: a checkpoint holds tensors and plain Python values only (see rng_state)
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (FileNotFoundError, PermissionError):
-        raise
-    except Exception as err:  # torch's reader raises RuntimeError, OSError, EOFError, ... on a bad file
-        reason = str(err).strip().split("\n")[0].split(". ")[0]
-        raise ValueError(f"{path} is truncated or damaged ({type(err).__name__}: {reason})") from err
-
-
 def rng_state():
     """Every global random generator's state, as plain values and tensors."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -89,44 +68,25 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _git(*args):
-    """Output of a git command run in vitlib's source tree, or None (no git, not a checkout)."""
-    try:
-        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def environment_info():
-    """Code version, software and hardware of this process, for env.json."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    cuda = torch.cuda.is_available()
-    return {
-        "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": sys.argv,
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": None if status is None else bool(status),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if cuda else None,
-        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "cpu": cpu_description(),
-    }
-
-
 def describe_model(model):
-    """The model's class and its `config` (create_model records name and arguments there)."""
+    """The model's class, its `config` (create_model records name and arguments there), its family
+    ("vit", "hybrid": a ViT on a CNN's feature map, "resnet") and, for a ViT, its shape as built
+    (patch_size, depth, embed_dim, num_heads, mlp_dim, pool, pos_emb): what a run records so that
+    nothing downstream re-derives it from a name."""
+    from vitlib.models.vit import VisionTransformer
+
     cfg = getattr(model, "config", None)
     if cfg is not None and not isinstance(cfg, dict):
         cfg = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else vars(cfg)
-    return {"class": type(model).__name__, **(cfg or {})}
+    record = {"class": type(model).__name__, **(cfg or {})}
+    if isinstance(model, VisionTransformer):
+        record["family"] = "hybrid" if model.patch_embed.backbone is not None else "vit"
+        record["shape"] = dict(patch_size=model.patch_size, depth=len(model.blocks), embed_dim=model.embed_dim,
+                               num_heads=model.num_heads, mlp_dim=model.blocks[0].mlp.fc1.out_features,
+                               pool=model.pool, pos_emb=model.pos_emb)
+    else:
+        record["family"] = "resnet"
+    return record
 
 
 def image_shape(ds):

@@ -1,0 +1,64 @@
+"""A study's runs as submitit jobs (https://github.com/facebookincubator/submitit): on a SLURM
+cluster (executor "slurm") or as processes on this machine (executor "local", how the tests run
+it). Each job is the batch runner itself on one run (`run_one`), so a job plans its run again under
+the run's lock and follows the same skip/resume rules as `run_study` on one machine; this process
+submits at most `jobs` at a time, waits, and merges what each job reports into one summary.
+Jobs log to <output>/.submitit/. Interrupting this process leaves submitted jobs running (cancel
+them with the cluster's own tools); the next run of the same command skips what they finished.
+
+    python -m vitlib.experiments run experiments/cifar.yaml --executor slurm --jobs 16 \\
+        --executor-arg slurm_partition=gpu --executor-arg gpus_per_node=1 --executor-arg timeout_min=240
+"""
+import glob
+import time
+from pathlib import Path
+
+from .study import Study, load_study
+
+EXECUTORS = ("local", "slurm")
+DEFAULTS = {"timeout_min": 24 * 60}  # submitit needs a time limit; the longest study run fits a day
+
+
+def run_one(study_path, output, overrides, name):
+    """The job: the runner on run `name` of the study (as the submitting command loaded it)."""
+    from .runner import run_study
+
+    study = load_study(study_path, output=output, overrides=overrides)
+    return run_study(study, only=[glob.escape(name)], echo=lambda line: print(line, flush=True))
+
+
+def run_on_executor(study: Study, plans, summary, executor, executor_args, jobs, echo, poll_s=2.0):
+    """Submit one job per planned run (at most `jobs` at once) and merge their summaries into `summary`."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor={executor!r} is not supported; allowed: {', '.join(EXECUTORS)}")
+    try:
+        import submitit
+    except ImportError:
+        raise RuntimeError("--executor needs submitit: pip install 'vitlib[cluster]' (or pip install submitit)") from None
+    folder = Path(study.output) / ".submitit"
+    pool = submitit.AutoExecutor(folder=folder, cluster=executor)
+    pool.update_parameters(**{**DEFAULTS, **executor_args})
+    # absolute paths: a job starts in its own working directory on the cluster
+    output = str(Path(study.output).resolve()) if study.output_given else None
+    waiting, running = list(plans), {}
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            plan = waiting.pop(0)
+            job = pool.submit(run_one, str(Path(study.path).resolve()), output, dict(study.overrides), plan.run.name)
+            echo(f"{plan.run.name}: submitted as {executor} job {job.job_id} (log {folder})")
+            running[job] = plan.run.name
+        for job in [j for j in running if j.done()]:
+            name = running.pop(job)
+            try:
+                result = job.result()
+            except Exception as err:  # the job itself failed (not the notebook: that is in its summary)
+                error = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+                echo(f"{name}: job {job.job_id} failed: {error}")
+                summary.failed.append((name, f"job {job.job_id}: {error}"))
+                continue
+            for part in ("done", "skipped", "locked", "failed"):
+                getattr(summary, part).extend(getattr(result, part))
+            echo(f"{name}: job {job.job_id} finished")
+        if running:
+            time.sleep(poll_s)
+    return summary
