@@ -67,27 +67,28 @@ def test_set_values_read_as_yaml_as_everywhere_else():
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """A tiny ViT run folder on digits (three steps), as 01_pretrain leaves it."""
-    import json
-
-    import torch
-
-    import vitlib
+    """A tiny ViT run folder on digits (three steps), made by `vitlib train`."""
     from vitlib.data import get_dataset
-    from vitlib.train import fit
-    folder = tmp_path_factory.mktemp("cli") / "run"
-    train, test = get_dataset("digits", "train", img_size=16), get_dataset("digits", "test", img_size=16)
-    torch.manual_seed(0)
-    args = dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64)
-    model = vitlib.create_model("vit_ti4", num_classes=10, img_size=16, in_chans=1, **args)
-    fit(model, train, test, TrainConfig(steps=3, batch_size=32, warmup_steps=1), folder, progress=False)
-    (folder / "result.json").write_text(json.dumps(dict(
-        kind="train", run="run", model="vit_ti4", model_args=args, family="vit", dataset="digits",
-        train_size=len(train), img_size=16, num_classes=10, in_chans=1, seed=0, top1=0.0)))
+    folder = tmp_path_factory.mktemp("cli") / "runs" / "cli" / "run"
+    assert main(["train", "--model", "vit_ti4", "--dataset", "digits", "--img-size", "16", "--out", str(folder),
+                 "--steps", "3", "--batch-size", "32", "--set", "warmup_steps=1", "--no-progress",
+                 *[f"--model-arg={k}={v}" for k, v in dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64).items()]]) == 0
+    test = get_dataset("digits", "test", img_size=16)
     image = folder / "digit.png"
     from PIL import Image
     Image.fromarray(test.images[0, 0].numpy()).save(image)
     return folder, image
+
+
+def test_a_train_run_reaches_the_report(trained_run):
+    """`vitlib train` leaves result.json, as a notebook run does: the report finds the run, its
+    study (the folder under runs/), the model's family and shape, and how to re-make it."""
+    from vitlib.report import load_runs
+    folder, _ = trained_run
+    run = load_runs(folder.parents[2]).set_index("run").loc["run"]
+    assert (run["study"], run["family"], run["kind"], run["dataset"]) == ("cli", "vit", "train", "digits")
+    assert (run["patch"], run["depth"], run["width"]) == (4, 1, 32) and run["img_size"] == 16
+    assert run["command"].startswith("vitlib train --model vit_ti4") and 0 <= run["accuracy"] <= 100
 
 
 def test_eval_predict_and_attention_on_a_trained_run(trained_run, capsys, tmp_path):

@@ -20,6 +20,8 @@ import contextlib
 import dataclasses
 import errno
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -135,10 +137,27 @@ def train(args):
     run_info = {"dataset": {k: v for k, v in data_args.items() if k != "data_dir"} | {
         "name": args.dataset, "eval_split": args.eval_split}}
     try:
-        fit(model, train_data, eval_data, config, args.out, resume=args.resume,
-            progress=False if args.no_progress else None, run_info=run_info)
+        summary = fit(model, train_data, eval_data, config, args.out, resume=args.resume,
+                      progress=False if args.no_progress else None, run_info=run_info)
+        if int(os.environ.get("RANK", "0")) == 0:  # result.json: the run reaches the report like a notebook's
+            write_train_result(args, model, model_args, summary, train_data, config)
     finally:
         distributed.cleanup()
+
+
+def write_train_result(args, model, model_args, summary, train_data, config):
+    """result.json for a `vitlib train` run, the record 01_pretrain writes (kind "train")."""
+    from vitlib.experiments.results import percent, training_record, write_result
+
+    final = summary["final"]
+    command = " ".join(shlex.quote(word) for word in ["vitlib", *args.argv])
+    parameters = {k: v for k, v in vars(args).items() if k not in ("command", "argv")}
+    write_result(args.out, "vitlib train", parameters, kind="train", run=Path(args.out).name, model=args.model,
+                 model_args=model_args, command=command,
+                 **training_record(model, summary, train_data, config, dataset=args.dataset,
+                                   recipe=args.recipe or "TrainConfig defaults"),
+                 top1=percent(final["eval_acc"]), best_top1=percent(summary["best"]["eval_acc"]),
+                 top1_ema=percent(final["eval_acc_ema"]), top1_tta=percent(final["eval_acc_tta"]))
 
 
 def _trained(run, dataset=None, data_dir=None, split="test"):
@@ -220,7 +239,9 @@ def list_recipes():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # what a run records as the command that re-makes it
     if args.command == "run":
         from vitlib.experiments.__main__ import main as run_main
         return run_main(["run", *args.args])

@@ -83,7 +83,10 @@ class FolderDataset(torch.utils.data.Dataset):
 def read_image(path: str, img_size: int | None = None, channels: int = 3) -> torch.Tensor:
     """One image file as the in-memory path decodes it (decode.decode_pil): (channels, H, W) uint8."""
     path = Path(path)
-    image = decode_pil(path.name, path.read_bytes(), path.parent)  # (1 or 3, H, W)
+    try:
+        image = decode_pil(path.name, path.read_bytes(), path.parent)  # (1 or 3, H, W)
+    except ValueError:  # PIL's own reason names a BytesIO object, not the file
+        raise ValueError(f"{path} is not an image file vitlib can decode ({', '.join(IMAGE_SUFFIXES)})") from None
     if image.shape[0] != channels:
         image = image.expand(channels, -1, -1).contiguous()
     return resize_images(image[None], img_size)[0] if img_size else image

@@ -15,7 +15,7 @@ from vitlib.device import default_device, device_name, resolve_device
 from vitlib.models import create_model
 from vitlib.models.weights import load_pretrained, read_state_dict
 from vitlib.train import get_recipe
-from vitlib.train.runfolder import describe_model, write_json
+from vitlib.train.runfolder import describe_model, image_shape, write_json
 
 KINDS = ("train", "finetune", "inspect")
 COMMON_FIELDS = ("kind", "run", "model", "model_args", "family")
@@ -54,10 +54,11 @@ def training_record(net, summary, train_data, config, *, dataset, recipe):
     """result.json's fields that every training notebook records of one fit run: the model's
     family and shape as built, the data, the run's length and compute, its time and device."""
     description = describe_model(net)
+    in_chans, _, img_size = image_shape(train_data)
     return dict(
         family=description["family"], shape=description.get("shape"), dataset=dataset,
-        train_size=len(train_data), img_size=train_data.images.shape[-1], num_classes=train_data.num_classes,
-        in_chans=train_data.images.shape[1], seed=config.seed, recipe=recipe, lr=config.lr,
+        train_size=len(train_data), img_size=img_size, num_classes=train_data.num_classes,
+        in_chans=in_chans, seed=config.seed, recipe=recipe, lr=config.lr,
         steps=summary["steps"], epochs=summary["epochs"], params=summary["params"],
         flops_per_image=summary["flops_per_image"], train_flops=summary["train_flops"],
         train_seconds=summary["train_seconds"], images_per_s=summary["images_per_s"],
