@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STUDY ?= experiments/cifar.yaml
 export MPLBACKEND := Agg
 
-.PHONY: demo test lab reproduce report venv clean-demo
+.PHONY: demo test lab reproduce report report-check venv clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ reproduce: $(VENV)/.installed
 
 report: $(VENV)/.installed
 	$(PY) -m vitlib.report results
+
+# results/report.html in headless Chromium (apt-get install chromium) at 1,000 and 1,400 px: images
+# load, tables fit or scroll; full-page screenshots in scratch/report-check/ to look at
+report-check: $(VENV)/.installed
+	$(PY) -m vitlib.report.browser results/report.html --out scratch/report-check
 
 clean-demo:
 	rm -rf results/demo

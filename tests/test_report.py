@@ -2,6 +2,7 @@
 figures and REPORT.md, the empty case (everything "not yet run") and the command line."""
 import json
 import math
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -361,3 +362,27 @@ def test_cli_executes_notebook_and_renders_a_standalone_page(tmp_path, capsys):
     assert "SECRET_CODE" not in html and "05_report" not in html
     assert '<div class="table"><table>' in html  # wide tables scroll in their own box
     assert 'src="data:image/png;base64,' in html and 'src="figures/' not in html  # stands alone
+
+
+# ---------------------------------------------------------------------------------- in a browser ----
+
+from vitlib.report.browser import WIDTHS, check_page, find_chromium  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="needs Chromium (apt-get install chromium)")
+def test_the_committed_report_reads_in_a_browser(tmp_path):
+    """results/report.html in headless Chromium at 1,000 and 1,400 px: every image loads, no table
+    overflows the text column, the page never scrolls sideways; and the check finds what it should."""
+    browser = find_chromium()
+    for width in WIDTHS:
+        result = check_page(REPO / "results" / "report.html", width, browser)
+        assert result["problems"] == [] and result["tables"] > 0
+    bad = tmp_path / "bad.html"
+    bad.write_text('<html><body><main style="max-width: 500px"><img alt="missing" src="missing.png">'
+                   f'<table><tr><th>wide</th><td>{"x" * 300}</td></tr></table></main></body></html>')
+    shot = tmp_path / "shot.png"
+    problems = check_page(bad, 1000, browser, screenshot=shot)["problems"]
+    assert [p.split(" (")[0] for p in problems] == ["image 1", "table 1", "the page scrolls sideways"]
+    assert shot.stat().st_size > 1000

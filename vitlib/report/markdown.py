@@ -184,8 +184,13 @@ def _benchmarks(results_dir: Path, md_dir: Path) -> str:
         link = f"[{f.name}]({_link(f, md_dir)})"
         if "curves" in f.stem:
             out.append(f"### {f.stem}\n\nEvery evaluation of every run: {link}.\n")
-        else:
-            out.append(f"### {f.stem}\n\n{link}\n\n{to_markdown(readable(pd.read_csv(f)))}")
+        else:  # a value every row shares (hardware, torch, commit, ...) is said once, above the table
+            table = pd.read_csv(f)
+            shared = [c for c in table.columns if len(table) > 1 and table[c].nunique(dropna=False) == 1]
+            common = "; ".join(f"{c}: {table[c].iloc[0]}" for c in shared if pd.notna(table[c].iloc[0]))
+            table = table.drop(columns=shared)
+            out.append(f"### {f.stem}\n\n{link}" + (f" (every row: {common})" if common else "")
+                       + f"\n\n{to_markdown(readable(table))}")
     return "\n".join(out)
 
 
