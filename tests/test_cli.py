@@ -101,6 +101,12 @@ def test_eval_predict_and_attention_on_a_trained_run(trained_run, capsys, tmp_pa
     assert len(lines) == 3 and all(line.strip().endswith(tuple("0123456789")) for line in lines)
     assert main(["attention", str(image), "--run", str(folder), "--out", str(tmp_path / "map.png")]) == 0
     assert (tmp_path / "map.png").stat().st_size > 1000 and "predicted" in capsys.readouterr().out
+    weights = ["--model", "vit_ti4", "--dataset", "digits", "--img-size", "16",
+               *[f"--model-arg={k}={v}" for k, v in dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64).items()]]
+    assert main(["eval", str(folder / "checkpoint.pt"), *weights]) == 0  # a weights file: the same model
+    assert capsys.readouterr().out.split(": top-1")[1] == out.split(": top-1")[1]
+    assert main(["eval", str(folder / "checkpoint.pt")]) == 2
+    assert "is a weights file: say what it holds with --model, --dataset, --img-size" in capsys.readouterr().err
     assert main(["predict", str(folder / "result.json"), "--run", str(folder)]) == 2
     assert "is not an image file" in capsys.readouterr().err
 

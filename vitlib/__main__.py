@@ -82,9 +82,14 @@ def build_parser():
         if name != "eval":
             cmd.add_argument("image", help="an image file (PNG, JPEG, ...)")
         cmd.add_argument("run" if name == "eval" else "--run", help="a finished run folder (result.json and "
-                         "weights.safetensors or checkpoint.pt)", **({} if name == "eval" else {"required": True}))
+                         "weights.safetensors or checkpoint.pt), or a weights file with --model, --dataset, "
+                         "--img-size", **({} if name == "eval" else {"required": True}))
         cmd.add_argument("--dataset", default=None, help="data set (default: the run's); its classes and "
                          "normalisation are used")
+        cmd.add_argument("--model", default=None, help="for a weights file: its model (`vitlib list-models`)")
+        cmd.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                         help="for a weights file: a model constructor override")
+        cmd.add_argument("--img-size", type=int, default=None, help="for a weights file: its input size in px")
         cmd.add_argument("--data-dir", default=None, help="where the data set lives (default: the data module's)")
         if name == "eval":
             cmd.add_argument("--split", default="test", choices=("test", "val"), help="split (test)")
@@ -160,13 +165,32 @@ def write_train_result(args, model, model_args, summary, train_data, config):
                  top1_ema=percent(final["eval_acc_ema"]), top1_tta=percent(final["eval_acc_tta"]))
 
 
-def _trained(run, dataset=None, data_dir=None, split="test"):
-    """(model in eval mode, its run record, the data set it is judged on)."""
+def _trained(args, split="test"):
+    """(model in eval mode, its record, the data set it is judged on) of args.run: a finished run
+    folder (its result.json names model, data and size), or a weights file (.safetensors, .pth,
+    .npz, ...) with --model, --dataset and --img-size saying what it is."""
+    from vitlib import create_model, load_pretrained
     from vitlib.data import get_dataset
     from vitlib.experiments.results import load_run_model
+    from vitlib.models.weights import read_state_dict
+    from vitlib.train.runfolder import image_shape
 
+    run = Path(args.run)
+    if run.is_file():
+        missing = [flag for flag, value in (("--model", args.model), ("--dataset", args.dataset),
+                                            ("--img-size", args.img_size)) if value is None]
+        if missing:
+            raise ValueError(f"{run} is a weights file: say what it holds with {', '.join(missing)}")
+        data = get_dataset(args.dataset, split, args.data_dir, img_size=args.img_size)
+        head = read_state_dict(run).get("head.weight")
+        if head is not None and head.shape[0] != data.num_classes:
+            raise ValueError(f"{run} predicts {head.shape[0]} classes, {data.name} has {data.num_classes}")
+        model = create_model(args.model, num_classes=data.num_classes, img_size=args.img_size,
+                             in_chans=image_shape(data)[0], **parse_overrides(args.model_arg, "--model-arg"))
+        record = {"model": args.model, "dataset": args.dataset, "img_size": args.img_size}
+        return load_pretrained(model, run).eval(), record, data
     model, record = load_run_model(run)
-    data = get_dataset(dataset or record["dataset"], split, data_dir, img_size=record["img_size"])
+    data = get_dataset(args.dataset or record["dataset"], split, args.data_dir, img_size=record["img_size"])
     if data.num_classes != record["num_classes"]:
         raise ValueError(f"{run} predicts {record['num_classes']} classes, {data.name} has {data.num_classes}")
     return model, record, data
@@ -177,7 +201,7 @@ def evaluate_run(args):
     from vitlib.train.distributed import setup
     from vitlib.train.engine import evaluate
 
-    model, record, data = _trained(args.run, args.dataset, args.data_dir, args.split)
+    model, record, data = _trained(args, args.split)
     dist = setup("cpu")
     top1, tta = evaluate(model, BatchStream(data, args.batch_size, device="cpu", shuffle=False, drop_last=False),
                          contextlib.nullcontext(), True, dist)
@@ -188,7 +212,7 @@ def evaluate_run(args):
 def predict(args):
     from vitlib.data import image_batch
 
-    model, record, data = _trained(args.run, args.dataset, args.data_dir)
+    model, record, data = _trained(args)
     with torch.no_grad():
         probs = model(image_batch(args.image, data)).softmax(dim=-1)[0]
     top = probs.topk(min(args.top, len(probs)))
@@ -200,7 +224,7 @@ def attention(args):
     from vitlib.analysis import plot_rollout, rollout_maps
     from vitlib.data import image_batch
 
-    model, record, data = _trained(args.run, args.dataset, args.data_dir)
+    model, record, data = _trained(args)
     if not hasattr(model, "blocks"):
         raise ValueError(f"{args.run} holds a {record['model']}, not a ViT: it has no attention to roll out")
     x = image_batch(args.image, data)
