@@ -14,7 +14,7 @@ torchvision's v2.MixUp). Images/s counts `--batches` batches after `--warmup` un
 synchronising the device before reading the clock. CSV: results/bench/input_pipeline.csv.
 
 End to end (--end-to-end). One model (`--model`, default vit_s4 on the data's 32 px; `--model-arg
-k=v`; `--compile` wraps it in torch.compile) takes fit's own training step (vitlib.train.engine.train_step)
+k=v`; `--compile` wraps it in torch.compile) takes fit's own training step (vitlib.train.step.train_step)
 with the vit_small_data recipe at a constant learning rate: bf16 autocast on CUDA (vitlib.device),
 cross-entropy with the recipe's label smoothing on integer labels or Mixup/CutMix soft targets,
 backward, gradient clipping, the engine's AdamW (fused on CUDA), fed three ways:
@@ -53,7 +53,7 @@ from vitlib.experiments.study import parse_overrides
 from vitlib.data import AugmentConfig, BatchStream, get_dataset
 from vitlib.device import autocast_context, configure_backends, resolve_device, resolve_precision
 from vitlib.train import get_recipe
-from vitlib.train.engine import make_optimizer, train_step
+from vitlib.train.step import make_optimizer, train_step
 
 AUGMENTS = {
     "pad_crop+flip": AugmentConfig(crop="pad_crop", padding=4, flip=True),

@@ -32,7 +32,7 @@ from vitlib import count_flops
 from vitlib.device import autocast_context, resolve_device, resolve_precision
 from vitlib.models.vit import ATTN_IMPLS, VisionTransformer
 from vitlib.train import TrainConfig
-from vitlib.train.engine import make_optimizer, train_step
+from vitlib.train.step import make_optimizer, train_step
 
 CASES = ((32, 1), (32, 2), (32, 4), (32, 8), (224, 8), (224, 16), (224, 32))  # (img_size, patch_size)
 TINY_CASES = ((16, 1), (16, 2), (16, 4), (16, 8))  # 256, 64, 16, 4 tokens

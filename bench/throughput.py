@@ -43,7 +43,7 @@ from bench.common import (check_positive, environment, free_memory, is_out_of_me
 from vitlib import count_flops, create_model
 from vitlib.device import configure_backends, cpu_has_native_bf16, device_name, resolve_device, resolve_precision
 from vitlib.train import TrainConfig
-from vitlib.train.engine import train_step
+from vitlib.train.step import train_step
 
 # name: (vitlib model, img_size, num_classes, default batch, shape overrides)
 CONFIGS = {

@@ -24,7 +24,7 @@ from vitlib.data.datasets import ImageDataset
 import vitlib.device as device_module
 from vitlib.device import resolve_device, resolve_precision
 from vitlib.train import TrainConfig, distributed, fit, runfolder
-from vitlib.train.engine import evaluate, make_optimizer, train_step
+from vitlib.train.step import evaluate, make_optimizer, train_step
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 POS_EMBS = ("learned", "learned2d", "sincos2d", "relative", "none")

@@ -17,7 +17,7 @@ from vitlib.data import get_dataset
 import vitlib.device as device_module
 from vitlib.device import autocast_context, default_device, resolve_precision
 from vitlib.train import RECIPES, TrainConfig, fit, get_recipe, lr_at
-from vitlib.train.engine import make_optimizer, update_ema
+from vitlib.train.step import make_optimizer, update_ema
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

@@ -56,7 +56,8 @@ def build_parser():
     train = sub.add_parser("train", help="train a model and write a run folder")
     train.add_argument("--model", required=True, help="a name from `vitlib list-models`")
     train.add_argument("--dataset", required=True, help="a vitlib.data data set name, e.g. cifar10, digits")
-    train.add_argument("--out", required=True, help="run folder")
+    train.add_argument("--out-dir", "--out", dest="out", required=True,
+                       help="run folder (out_dir, as the notebooks call it)")
     train.add_argument("--recipe", default=None, help=f"one of {', '.join(RECIPES)} (default: TrainConfig defaults)")
     train.add_argument("--data-dir", default=None, help="where the data set lives (default: the data module's)")
     train.add_argument("--img-size", type=int, default=None, help="resize images to N x N (default: native)")
@@ -199,7 +200,7 @@ def _trained(args, split="test"):
 def evaluate_run(args):
     from vitlib.data import BatchStream
     from vitlib.train.distributed import setup
-    from vitlib.train.engine import evaluate
+    from vitlib.train.step import evaluate
 
     model, record, data = _trained(args, args.split)
     dist = setup("cpu")

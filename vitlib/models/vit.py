@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vitlib.models.posemb import RelativePositionBias, resample_pos_embed, resize_grid, sincos_2d
+from vitlib.models.posemb import POS_EMBS, POSITION_KINDS
 
 POOLS = ("token", "gap")
 ATTN_IMPLS = ("sdpa", "explicit")
@@ -123,106 +123,9 @@ class Block(nn.Module):
         return x, attn
 
 
-# ---- position embeddings: one class per kind (App. D.4), each the only place that knows its kind -----
-# The parameters stay on the model under timm's names (pos_embed, ...), so state dicts load as they
-# are; a kind builds them, initialises them, gives the patches' and the class token's embeddings
-# or the attention bias, and resizes them to a new patch grid (§3.2).
-class NoPosition:
-    """No position information: the model sees a bag of patches (App. D.4, "no positional embedding")."""
-    names = ()
-
-    def build(self, vit, grid, dim):
-        pass
-
-    def patches(self, vit):  # (N, D) added to the patch tokens, or None
-        return None
-
-    def class_token(self, vit):  # (1, 1, D) added to the class token, or None
-        return None
-
-    def attention_bias(self, vit):  # (heads, T, T) added to the attention logits, or None
-        return None
-
-    def resize(self, vit, old, new, mode):
-        pass
-
-
-class Learned(NoPosition):
-    """1-D learned, the paper's default: one table `pos_embed` (1, n + N, D), the class token's
-    slot first, as the official code."""
-    names = ("pos_embed",)
-
-    def build(self, vit, grid, dim):
-        vit.pos_embed = nn.Parameter(torch.empty(1, vit.num_prefix_tokens + grid[0] * grid[1], dim))
-
-    def patches(self, vit):
-        return vit.pos_embed[0, vit.num_prefix_tokens:]
-
-    def class_token(self, vit):
-        return vit.pos_embed[:, :1]
-
-    def resize(self, vit, old, new, mode):
-        vit.pos_embed = nn.Parameter(resample_pos_embed(vit.pos_embed, vit.num_prefix_tokens, new, mode, old))
-
-
-class Learned2d(NoPosition):
-    """2-D learned (App. D.4): row and column embeddings of D/2 each (`pos_embed_row` (h, D/2),
-    `pos_embed_col` (w, D/2)), concatenated per patch; the class token has its own `cls_pos_embed`
-    (1, 1, D) (none with GAP: an unused parameter would stop DDP at its second step)."""
-    names = ("pos_embed_row", "pos_embed_col", "cls_pos_embed")
-
-    def build(self, vit, grid, dim):
-        vit.pos_embed_row = nn.Parameter(torch.empty(grid[0], dim // 2))
-        vit.pos_embed_col = nn.Parameter(torch.empty(grid[1], dim // 2))
-        if vit.num_prefix_tokens:
-            vit.cls_pos_embed = nn.Parameter(torch.empty(1, 1, dim))
-
-    def patches(self, vit):
-        gh, gw = vit.grid_size
-        row = vit.pos_embed_row[:, None].expand(gh, gw, -1)
-        col = vit.pos_embed_col[None, :].expand(gh, gw, -1)
-        return torch.cat([row, col], dim=-1).reshape(gh * gw, -1)
-
-    def class_token(self, vit):
-        return vit.cls_pos_embed if vit.num_prefix_tokens else None
-
-    def resize(self, vit, old, new, mode):
-        vit.pos_embed_row = nn.Parameter(resize_grid(vit.pos_embed_row[:, None], (new[0], 1), mode)[:, 0])
-        vit.pos_embed_col = nn.Parameter(resize_grid(vit.pos_embed_col[None], (1, new[1]), mode)[0])
-
-
-class SinCos2d(NoPosition):
-    """Fixed 2-D sin-cos embeddings (a buffer, recomputed for a new grid); the class token gets none."""
-
-    def build(self, vit, grid, dim):
-        vit.register_buffer("pos_embed_fixed", sincos_2d(*grid, dim), persistent=False)
-
-    def patches(self, vit):
-        return vit.pos_embed_fixed
-
-    def resize(self, vit, old, new, mode):
-        vit.pos_embed_fixed = sincos_2d(*new, vit.embed_dim).to(vit.pos_embed_fixed)
-
-
-class Relative(NoPosition):
-    """A learned bias per head and 2-D offset on the attention logits (App. D.4), `rel_pos`."""
-
-    def build(self, vit, grid, dim):
-        vit.rel_pos = RelativePositionBias(grid, vit.num_heads, vit.num_prefix_tokens)
-
-    def attention_bias(self, vit):
-        return vit.rel_pos()
-
-    def resize(self, vit, old, new, mode):
-        vit.rel_pos.set_grid(new, mode)
-
-
-POSITION_KINDS = {"learned": Learned(), "learned2d": Learned2d(), "sincos2d": SinCos2d(), "relative": Relative(),
-                  "none": NoPosition()}
-POS_EMBS = tuple(POSITION_KINDS)
-
-
 class VisionTransformer(nn.Module):
+    """The ViT of §3.1; position embeddings by kind (posemb.POSITION_KINDS), pooling by `pool`."""
+
     def __init__(self, img_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=768,
                  depth=12, num_heads=12, mlp_dim=3072, pool="token", pos_emb="learned",
                  representation_size=None, dropout=0.0, attn_dropout=0.0, drop_path=0.0,
