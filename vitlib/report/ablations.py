@@ -13,11 +13,14 @@ import pandas as pd
 
 from vitlib.analysis.attention import uniform_attention_distance
 
+from vitlib.models.posemb import POS_EMBS as MODEL_POS_EMBS
+
 from .collect import fmt_cell, fmt_mean_std, summarise, usable
 from .verdict import (bar_text, best_per, config_key, join_columns, largest_group, make_row,
                       noise, not_run, seed_spread, spearman, weigh)
 
-POS_EMBS = ("none", "learned", "learned2d", "sincos2d", "relative")
+# the model's position-embedding kinds, "none" first: the baseline every kind is weighed against
+POS_EMBS = ("none", *(kind for kind in MODEL_POS_EMBS if kind != "none"))
 
 
 def _vit_train(runs: pd.DataFrame) -> pd.DataFrame:
