@@ -10,9 +10,9 @@ them with the cluster's own tools); the next run of the same command skips what 
         --executor-arg slurm_partition=gpu --executor-arg gpus_per_node=1 --executor-arg timeout_min=240
 """
 import glob
-import time
 from pathlib import Path
 
+from .runner import schedule
 from .study import Study, load_study
 
 EXECUTORS = ("local", "slurm")
@@ -28,7 +28,8 @@ def run_one(study_path, output, overrides, name):
 
 
 def run_on_executor(study: Study, plans, summary, executor, executor_args, jobs, echo, poll_s=2.0):
-    """Submit one job per planned run (at most `jobs` at once) and merge their summaries into `summary`."""
+    """Submit one job per planned run (at most `jobs` at once, each after the runs it reads) and
+    merge their summaries into `summary`."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r} is not supported; allowed: {', '.join(EXECUTORS)}")
     try:
@@ -40,25 +41,26 @@ def run_on_executor(study: Study, plans, summary, executor, executor_args, jobs,
     pool.update_parameters(**{**DEFAULTS, **executor_args})
     # absolute paths: a job starts in its own working directory on the cluster
     output = str(Path(study.output).resolve()) if study.output_given else None
-    waiting, running = list(plans), {}
-    while waiting or running:
-        while waiting and len(running) < jobs:
-            plan = waiting.pop(0)
-            job = pool.submit(run_one, str(Path(study.path).resolve()), output, dict(study.overrides), plan.run.name)
-            echo(f"{plan.run.name}: submitted as {executor} job {job.job_id} (log {folder})")
-            running[job] = plan.run.name
-        for job in [j for j in running if j.done()]:
-            name = running.pop(job)
-            try:
-                result = job.result()
-            except Exception as err:  # the job itself failed (not the notebook: that is in its summary)
-                error = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-                echo(f"{name}: job {job.job_id} failed: {error}")
-                summary.failed.append((name, f"job {job.job_id}: {error}"))
-                continue
-            for part in ("done", "skipped", "locked", "failed"):
-                getattr(summary, part).extend(getattr(result, part))
-            echo(f"{name}: job {job.job_id} finished")
-        if running:
-            time.sleep(poll_s)
+    names = {}  # job -> run name
+
+    def start(i, plan):
+        job = pool.submit(run_one, str(Path(study.path).resolve()), output, dict(study.overrides), plan.run.name)
+        echo(f"[{i}/{len(plans)}] {plan.run.name}: submitted as {executor} job {job.job_id} (log {folder})")
+        names[job] = plan.run.name
+        return job
+
+    def finish(job):
+        name = names[job]
+        try:
+            result = job.result()
+        except Exception as err:  # the job itself failed (not the notebook: that is in its summary)
+            error = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            echo(f"{name}: job {job.job_id} failed: {error}")
+            summary.failed.append((name, f"job {job.job_id}: {error}"))
+            return
+        for part in ("done", "skipped", "locked", "failed"):
+            getattr(summary, part).extend(getattr(result, part))
+        echo(f"{name}: job {job.job_id} finished")
+
+    schedule(plans, jobs, start, finish, summary, echo, poll_s)
     return summary

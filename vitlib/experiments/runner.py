@@ -223,20 +223,76 @@ def run_study(study: Study, *, only=(), dry_run=False, kernel_name=None, show_ou
                 slots.put(environment)
 
         with kernel(kernel_name) as kernel_name:
-            if jobs == 1:
-                for i, p in enumerate(plans, 1):
-                    attempt(i, p)
-            else:
+            if jobs > 1:
                 say(f"{jobs} runs at a time: " + "; ".join(
                     " ".join(f"{k}={v}" for k, v in env.items()) or "as this process" for env in environments))
-                with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-                    for future in [pool.submit(attempt, i, p) for i, p in enumerate(plans, 1)]:
-                        future.result()
+            with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+                def start(i, p):  # one job: in this thread, so that Ctrl-C reaches the run (recorded interrupted)
+                    if jobs > 1:
+                        return pool.submit(attempt, i, p)
+                    attempt(i, p)
+                    done = concurrent.futures.Future()
+                    done.set_result(None)
+                    return done
+
+                schedule(plans, jobs, start, lambda future: future.result(), summary, say, poll_s=0.1)
     locked = f", locked {len(summary.locked)} (in use by another runner)" if summary.locked else ""
     echo(f"done {len(summary.done)}, skipped {len(summary.skipped)}{locked}, failed {len(summary.failed)}")
     for name, error in summary.failed:
         echo(f"  failed {name}: {error}")
     return summary
+
+
+def dependencies(plans) -> dict:
+    """{run name: names of the planned runs it reads}: a run whose parameters name another planned
+    run's folder (a fine-tuning's `init`, an inspection's source run) starts after it."""
+    folders = {str(p.run.folder): p.run.name for p in plans}
+
+    def strings(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for v in value.values():
+                yield from strings(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                yield from strings(v)
+
+    return {p.run.name: {name for text in strings({k: v for k, v in p.params.items() if k != "out_dir"})
+                         for folder, name in folders.items()
+                         if name != p.run.name and (text == folder or text.startswith(folder + "/"))}
+            for p in plans}
+
+
+def schedule(plans, jobs, start, finish, summary: Summary, echo, poll_s=1.0):
+    """Start the plans in study order, at most `jobs` at once, each only once the runs it reads
+    (dependencies) are complete; a run whose input failed fails at once, naming it.
+    start(i, plan) -> a handle with .done(); finish(handle) records its outcome in `summary`."""
+    needs = dependencies(plans)
+    waiting, running, total = list(enumerate(plans, 1)), {}, len(plans)
+    while waiting or running:
+        ok = set(summary.done) | set(summary.skipped)
+        settled = ok | set(summary.locked) | {name for name, _ in summary.failed}
+        for item in list(waiting):
+            i, plan = item
+            if len(running) >= jobs:
+                break
+            if not needs[plan.run.name] <= settled:
+                continue  # an input is still running or waiting
+            waiting.remove(item)
+            missing = sorted(needs[plan.run.name] - ok)
+            if missing:
+                error = f"its input run {', '.join(missing)} did not complete"
+                echo(f"[{i}/{total}] {plan.run.name} failed: {error}")
+                summary.failed.append((plan.run.name, error))
+                continue
+            running[start(i, plan)] = plan
+        finished = [handle for handle in running if handle.done()]
+        for handle in finished:
+            running.pop(handle)
+            finish(handle)
+        if running and not finished:
+            time.sleep(poll_s)
 
 
 def job_environments(jobs: int) -> list:
