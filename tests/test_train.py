@@ -309,7 +309,7 @@ def test_run_folder_of_another_run_is_refused_and_left_untouched(digits, tmp_pat
     config = TrainConfig(steps=2, batch_size=128, lr=1e-3)
     fit(tiny_vit(depth=1), train, test, config, tmp_path, progress=False)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    with pytest.raises(ValueError, match=r"holds a different run; config.json differs in: model.depth, train.lr"):
+    with pytest.raises(ValueError, match=r"holds a different run; config.json differs in: model.depth, model.shape.depth, train.lr"):
         fit(tiny_vit(depth=2), train, test, config.replace(lr=2e-3), tmp_path, resume=True, progress=False)
     with pytest.raises(ValueError, match=r"already holds this run \(status: complete\); pass resume=True"):
         fit(tiny_vit(depth=1), train, test, config, tmp_path, progress=False)
