@@ -306,3 +306,16 @@ def test_ablation_runs_on_tiny_settings_and_fills_its_report_table(name, smoke):
     for run, top1 in tops.items():
         assert f"{top1:.2f} (n=1)" in text, (run, text)
     assert "_not yet run_" in report.split("### Training-set size")[1].split("\n### ")[0]
+
+
+TRAINING_SETTINGS = ("model_args", "epochs", "steps", "batch_size", "lr", "train_args")
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_a_study_states_every_training_setting(path):
+    """The training notebooks' defaults are quick interactive settings (a tiny model, 140 steps,
+    lr 3e-3): a study run must never train with them by leaving a setting out."""
+    _, runs = training_runs(path)
+    for run, params, _ in runs:
+        missing = [key for key in TRAINING_SETTINGS if key not in params]
+        assert not missing, f"{path.name}: run {run.name} leaves {', '.join(missing)} to the notebook's default"
