@@ -20,8 +20,9 @@ import vitlib
 from vitlib.data import DATASETS
 from vitlib.experiments import load_study
 from vitlib.experiments.__main__ import main
-from vitlib.experiments.results import model_description
 from vitlib.train import RECIPES, get_recipe
+
+from fake_runs import model_description
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "experiments").glob("*.yaml"))

@@ -10,6 +10,7 @@ them with the cluster's own tools); the next run of the same command skips what 
         --executor-arg slurm_partition=gpu --executor-arg gpus_per_node=1 --executor-arg timeout_min=240
 """
 import glob
+import time
 from pathlib import Path
 
 from .runner import schedule
@@ -62,5 +63,6 @@ def run_on_executor(study: Study, plans, summary, executor, executor_args, jobs,
             getattr(summary, part).extend(getattr(result, part))
         echo(f"{name}: job {job.job_id} finished")
 
-    schedule(plans, jobs, start, finish, summary, echo, poll_s)
+    schedule(plans, jobs, start, finish, summary, echo,
+             wait=lambda jobs: time.sleep(poll_s))  # a cluster job is polled: no call blocks on it
     return summary

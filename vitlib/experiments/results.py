@@ -41,15 +41,6 @@ def training_config(recipe, seed, train_args, *, epochs=0, steps=0, batch_size=0
     return get_recipe(recipe, seed=seed, **lengths, **train_args)
 
 
-def model_description(model, model_args=None, img_size=32, num_classes=10):
-    """{"family", "shape"}: what a run of registry model `model` records of its architecture
-    (runfolder.describe_model), without training it: built on the meta device, no memory used."""
-    with torch.device("meta"):
-        net = create_model(model, num_classes=num_classes, img_size=img_size, **(model_args or {}))
-    description = describe_model(net)
-    return {"family": description["family"], "shape": description.get("shape")}
-
-
 def training_record(net, summary, train_data, config, *, dataset, recipe):
     """result.json's fields that every training notebook records of one fit run: the model's
     family and shape as built, the data, the run's length and compute, its time and device."""

@@ -235,7 +235,8 @@ def run_study(study: Study, *, only=(), dry_run=False, kernel_name=None, show_ou
                     done.set_result(None)
                     return done
 
-                schedule(plans, jobs, start, lambda future: future.result(), summary, say, poll_s=0.1)
+                schedule(plans, jobs, start, lambda future: future.result(), summary, say,
+                         wait=lambda futures: concurrent.futures.wait(futures, return_when="FIRST_COMPLETED"))
     locked = f", locked {len(summary.locked)} (in use by another runner)" if summary.locked else ""
     echo(f"done {len(summary.done)}, skipped {len(summary.skipped)}{locked}, failed {len(summary.failed)}")
     for name, error in summary.failed:
@@ -264,10 +265,11 @@ def dependencies(plans) -> dict:
             for p in plans}
 
 
-def schedule(plans, jobs, start, finish, summary: Summary, echo, poll_s=1.0):
+def schedule(plans, jobs, start, finish, summary: Summary, echo, wait):
     """Start the plans in study order, at most `jobs` at once, each only once the runs it reads
     (dependencies) are complete; a run whose input failed fails at once, naming it.
-    start(i, plan) -> a handle with .done(); finish(handle) records its outcome in `summary`."""
+    start(i, plan) -> a handle with .done(); finish(handle) records its outcome in `summary`;
+    wait(handles) returns once one of the running handles may be done."""
     needs = dependencies(plans)
     waiting, running, total = list(enumerate(plans, 1)), {}, len(plans)
     while waiting or running:
@@ -292,7 +294,7 @@ def schedule(plans, jobs, start, finish, summary: Summary, echo, poll_s=1.0):
             running.pop(handle)
             finish(handle)
         if running and not finished:
-            time.sleep(poll_s)
+            wait(list(running))
 
 
 def job_environments(jobs: int) -> list:
