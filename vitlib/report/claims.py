@@ -7,6 +7,7 @@ missing runs says "not yet run" and never shows a number. `evaluate_claims` runs
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -46,12 +47,13 @@ def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _number(value) -> str:
-    """2 decimals for accuracies and seconds, 3 significant digits for FLOPs, params and lr."""
+    """2 decimals for accuracies in % and seconds, 3 significant digits for FLOPs, params, lr and
+    fractions (a benchmark's 0.8685 is 0.869, not 0.87)."""
     if pd.isna(value):
         return ""
     if float(value).is_integer() and abs(value) < 1e6:
         return str(int(value))
-    return f"{value:.3g}" if abs(value) >= 1e5 or abs(value) < 0.01 else f"{value:.2f}"
+    return f"{value:.3g}" if abs(value) >= 1e5 or abs(value) < 1 else f"{value:.2f}"
 
 
 def readable(table: pd.DataFrame) -> pd.DataFrame:
@@ -62,6 +64,8 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         if pd.api.types.is_float_dtype(out[col]):
             out[col] = out[col].map(_number)
+        else:  # an empty cell of a text column (a CSV's mean/std rows) reads as NaN: show it empty
+            out[col] = out[col].map(lambda v: "" if isinstance(v, float) and math.isnan(v) else v)
     return out
 
 

@@ -233,12 +233,12 @@ RECIPES = {
         warmup_epochs=0.5, schedule="linear", min_lr=0.0, clip_grad=1.0, label_smoothing=0.1,
         augment=dict(crop="pad_crop", padding=4, padding_mode="reflect", flip=True),
         eval_every=1, tta_flip=True, checkpoint_every=1, log_every=50),
-    # ResNet (ResNet-10 shape at half width): ~210 images/s through fit in fp32 with channels_last
+    # ResNet (ResNet-10 shape at half width): ~200 images/s through fit in fp32 with channels_last
     # (the CPU default for conv nets; the benchmark's ~260 leaves out augmentation and the optimiser's
-    # bookkeeping), so 14 epochs fill ~57 of the 60 minutes (16 took 4,048 s: 87.3%, 85.2% at the
-    # hour, results/bench/cpu_speedrun_runs/resnet-seed0). resnet_speedrun's one-cycle
-    # (SGD Nesterov, warm-up ~20% of the run, linear decay to 0, wd 5e-4, label smoothing 0.2) with
-    # the lr scaled linearly to batch 128 (0.4 x 128/512 = 0.1).
+    # bookkeeping), so 14 epochs fill ~59 of the 60 minutes: 3,499-3,530 s, 86.8% (2 seeds,
+    # results/bench/cpu_speedrun_runs); 16 took 4,048 s for 87.3% (results/bench/cpu_speedrun_tuning).
+    # resnet_speedrun's one-cycle (SGD Nesterov, warm-up ~20% of the run, linear decay to 0, wd 5e-4,
+    # label smoothing 0.2) with the lr scaled linearly to batch 128 (0.4 x 128/512 = 0.1).
     "resnet_cpu": TrainConfig(
         epochs=14, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
         warmup_epochs=3, schedule="linear", min_lr=0.0, label_smoothing=0.2,
