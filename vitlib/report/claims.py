@@ -7,7 +7,6 @@ missing runs says "not yet run" and never shows a number. `evaluate_claims` runs
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -65,7 +64,7 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_float_dtype(out[col]):
             out[col] = out[col].map(_number)
         else:  # an empty cell of a text column (a CSV's mean/std rows) reads as NaN: show it empty
-            out[col] = out[col].map(lambda v: "" if isinstance(v, float) and math.isnan(v) else v)
+            out[col] = out[col].where(out[col].notna(), "")
     return out
 
 
