@@ -582,6 +582,52 @@ def test_jobs_run_at_once_each_kernel_with_its_own_command_and_share_of_cores(pr
     assert sorted(run_study(load_study("s.yaml"), jobs=2, echo=lines.append).skipped) == ["r1", "r2"]
 
 
+def test_schedule_starts_readers_after_their_inputs_and_collectors_after_every_run():
+    """jobs=2: a fine-tuning starts after the run it reads and fails if that failed; a comparison
+    and a report (their results_dir holds the run folders) start only once every run has settled,
+    failed ones included, the report after the comparison."""
+    from types import SimpleNamespace
+
+    from vitlib.experiments.runner import Summary, dependencies, schedule
+
+    def plan(name, **params):
+        return SimpleNamespace(run=SimpleNamespace(name=name, folder=Path("res/runs/s") / name),
+                               params={"out_dir": f"res/runs/s/{name}", **params})
+
+    plans = [plan("a"), plan("b"), plan("ft-a", init="res/runs/s/a"), plan("ft-b", init="res/runs/s/b/"),
+             plan("compare", results_dir="res", study_name="s"), plan("report", results_dir="res/"),
+             plan("c", note="")]
+    reads, follows = dependencies(plans)
+    assert reads == {"a": set(), "b": set(), "ft-a": {"a"}, "ft-b": {"b"}, "compare": set(), "report": set(),
+                     "c": set()}
+    assert follows["compare"] == {"a", "b", "ft-a", "ft-b", "c"} and follows["report"] == follows["compare"] | {
+        "compare"} and not any(follows[n] for n in ("a", "b", "ft-a", "ft-b", "c"))
+
+    class Handle:  # a run that has finished by the time the scheduler looks
+        def __init__(self, name):
+            self.name = name
+
+        def done(self):
+            return True
+
+    summary, started, lines = Summary(), [], []
+
+    def start(i, p):
+        started.append((p.run.name, set(summary.done) | {n for n, _ in summary.failed}))
+        return Handle(p.run.name)
+
+    def finish(handle):
+        (summary.failed.append((handle.name, "broken")) if handle.name == "b" else summary.done.append(handle.name))
+
+    schedule(plans, 2, start, finish, summary, lines.append, wait=lambda handles: None)
+    assert [name for name, _ in started] == ["a", "b", "ft-a", "c", "compare", "report"]
+    settled_before = dict(started)
+    assert settled_before["compare"] == {"a", "b", "ft-a", "ft-b", "c"}
+    assert settled_before["report"] == settled_before["compare"] | {"compare"}
+    assert ("ft-b", "its input run b did not complete") in summary.failed
+    assert lines == ["[4/7] ft-b failed: its input run b did not complete"]
+
+
 def test_job_environments_give_each_slot_a_gpu(monkeypatch):
     from vitlib.experiments.runner import job_environments
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")

@@ -244,9 +244,13 @@ def run_study(study: Study, *, only=(), dry_run=False, kernel_name=None, show_ou
     return summary
 
 
-def dependencies(plans) -> dict:
-    """{run name: names of the planned runs it reads}: a run whose parameters name another planned
-    run's folder (a fine-tuning's `init`, an inspection's source run) starts after it."""
+def dependencies(plans) -> tuple[dict, dict]:
+    """({run name: names of the planned runs it reads}, {run name: names of the runs it follows}).
+    A run whose parameters name another planned run's folder (a fine-tuning's `init`, an
+    inspection's source run) reads it: it starts after it and fails if it did not complete. A run
+    whose parameters name a folder that holds other runs (a comparison's or a report's
+    `results_dir`) collects them: it starts once every run that collects nothing, and every
+    collector before it in the study, has settled, whether they completed or not."""
     folders = {str(p.run.folder): p.run.name for p in plans}
 
     def strings(value):
@@ -259,18 +263,25 @@ def dependencies(plans) -> dict:
             for v in value:
                 yield from strings(v)
 
-    return {p.run.name: {name for text in strings({k: v for k, v in p.params.items() if k != "out_dir"})
-                         for folder, name in folders.items()
-                         if name != p.run.name and (text == folder or text.startswith(folder + "/"))}
-            for p in plans}
+    texts = {p.run.name: [t for t in strings({k: v for k, v in p.params.items() if k != "out_dir"}) if t]
+             for p in plans}
+    reads = {name: {other for text in texts[name] for folder, other in folders.items()
+                    if other != name and (text == folder or text.startswith(folder + "/"))}
+             for name in texts}
+    collectors = [name for name in texts if any(folder.startswith(text.rstrip("/") + "/")
+                                                for text in texts[name] for folder in folders)]
+    follows = {name: set() for name in texts}
+    for k, name in enumerate(collectors):
+        follows[name] = {other for other in texts if other not in collectors} | set(collectors[:k])
+    return reads, follows
 
 
 def schedule(plans, jobs, start, finish, summary: Summary, echo, wait):
-    """Start the plans in study order, at most `jobs` at once, each only once the runs it reads
-    (dependencies) are complete; a run whose input failed fails at once, naming it.
+    """Start the plans in study order, at most `jobs` at once, each only once the runs it reads or
+    follows (dependencies) have settled; a run whose input failed fails at once, naming it.
     start(i, plan) -> a handle with .done(); finish(handle) records its outcome in `summary`;
     wait(handles) returns once one of the running handles may be done."""
-    needs = dependencies(plans)
+    reads, follows = dependencies(plans)
     waiting, running, total = list(enumerate(plans, 1)), {}, len(plans)
     while waiting or running:
         ok = set(summary.done) | set(summary.skipped)
@@ -279,10 +290,10 @@ def schedule(plans, jobs, start, finish, summary: Summary, echo, wait):
             i, plan = item
             if len(running) >= jobs:
                 break
-            if not needs[plan.run.name] <= settled:
+            if not reads[plan.run.name] | follows[plan.run.name] <= settled:
                 continue  # an input is still running or waiting
             waiting.remove(item)
-            missing = sorted(needs[plan.run.name] - ok)
+            missing = sorted(reads[plan.run.name] - ok)
             if missing:
                 error = f"its input run {', '.join(missing)} did not complete"
                 echo(f"[{i}/{total}] {plan.run.name} failed: {error}")
