@@ -219,8 +219,9 @@ def claim_compute(runs: pd.DataFrame):
     band = {_ratio_verdict(_flops_to_reach(resnet, target - r) / _flops_to_reach(vit, target - v))
             for r, v in ((0, 0), (bar, 0), (0, bar))} if not math.isnan(bar) else {"unknown"}
     verdict = _ratio_verdict(ratio) if band == {_ratio_verdict(ratio)} else "within noise"
+    fewest, most = int(points["n"].min()), int(points["n"].max())
     ours = (f"to reach {target:.2f}%: ViT {f_vit:.3g} FLOPs, ResNet {f_res:.3g} FLOPs "
-            f"({len(points)} configurations, n={int(points['n'].min())}-{int(points['n'].max())} seeds)")
+            f"({len(points)} configurations, n={fewest if fewest == most else f'{fewest}-{most}'} seeds)")
     reason = (f"ResNet/ViT FLOPs at equal accuracy = {ratio:.2f} (paper: 2-4; {bar_text(bar)}"
               + ("; the verdict changes within it" if verdict == "within noise" else "") + ")")
     return make_row(*meta, used, ours=ours, verdict=verdict, reason=reason), points
