@@ -628,6 +628,45 @@ def test_schedule_starts_readers_after_their_inputs_and_collectors_after_every_r
     assert lines == ["[4/7] ft-b failed: its input run b did not complete"]
 
 
+def test_a_kernel_that_dies_before_answering_is_started_again(monkeypatch, tmp_path):
+    """Kernels started side by side can race for a port and die before they answer: no cell has
+    run, so the notebook is started again (up to KERNEL_STARTS times); any other error propagates."""
+    import papermill
+
+    from vitlib.experiments import kernel
+
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(args)
+        if len(calls) < 2:
+            raise RuntimeError(kernel.KERNEL_DIED_AT_START)
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    assert kernel.execute_notebook("a.ipynb", tmp_path / "b.ipynb", {}, "python3") == tmp_path / "b.ipynb"
+    assert len(calls) == 2
+
+    def dead(*args, **kwargs):
+        calls.append(args)
+        raise RuntimeError(kernel.KERNEL_DIED_AT_START)
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", dead)
+    with pytest.raises(RuntimeError, match="Kernel died before"):
+        kernel.execute_notebook("a.ipynb", tmp_path / "b.ipynb", {}, "python3")
+    assert len(calls) == kernel.KERNEL_STARTS
+
+    def broken(*args, **kwargs):
+        calls.append(args)
+        raise RuntimeError("Kernel didn't respond in 60 seconds")
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", broken)
+    with pytest.raises(RuntimeError, match="didn't respond"):
+        kernel.execute_notebook("a.ipynb", tmp_path / "b.ipynb", {}, "python3")
+    assert len(calls) == 1
+
+
 def test_job_environments_give_each_slot_a_gpu(monkeypatch):
     from vitlib.experiments.runner import job_environments
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")

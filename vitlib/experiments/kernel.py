@@ -57,20 +57,32 @@ def kernel(name=None):
             yield name
 
 
+KERNEL_STARTS = 3
+KERNEL_DIED_AT_START = "Kernel died before replying to kernel_info"  # jupyter_client's words
+
+
 def execute_notebook(notebook, executed, parameters, kernel_name, *, cwd=None, show_output=False, env=None):
     """Run `notebook` with papermill into `executed` with `parameters` injected, as vitlib runs
     every notebook (a study's runs, the report): in kernel `kernel_name`, no progress bar, the
     kernel's output echoed only when `show_output`, `env` added to the kernel's environment (this
     process's own is left alone, so parallel runs can't see each other's). papermill's errors
-    propagate (PapermillExecutionError names the failing cell; the partial notebook is written)."""
+    propagate (PapermillExecutionError names the failing cell; the partial notebook is written).
+    A kernel that dies before it answers (jupyter_client's port race when kernels start side by
+    side: "Address already in use") ran no cell, so it is started again, up to KERNEL_STARTS times."""
     import papermill  # imported here: notebooks import vitlib.experiments for validate_params
 
     extra = {"kernel_manager_class": _manager_with_env(env)} if env else {}
-    papermill.execute_notebook(
-        str(notebook), str(executed), parameters=parameters, kernel_name=kernel_name, language="python",
-        progress_bar=False, cwd=None if cwd is None else str(cwd),
-        stdout_file=sys.stdout if show_output else None, stderr_file=sys.stderr if show_output else None, **extra)
-    return Path(executed)
+    for start in range(1, KERNEL_STARTS + 1):
+        try:
+            papermill.execute_notebook(
+                str(notebook), str(executed), parameters=parameters, kernel_name=kernel_name, language="python",
+                progress_bar=False, cwd=None if cwd is None else str(cwd),
+                stdout_file=sys.stdout if show_output else None, stderr_file=sys.stderr if show_output else None,
+                **extra)
+            return Path(executed)
+        except RuntimeError as err:
+            if start == KERNEL_STARTS or not str(err).startswith(KERNEL_DIED_AT_START):
+                raise
 
 
 def _manager_with_env(env):
