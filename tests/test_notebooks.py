@@ -99,8 +99,7 @@ def test_every_notebook_runs_through_the_batch_runner(tmp_path, monkeypatch):
     study_file = tmp_path / "tiny.yaml"
     study_file.write_text(TINY_STUDY.format(out=tmp_path / "results", nb=ROOT / "notebooks"))
     lines = []
-    # two at a time, as a batch user runs a study: the readers and collectors wait for their inputs
-    summary = run_study(load_study(study_file), show_output=False, echo=lines.append, jobs=2)
+    summary = run_study(load_study(study_file), show_output=False, echo=lines.append)
     assert sorted(summary.done) == sorted(["how", "vit", "resnet", "finetune", "compare", "inspect", "attention",
                                            "report"]), "\n".join(lines)
     assert summary.done.index("report") == len(summary.done) - 1
