@@ -186,6 +186,12 @@ def test_compute_rules(tmp_path):
     hybrid = claim(runs, "compute-hybrid")  # at 1e15: hybrid 75 vs ViT 70; at 4e15: 81 vs 82
     assert hybrid["verdict"] == "reproduced" and "+5.00 pts at 1e+15" in hybrid["reason"]
     assert "-1.00 at 4e+15" in hybrid["reason"]
+    # every ViT run cheaper than the cheapest hybrid: one budget to compare at, no "nan" gap
+    cheap = load_runs(tmp_path)
+    cheap = cheap[~cheap["run"].str.startswith(("v2", "h1"))]
+    row = claim(cheap, "compute-hybrid")  # at 4e15: hybrid 81 vs the ViT's best within it, 70
+    assert "+11.00 pts at 4e+15 FLOPs; no larger budget has runs of both" in row["reason"]
+    assert "nan" not in row["reason"]
 
 
 @pytest.mark.parametrize("seeds, low, high, verdict", [
