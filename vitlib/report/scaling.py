@@ -250,8 +250,9 @@ def claim_compute_hybrid(runs: pd.DataFrame):
     high = min(vit["train_flops"].max(), hybrid["train_flops"].max())
     gap = {b: _best_within(hybrid, b) - _best_within(vit, b) for b in (low, high)}
     bar = _points_bar(pd.concat([vit, hybrid]))
+    cheaper = "ViT" if vit["train_flops"].max() == high else "hybrid"
     larger = (f", {gap[high]:+.2f} at {high:.3g}" if high > low else
-              f"; no larger budget has runs of both (the ViT's largest: {vit['train_flops'].max():.3g})")
+              f"; no larger budget has runs of both (the {cheaper}'s largest: {high:.3g})")
     ours = (f"at {low:.3g} FLOPs: hybrid {_best_within(hybrid, low):.2f}%, "
             f"ViT {_best_within(vit, low):.2f}%")
     verdict = {"higher": "reproduced", "within noise": "within noise",
