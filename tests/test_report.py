@@ -169,6 +169,20 @@ def test_pretrain_size_within_noise(tmp_path, seeds, vit_gain, verdict):
     assert row["verdict"] == verdict and "differ by no more than the seed spread" in row["reason"]
 
 
+def test_few_shot_weighs_the_draw_spread(tmp_path):
+    # both seeds fine-tune on the whole set and so share their k-shot draws: identical 5-shot
+    # accuracies (seed std 0) whose draws spread by 2 points; gains 1 vs 3 pts are within 4.00
+    for fam, model in (("vit", "vit_s4"), ("res", "resnet18_cifar")):
+        for size, shot in zip((10000, 100000), (30, 31) if fam == "vit" else (35, 38)):
+            for seed in (0, 1):
+                write_run(tmp_path, "ft", f"{fam}-{size}-s{seed}", model=model, kind="finetune",
+                          seed=seed, pretrain_dataset="tiny-imagenet", pretrain_size=size,
+                          finetune_top1=70.0 + seed, few_shot={"5": shot}, few_shot_std={"5": 2.0})
+    few = claim(load_runs(tmp_path), "pretrain-size-5shot")
+    assert few["verdict"] == "within noise"
+    assert "2 × std over the k-shot draws = 4.00" in few["reason"] and "ViT +1.00, ResNet +3.00" in few["reason"]
+
+
 def test_compute_rules(tmp_path):
     # ResNet reaches 80% with 1e15 FLOPs, ViT needs 4e15: the small-data outcome (ratio 0.25)
     for name, model, flops, acc in (("v1", "vit_s4", 1e15, 70), ("v2", "vit_s4", 4e15, 82),

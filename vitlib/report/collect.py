@@ -30,7 +30,7 @@ COLUMNS = [
     "train_flops", "train_seconds", "images_per_s", "device", "command", "model_args",
     "top1", "best_top1", "top1_ema", "top1_tta", "accuracy",
     "pretrained_from", "pretrain_dataset", "pretrain_size", "finetune_top1", "scratch_top1",
-    "few_shot", "few_shot_std", "few_shot_5",
+    "few_shot", "few_shot_std", "few_shot_5", "few_shot_5_std",
     "source_run", "attention_distance", "image_size", "patch_size", "erf_radius",
     "pos_similarity_neighbour_minus_far", "figures",
     "pos_emb", "pool", "patch", "depth", "width",
@@ -105,6 +105,7 @@ def load_run(result_file: Path, root_name: str, results_dir: Path) -> dict:
     row["label"] = _label(row.get("model"), model_args)
     row["accuracy"] = row.get("finetune_top1") if row["kind"] == "finetune" else row.get("top1")
     row["few_shot_5"] = (row.get("few_shot") or {}).get("5")
+    row["few_shot_5_std"] = (row.get("few_shot_std") or {}).get("5")  # over the run's k-shot draws
     shape = row.get("shape") or {}  # the ViT's shape as built, recorded when it trained
     if family in ("vit", "hybrid"):
         for key, default in VIT_DEFAULTS.items():
