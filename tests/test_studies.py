@@ -249,7 +249,9 @@ def test_the_report_compares_the_laptop_runs_as_intended(tmp_path):
     assert sorted(set(shapes["shape"])) == ["4/12/128", "4/3/128", "4/6/128", "4/6/192", "4/6/64", "8/6/128"]
     assert len(shapes) == 12 and set(shapes["lr"]) == {2e-3}
     pretrain = pretrain_runs(runs)
-    assert len(pretrain) == 8 and set(pretrain["img_size"]) == {16} and set(pretrain["train_size"]) == {50000}
+    # 2 families x 2 pre-training sets x 3 seeds, on all of CIFAR-10 at 16 px
+    assert len(pretrain) == 12 and set(pretrain["img_size"]) == {16} and set(pretrain["train_size"]) == {50000}
+    assert set(pretrain["seed"]) == {0, 1, 2}
 
 
 # ---------------------------------------------------------------- real tiny runs of the ablations
