@@ -165,6 +165,40 @@ def test_fused_and_explicit_attention_agree_with_relative_bias_and_dropout_off()
             assert (model(x) - model(x, return_attention=True)[0]).abs().max() <= 1e-5, pos_emb
 
 
+def test_relative_attention_is_app_d4_written_out():
+    """Each block: logits[i, j] = q_i . (k_j + r_{i - j}) / sqrt(d) over the token sequence (class
+    token at 0), r the block's own table of 1-D offsets."""
+    model = randomise(small_vitlib(pos_emb="relative", depth=2))
+    attn, N, d = model.blocks[1].attn, 64, 16
+    assert attn.rel_pos.table.shape == (2 * N + 1, d) and model.blocks[0].attn.rel_pos is not attn.rel_pos
+    x = torch.randn(2, 1 + N, 48)
+    q, k, v = attn.qkv(x).view(2, 1 + N, 3, 3, d).permute(2, 0, 3, 1, 4)  # (B, heads, T, d)
+    r = attn.rel_pos.table
+    logits = torch.empty(2, 3, 1 + N, 1 + N)
+    for i in range(1 + N):
+        for j in range(1 + N):
+            key = k[:, :, j] + r[i - j + N]
+            logits[:, :, i, j] = (q[:, :, i] * key).sum(-1) / d ** 0.5
+    expected = attn.proj((logits.softmax(-1) @ v).transpose(1, 2).reshape(2, 1 + N, 48))
+    with torch.no_grad():
+        for explicit in (False, True):
+            out, weights = attn(x, explicit)
+            assert (out - expected).abs().max() <= 1e-5
+        assert (weights - logits.softmax(-1)).abs().max() <= 1e-6
+
+
+def test_relative_attention_follows_a_new_resolution_and_trains():
+    model = randomise(small_vitlib(pos_emb="relative"))
+    table = model.blocks[0].attn.rel_pos.table.clone()
+    model.set_img_size(32)
+    assert torch.equal(model.blocks[0].attn.rel_pos.table, table)
+    model.set_img_size(64)  # 1 + 64 -> 1 + 256 tokens: 129 -> 513 offsets, the largest kept at the ends
+    new = model.blocks[0].attn.rel_pos.table
+    assert new.shape == (513, 16) and torch.equal(new[[0, -1]], table[[0, -1]])
+    model.train()(torch.randn(2, 3, 64, 64)).sum().backward()
+    assert all(b.attn.rel_pos.table.grad.abs().sum() > 0 for b in model.blocks)
+
+
 @pytest.mark.parametrize("name,timm_name,paper", [
     ("vit_b16", "vit_base_patch16_224", 86e6), ("vit_l16", "vit_large_patch16_224", 307e6),
     ("vit_h14", "vit_huge_patch14_224", 632e6)])

@@ -1,5 +1,5 @@
 """Position information for the ViT (§3.1, App. D.4): fixed 2-D sin-cos embeddings, a learned
-relative-position bias, the 2-D interpolation used to change resolution (§3.2), and one class per
+relative attention, the 2-D interpolation used to change resolution (§3.2), and one class per
 kind of position embedding (POSITION_KINDS) that VisionTransformer dispatches to."""
 import torch
 import torch.nn as nn
@@ -49,39 +49,38 @@ def resample_pos_embed(posemb, num_prefix_tokens, new_grid, mode="bilinear", old
     return torch.cat([posemb[:, :n], grid.reshape(1, -1, posemb.shape[-1])], dim=1)
 
 
-class RelativePositionBias(nn.Module):
-    """A learned bias per head and per 2-D offset between patches, added to the attention logits
-    (App. D.4 "relative positional embeddings"); prefix (class) tokens get no bias."""
+class RelativePositionKeys(nn.Module):
+    """App. D.4's relative attention, as the paper words it: "1-dimensional Relative Attention" in
+    which every offset p_q - p_k between two tokens of the sequence has an embedding r, and an
+    extra attention takes the block's own queries with these embeddings as keys; its logits
+    q_i . r_{p_i - p_j} / sqrt(d) are added to the content logits before the softmax (as Shaw et
+    al., 2018). One table (2T - 1, head_dim) per block, shared by its heads; the class token is the
+    sequence's position 0, as in the 1-D learned embedding."""
 
-    def __init__(self, grid_size, num_heads, num_prefix_tokens=1):
+    def __init__(self, num_tokens, head_dim):
         super().__init__()
-        self.num_prefix_tokens = num_prefix_tokens
-        gh, gw = grid_size
-        self.table = nn.Parameter(torch.empty(2 * gh - 1, 2 * gw - 1, num_heads))  # (offsets, heads)
+        self.table = nn.Parameter(torch.empty(2 * num_tokens - 1, head_dim))  # offsets -(T-1) .. T-1
         nn.init.normal_(self.table, std=0.02)
-        self._set_index(grid_size)
+        self._set_index(num_tokens)
 
-    def _set_index(self, grid_size):
-        gh, gw = grid_size
-        device = self.table.device
-        rows, cols = torch.meshgrid(torch.arange(gh, device=device), torch.arange(gw, device=device), indexing="ij")
-        rows, cols = rows.flatten(), cols.flatten()
-        d_row = rows[:, None] - rows[None] + gh - 1  # (N, N) offsets shifted to be >= 0
-        d_col = cols[:, None] - cols[None] + gw - 1
-        self.register_buffer("index", d_row * (2 * gw - 1) + d_col, persistent=False)
-        self.grid_size = (gh, gw)
+    def _set_index(self, num_tokens):
+        pos = torch.arange(num_tokens, device=self.table.device)
+        self.register_buffer("index", pos[:, None] - pos[None] + num_tokens - 1, persistent=False)  # (T, T)
 
-    def forward(self):  # -> (heads, T, T)
-        heads = self.table.shape[-1]
-        bias = self.table.reshape(-1, heads)[self.index].permute(2, 0, 1)  # (heads, N, N)
-        n = self.num_prefix_tokens
-        return F.pad(bias, (n, 0, n, 0)) if n else bias
+    def forward(self, q):  # q: (B, heads, T, d) -> (B, heads, T, T) logits
+        logits = q @ self.table.to(q.dtype).T  # (B, heads, T, 2T - 1): every query against every offset
+        B, heads, T, _ = logits.shape
+        return logits.gather(-1, self.index.expand(B, heads, T, T)) * q.shape[-1] ** -0.5  # [i, j]: offset i - j
 
     @torch.no_grad()
-    def set_grid(self, grid_size, mode="bilinear"):
-        gh, gw = grid_size
-        self.table = nn.Parameter(resize_grid(self.table, (2 * gh - 1, 2 * gw - 1), mode))
-        self._set_index(grid_size)
+    def set_num_tokens(self, num_tokens):
+        """A new sequence length: the table linearly interpolated over the offsets, the largest
+        offsets kept at the ends (1-D offsets have no 2-D grid to interpolate on)."""
+        if 2 * num_tokens - 1 != self.table.shape[0]:
+            table = F.interpolate(self.table.T[None].float(), size=2 * num_tokens - 1, mode="linear",
+                                  align_corners=True)[0].T
+            self.table = nn.Parameter(table.to(self.table.dtype))
+        self._set_index(num_tokens)
 
 
 # ---- position embeddings: one class per kind (App. D.4), each the only place that knows its kind -----
@@ -101,7 +100,7 @@ class NoPosition:
     def class_token(self, vit):  # (1, 1, D) added to the class token, or None
         return None
 
-    def attention_bias(self, vit):  # (heads, T, T) added to the attention logits, or None
+    def attention_keys(self, vit, grid):  # a block's relative keys (RelativePositionKeys), or None
         return None
 
     def resize(self, vit, old, new, mode):
@@ -166,16 +165,14 @@ class SinCos2d(NoPosition):
 
 
 class Relative(NoPosition):
-    """A learned bias per head and 2-D offset on the attention logits (App. D.4), `rel_pos`."""
+    """Relative attention (App. D.4): each block's `attn.rel_pos`, a RelativePositionKeys."""
 
-    def build(self, vit, grid, dim):
-        vit.rel_pos = RelativePositionBias(grid, vit.num_heads, vit.num_prefix_tokens)
-
-    def attention_bias(self, vit):
-        return vit.rel_pos()
+    def attention_keys(self, vit, grid):
+        return RelativePositionKeys(vit.num_prefix_tokens + grid[0] * grid[1], vit.embed_dim // vit.num_heads)
 
     def resize(self, vit, old, new, mode):
-        vit.rel_pos.set_grid(new, mode)
+        for block in vit.blocks:
+            block.attn.rel_pos.set_num_tokens(vit.num_prefix_tokens + new[0] * new[1])
 
 
 POSITION_KINDS = {"learned": Learned(), "learned2d": Learned2d(), "sincos2d": SinCos2d(), "relative": Relative(),

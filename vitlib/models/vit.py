@@ -69,7 +69,7 @@ class PatchEmbed(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention (App. A, eq. 5-8) with one fused qkv projection."""
 
-    def __init__(self, dim, num_heads, attn_dropout=0.0, proj_dropout=0.0):
+    def __init__(self, dim, num_heads, attn_dropout=0.0, proj_dropout=0.0, rel_pos=None):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"embed_dim={dim} must be divisible by num_heads={num_heads}")
@@ -77,10 +77,12 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.attn_dropout, self.proj_drop = attn_dropout, nn.Dropout(proj_dropout)
+        self.rel_pos = rel_pos  # App. D.4's relative keys (posemb.RelativePositionKeys), or None
 
-    def forward(self, x, bias=None, return_attention=False):  # x: (B, T, D); bias: (heads, T, T)
+    def forward(self, x, return_attention=False):  # x: (B, T, D)
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        bias = self.rel_pos(q) if self.rel_pos is not None else None  # (B, heads, T, T)
         p_drop = self.attn_dropout if self.training else 0.0
         if return_attention:  # the explicit path: softmax(q k^T / sqrt(d) + bias) v
             logits = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)  # (B, heads, T, T)
@@ -108,16 +110,16 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-LN encoder block, eq. 2-3."""
 
-    def __init__(self, dim, num_heads, mlp_dim, dropout=0.0, attn_dropout=0.0, drop_path=0.0):
+    def __init__(self, dim, num_heads, mlp_dim, dropout=0.0, attn_dropout=0.0, drop_path=0.0, rel_pos=None):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, attn_dropout, dropout)
+        self.attn = Attention(dim, num_heads, attn_dropout, dropout, rel_pos)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, mlp_dim, dropout)
         self.drop_path = drop_path
 
-    def forward(self, x, bias=None, return_attention=False):
-        y, attn = self.attn(self.norm1(x), bias, return_attention)
+    def forward(self, x, return_attention=False):
+        y, attn = self.attn(self.norm1(x), return_attention)
         x = x + drop_path(y, self.drop_path, self.training)
         x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
         return x, attn
@@ -155,7 +157,8 @@ class VisionTransformer(nn.Module):
         self.pos_drop = nn.Dropout(dropout)
 
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_dim, dropout, attn_dropout, drop_path * i / max(depth - 1, 1))
+            Block(embed_dim, num_heads, mlp_dim, dropout, attn_dropout, drop_path * i / max(depth - 1, 1),
+                  self.position.attention_keys(self, (gh, gw)))
             for i in range(depth))  # stochastic depth grows linearly with depth
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.pre_logits = nn.Linear(embed_dim, representation_size) if representation_size else None
@@ -206,11 +209,10 @@ class VisionTransformer(nn.Module):
                 cls = cls + cls_pos
             x = torch.cat([cls, x], dim=1)  # (B, T, D), T = 1 + N
         x = self.pos_drop(x)
-        bias = self.position.attention_bias(self)  # (heads, T, T) or None
         explicit = return_attention or self.attn_impl == "explicit"
         attentions = []
         for block in self.blocks:
-            x, attn = block(x, bias, explicit)
+            x, attn = block(x, explicit)
             attentions.append(attn)
         x = self.norm(x)
         return (x, attentions) if return_attention else x
