@@ -310,7 +310,8 @@ def test_build_report_writes_everything_relative_to_results_dir(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     demo = tmp_path / "results" / "demo"
     write_data_size(demo, (30, 80), (50, 82))
-    write_run(demo, "size", "slow", device="cpu (x86_64, 2 cores)", train_seconds=3600.0, seed=2, top1=80.0)
+    slow = write_run(demo, "size", "slow", device="cpu (x86_64, 2 cores)", train_seconds=3600.0, seed=2, top1=80.0)
+    (slow / "summary.json").write_text(json.dumps({"status": "complete", "precision": "fp32"}))  # the engine's
     write_run(demo, "size", "crashed", status="failed")
     write_run(demo, "other", "elsewhere", model="resnet18_cifar", train_size=1000, top1=99.0)
     inspect = write_run(demo, "size", "inspect", kind="inspect", attention_distance=[[1.0], [2.0]],
@@ -339,7 +340,9 @@ def test_build_report_writes_everything_relative_to_results_dir(tmp_path, monkey
     # the CPU run is the same configuration (vit_s4, recipe, 50,000 images) as the sweep's, and
     # the other study's runs never join this study's comparison
     assert claims.at["data-size", "runs"] == "results/demo/runs/size/* (9 runs)"
-    assert claims.at["data-size", "hardware"] == "NVIDIA H200 ×8, cpu (x86_64, 2 cores)"
+    assert claims.at["data-size", "hardware"] == "NVIDIA H200 ×8, cpu (x86_64, 2 cores), fp32"
+    assert "| cpu (x86_64, 2 cores) | fp32        | 1      | 1.00 h" in text  # what was run: device, precision
+    assert runs_csv.set_index("run folder").at["results/demo/runs/size/slow", "precision"] == "fp32"
     other = pd.read_csv(demo / "tables" / "other" / "claims.csv").set_index("id")
     assert other.at["data-size", "verdict"] == "not yet run"
     board = pd.read_csv(demo / "tables" / "scoreboard.csv")

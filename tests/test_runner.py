@@ -495,7 +495,7 @@ def test_output_and_overrides_move_every_path_and_keep_the_names():
         expand_study(data, "s.yaml", output="/tmp/flat")
 
 
-def test_overrides_go_only_where_declared_and_unknown_ones_stop_the_study(project, capsys):
+def test_overrides_go_only_where_declared_and_bad_ones_stop_the_study(project, capsys, monkeypatch):
     (project / "s.yaml").write_text(HEADER + """\
 runs:
   - {notebook: work.ipynb, name: "w{x}", grid: {x: [1, 2]}, params: {mode: a}}
@@ -520,6 +520,9 @@ runs:
     assert "expected key=value" in capsys.readouterr().err
     assert main(["run", "s.yaml", "--dry-run", "--set", "nope=1"]) == 2
     assert "--set 'nope': no notebook of s.yaml declares it" in capsys.readouterr().err
+    monkeypatch.setenv("VITLIB_PRECISION", "half")  # named before any run starts
+    assert main(["run", "s.yaml", "--set", "x=7"]) == 2
+    assert "$VITLIB_PRECISION='half' is not supported; allowed: auto, bf16, fp32" in capsys.readouterr().err
     assert not (project / "smoke").exists() and not (project / "results").exists()
 
 

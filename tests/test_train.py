@@ -100,6 +100,7 @@ def test_cpu_precision_follows_native_bf16(native, monkeypatch):
     """"auto" is bf16 autocast on a CPU that computes bf16 natively and fp32 on one that would
     emulate it; "bf16" is refused there with a message naming the missing instructions."""
     monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.delenv("VITLIB_PRECISION", raising=False)
     assert resolve_precision("cpu", "fp32") == "fp32"
     assert resolve_precision("cpu", "auto") == ("bf16" if native else "fp32")
     with autocast_context("cpu", "auto"):
@@ -109,6 +110,19 @@ def test_cpu_precision_follows_native_bf16(native, monkeypatch):
     else:
         with pytest.raises(ValueError, match="precision='bf16' but this CPU .* no native bf16 .*AVX512-BF16 or AMX"):
             resolve_precision("cpu", "bf16")
+
+
+def test_precision_env_sets_what_auto_means(monkeypatch):
+    """$VITLIB_PRECISION=fp32 makes "auto" fp32 on a CPU with native bf16 (to re-make fp32 results
+    there); an explicit precision wins over it; a bad value is named."""
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setenv("VITLIB_PRECISION", "fp32")
+    assert resolve_precision("cpu", "auto") == "fp32" and resolve_precision("cpu", "bf16") == "bf16"
+    with autocast_context("cpu", "auto"):
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
+    monkeypatch.setenv("VITLIB_PRECISION", "fp16")
+    with pytest.raises(ValueError, match=r"\$VITLIB_PRECISION='fp16' is not supported; allowed: auto, bf16, fp32"):
+        resolve_precision("cpu", "auto")
 
 
 def test_native_bf16_needs_the_cpu_flag(monkeypatch):

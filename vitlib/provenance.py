@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitlib.device import cpu_description
+from vitlib.device import PRECISION_ENV, cpu_description
 
 # vitlib's own source tree: the commit recorded is the one of the code that ran, whatever the
 # working directory (a study runs notebooks from the repository, a user from anywhere)
@@ -60,4 +60,5 @@ def environment_info():
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "cpu": cpu_description(),
+        "precision_env": os.environ.get(PRECISION_ENV),  # what "auto" precision was told to mean
     }

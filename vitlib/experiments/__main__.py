@@ -18,6 +18,8 @@ import argparse
 import errno
 import sys
 
+from vitlib.device import precision_from_env
+
 from .runner import run_study, select
 from .study import load_study, parse_override
 
@@ -54,6 +56,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     try:
+        precision_from_env()  # a bad $VITLIB_PRECISION stops here, not in every run
         overrides = dict(parse_override(text) for text in args.overrides)
         study = load_study(args.study, output=args.output, overrides=overrides)
         if args.list:

@@ -26,7 +26,7 @@ TABLES = ("data_size", "pretrain_size", "few_shot", "compute", "resolution", "po
           "patch_depth", "inspection")
 RUNS_COLUMNS = {"run_dir": "run folder", "kind": "kind", "label": "model", "dataset": "dataset",
                 "train_size": "size", "seed": "seed", "accuracy": "top1", "device": "device",
-                "train_seconds": "seconds", "status": "status"}
+                "precision": "precision", "train_seconds": "seconds", "status": "status"}
 
 
 def evaluate_claims(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
@@ -41,7 +41,8 @@ def evaluate_claims(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.Data
 
 
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every run: folder, model, data set, size, seed, top1 (%), device, training seconds, status."""
+    """Every run: folder, model, data set, size, seed, top1 (%), device, precision, training seconds,
+    status."""
     return runs[list(RUNS_COLUMNS)].rename(columns=RUNS_COLUMNS)
 
 

@@ -27,7 +27,7 @@ VIT_DEFAULTS = {"pos_emb": "learned", "pool": "token"}  # VisionTransformer's co
 COLUMNS = [
     "run_dir", "kind", "study", "run", "model", "label", "family", "dataset", "train_size",
     "img_size", "seed", "recipe", "lr", "steps", "epochs", "params", "flops_per_image",
-    "train_flops", "train_seconds", "images_per_s", "device", "command", "model_args",
+    "train_flops", "train_seconds", "images_per_s", "device", "precision", "command", "model_args",
     "top1", "best_top1", "top1_ema", "top1_tta", "accuracy",
     "pretrained_from", "pretrain_dataset", "pretrain_size", "finetune_top1", "scratch_top1",
     "few_shot", "few_shot_std", "few_shot_5", "few_shot_5_std",
@@ -114,6 +114,7 @@ def load_run(result_file: Path, root_name: str, results_dir: Path) -> dict:
                                                 if family == "vit" else (None, None, None))
     if row.get("train_seconds") is None:
         row["train_seconds"] = summary.get("train_seconds")
+    row["precision"] = row.get("precision") or summary.get("precision")  # what training resolved "auto" to
     row["study"] = row.get("study") or runner.get("study") or _folder_study(folder, results_dir)
     row["status"] = runner.get("status", "unknown")
     row["usable"] = row["status"] not in UNUSABLE_STATUS and summary.get("status") != "diverged"

@@ -92,15 +92,19 @@ def _is_gpu(device) -> bool:
 
 
 def what_was_run(runs: pd.DataFrame) -> str:
-    """Counts, hardware per device, software from env.json, and the total time on GPUs and CPUs."""
+    """Counts, hardware per device and the precision its runs trained in, software from env.json,
+    and the total time on GPUs and CPUs."""
     if runs.empty:
         return "No run yet: every claim is _not yet run_.\n"
     counts = runs["kind"].value_counts()
     lines = [f"{len(runs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".", ""]
-    by_device = runs.assign(device=runs["device"].fillna("unknown")).groupby("device").agg(
+    by_device = runs.assign(device=runs["device"].fillna("unknown"), precision=runs["precision"].fillna("–")).groupby(
+        ["device", "precision"]).agg(
         runs=("run_dir", "count"), train_s=("train_seconds", lambda s: s.astype(float).sum()),
         runner_s=("runner_seconds", lambda s: s.astype(float).sum()))
-    hardware = pd.DataFrame({"device": by_device.index, "runs": by_device["runs"].to_numpy(),
+    hardware = pd.DataFrame({"device": by_device.index.get_level_values("device"),
+                             "precision": by_device.index.get_level_values("precision"),
+                             "runs": by_device["runs"].to_numpy(),
                              "training time": [_hours(s) for s in by_device["train_s"]],
                              "notebook wall time": [_hours(s) for s in by_device["runner_s"]]})
     lines += [to_markdown(hardware)]

@@ -46,8 +46,14 @@ def _commands(df: pd.DataFrame) -> str:
     return commands[0] + more
 
 
+def _device_label(device, precision) -> str:
+    """A run's device, with the precision it trained in where recorded: "cpu (...), fp32"."""
+    return f"{device}, {precision}" if isinstance(precision, str) and precision else str(device)
+
+
 def _hardware(df: pd.DataFrame) -> str:
-    counts = Counter(df["device"].dropna().astype(str))
+    has = df[df["device"].notna()]
+    counts = Counter(_device_label(d, p) for d, p in zip(has["device"], has.get("precision", [None] * len(has))))
     return ", ".join(f"{d} ×{n}" if n > 1 else d for d, n in sorted(counts.items())) or "–"
 
 
