@@ -76,15 +76,18 @@ def _label(model, model_args: dict) -> str:
 
 
 def _hardware(folder: Path) -> dict:
-    """GPU names and versions from every env.json in the run folder (01 writes one, 02 two)."""
+    """GPU names and versions from every env.json in the run folder (01 writes one, 02 two), and
+    the precision every training in it resolved "auto" to (its summary.json)."""
     gpus, torch_versions, cuda_versions = set(), set(), set()
     for env_file in sorted(folder.rglob("env.json")):
         env = _read_json(env_file) or {}
         gpus.update(env.get("gpus") or [])
         torch_versions.add(env.get("torch"))
         cuda_versions.add(env.get("cuda"))
+    precisions = {(_read_json(f) or {}).get("precision") for f in folder.rglob("summary.json")}
     join = lambda values: ", ".join(sorted(str(v) for v in values if v)) or None  # noqa: E731
-    return {"gpus": join(gpus), "torch": join(torch_versions), "cuda": join(cuda_versions)}
+    return {"gpus": join(gpus), "torch": join(torch_versions), "cuda": join(cuda_versions),
+            "precision": join(precisions)}
 
 
 def load_run(result_file: Path, root_name: str, results_dir: Path) -> dict:
@@ -114,7 +117,6 @@ def load_run(result_file: Path, root_name: str, results_dir: Path) -> dict:
                                                 if family == "vit" else (None, None, None))
     if row.get("train_seconds") is None:
         row["train_seconds"] = summary.get("train_seconds")
-    row["precision"] = row.get("precision") or summary.get("precision")  # what training resolved "auto" to
     row["study"] = row.get("study") or runner.get("study") or _folder_study(folder, results_dir)
     row["status"] = runner.get("status", "unknown")
     row["usable"] = row["status"] not in UNUSABLE_STATUS and summary.get("status") != "diverged"
