@@ -175,7 +175,9 @@ def test_laptop_study_covers_every_claim_on_two_cores():
     ablations = [p for p in scratch if p["steps"] == 1500]
     assert {p["model_args"]["pos_emb"] for p in ablations} == {"none", "learned", "learned2d", "sincos2d",
                                                                "relative"}
-    assert len(ablations) == 2 * (5 + 3) + 3 * 5 + 1  # positions and pooling at 2 lrs, 2 seeds; shapes and their base, 3
+    # positions and pooling at 2 lrs, 2 seeds; shapes, their base, the 1-D/2-D/sin-cos/relative
+    # positions and GAP at lr 2e-3, 3
+    assert len(ablations) == 2 * (5 + 3) + 3 * 5 + 4 + 1
 
 
 # ---------------------------------------------------------------- what the report will compare
@@ -244,7 +246,7 @@ def test_the_report_compares_the_laptop_runs_as_intended(tmp_path):
     _, posemb = pos_emb_runs(runs)
     assert sorted(posemb["run"]) == sorted(r for r in runs["run"] if r.startswith("abl-pos-"))
     _, pooling = pooling_runs(runs)
-    assert len(pooling) == 9 and sorted(set(pooling["lr"])) == [5e-4, 2e-3]  # the base has 3 seeds
+    assert len(pooling) == 10 and sorted(set(pooling["lr"])) == [5e-4, 2e-3]  # 3 seeds at 2e-3
     _, shapes = patch_depth_runs(runs)  # the base shape comes from the position-embedding block
     assert sorted(set(shapes["shape"])) == ["4/12/128", "4/3/128", "4/6/128", "4/6/192", "4/6/64", "8/6/128"]
     assert len(shapes) == 18 and set(shapes["lr"]) == {2e-3}  # 6 shapes x 3 seeds
