@@ -54,6 +54,9 @@ CONFIGS = {
     "s4_d6_32": ("vit_s4", 32, 10, 128, dict(depth=6)),     # D 384, 6 heads, MLP 1536; 10.7M params
     "r18_32": ("resnet18_cifar", 32, 10, 128, {}),          # 11.2M params, 1.11 GFLOPs forward
     "r10n_32": ("resnet18_cifar", 32, 10, 128, dict(blocks=(1, 1, 1, 1), widths=(32, 64, 128, 256))),
+    # the laptop study's ViT and ResNet (experiments/laptop.yaml): 16 px, 16 tokens
+    "ti4_d128_16": ("vit_ti4", 16, 10, 128, dict(depth=6, embed_dim=128, num_heads=4, mlp_dim=512)),
+    "r10n_16": ("resnet18_cifar", 16, 10, 128, dict(blocks=(1, 1, 1, 1), widths=(32, 64, 128, 256))),
     "tiny": ("vit_ti4", 16, 10, 8, dict(depth=2, embed_dim=64, num_heads=2, mlp_dim=128)),  # CPU tests
 }
 GPU_CONFIGS, CPU_CONFIGS = "s4_32,b16_224", "ti4_d6_32,s4_d6_32,r18_32,r10n_32"
