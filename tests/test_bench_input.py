@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vitlib.device import resolve_precision
 from vitlib.train import get_recipe
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "input_pipeline.py"
@@ -76,7 +77,7 @@ def test_end_to_end_tiny(bench, tmp_path, capsys):
     for row in rows:  # --tiny's sizes, --model-arg over the tiny model's fields
         assert (row["dataset"], row["batch_size"], row["steps"], row["rounds"]) == ("fake", "16", "3", "2")
         assert row["model"] == "vit_ti4 depth=1 embed_dim=64 num_heads=2 mlp_dim=128"
-        assert (row["compile"], row["precision"], row["gpu"]) == ("none", "fp32", "cpu")
+        assert (row["compile"], row["precision"], row["gpu"]) == ("none", resolve_precision("cpu"), "cpu")
         assert float(row["step_ms"]) > 0 and float(row["step_ms_spread"]) >= 0
         assert float(row["images_per_s"]) == pytest.approx(16_000 / float(row["step_ms"]), rel=0.01, abs=1)
         assert 0 < float(row["loss"]) < 10  # finite: the step really trained
