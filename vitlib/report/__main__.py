@@ -42,7 +42,7 @@ h1 { font-size: 1.7rem; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom:
 table { border-collapse: collapse; font-size: 13px; }
 th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; } tr:nth-child(even) td { background: #fbfcfd; }
-td { max-width: 28rem; overflow-wrap: anywhere; }
+td { max-width: 28rem; overflow-wrap: break-word; }  /* words whole: short columns keep their width */
 img { max-width: 100%; height: auto; display: block; margin: 1rem 0; }
 code { background: #f6f8fa; padding: 0 3px; border-radius: 3px; font-size: 90%; overflow-wrap: anywhere; }
 pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; }
