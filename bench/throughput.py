@@ -46,6 +46,7 @@ from vitlib.train import TrainConfig
 from vitlib.train.step import train_step
 
 # name: (vitlib model, img_size, num_classes, default batch, shape overrides)
+NARROW_RESNET = dict(blocks=(1, 1, 1, 1), widths=(32, 64, 128, 256))  # ResNet-10, widths 32-256
 CONFIGS = {
     "s4_32": ("vit_s4", 32, 10, 512, {}),        # ViT-S/4 on 32 x 32 images (CIFAR), 65 tokens
     "b16_224": ("vit_b16", 224, 1000, 256, {}),  # ViT-B/16 on 224 x 224 images (ImageNet), 197 tokens
@@ -53,10 +54,10 @@ CONFIGS = {
     "ti4_d6_32": ("vit_ti4", 32, 10, 128, dict(depth=6)),   # D 192, 3 heads, MLP 768; 2.7M params
     "s4_d6_32": ("vit_s4", 32, 10, 128, dict(depth=6)),     # D 384, 6 heads, MLP 1536; 10.7M params
     "r18_32": ("resnet18_cifar", 32, 10, 128, {}),          # 11.2M params, 1.11 GFLOPs forward
-    "r10n_32": ("resnet18_cifar", 32, 10, 128, dict(blocks=(1, 1, 1, 1), widths=(32, 64, 128, 256))),
+    "r10n_32": ("resnet18_cifar", 32, 10, 128, NARROW_RESNET),
     # the laptop study's ViT and ResNet (experiments/laptop.yaml): 16 px, 16 tokens
     "ti4_d128_16": ("vit_ti4", 16, 10, 128, dict(depth=6, embed_dim=128, num_heads=4, mlp_dim=512)),
-    "r10n_16": ("resnet18_cifar", 16, 10, 128, dict(blocks=(1, 1, 1, 1), widths=(32, 64, 128, 256))),
+    "r10n_16": ("resnet18_cifar", 16, 10, 128, NARROW_RESNET),
     "tiny": ("vit_ti4", 16, 10, 8, dict(depth=2, embed_dim=64, num_heads=2, mlp_dim=128)),  # CPU tests
 }
 GPU_CONFIGS, CPU_CONFIGS = "s4_32,b16_224", "ti4_d6_32,s4_d6_32,r18_32,r10n_32"

@@ -98,8 +98,8 @@ def what_was_run(runs: pd.DataFrame) -> str:
         return "No run yet: every claim is _not yet run_.\n"
     counts = runs["kind"].value_counts()
     lines = [f"{len(runs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".", ""]
-    by_device = runs.assign(device=runs["device"].fillna("unknown"), precision=runs["precision"].fillna("–")).groupby(
-        ["device", "precision"]).agg(
+    labelled = runs.assign(device=runs["device"].fillna("unknown"), precision=runs["precision"].fillna("–"))
+    by_device = labelled.groupby(["device", "precision"]).agg(
         runs=("run_dir", "count"), train_s=("train_seconds", lambda s: s.astype(float).sum()),
         runner_s=("runner_seconds", lambda s: s.astype(float).sum()))
     hardware = pd.DataFrame({"device": by_device.index.get_level_values("device"),

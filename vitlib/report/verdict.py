@@ -53,7 +53,7 @@ def _device_label(device, precision) -> str:
 
 def _hardware(df: pd.DataFrame) -> str:
     has = df[df["device"].notna()]
-    counts = Counter(_device_label(d, p) for d, p in zip(has["device"], has.get("precision", [None] * len(has))))
+    counts = Counter(_device_label(d, p) for d, p in zip(has["device"], has["precision"]))
     return ", ".join(f"{d} ×{n}" if n > 1 else d for d, n in sorted(counts.items())) or "–"
 
 
