@@ -154,15 +154,68 @@ def test_misfitting_file_names_first_key_and_shapes(tmp_path):
         load_pretrained(small_vitlib(), tmp_path / "missing.npz")
 
 
-def test_fused_and_explicit_attention_agree_with_relative_bias_and_dropout_off():
+def test_attention_kernels_agree_with_relative_bias_and_dropout_off():
     for pos_emb in ("learned", "learned2d", "sincos2d", "relative", "none"):
-        model = randomise(small_vitlib(pos_emb=pos_emb))
-        explicit = small_vitlib(pos_emb=pos_emb, attn_impl="explicit")
-        explicit.load_state_dict(model.state_dict())
+        model = randomise(small_vitlib(pos_emb=pos_emb, attn_impl="sdpa"))
         x = torch.randn(2, 3, 32, 32)
         with torch.no_grad():
-            assert (model(x) - explicit(x)).abs().max() <= 1e-5, pos_emb
-            assert (model(x) - model(x, return_attention=True)[0]).abs().max() <= 1e-5, pos_emb
+            ref = model(x)
+            for kernel in ("explicit", "auto"):
+                other = small_vitlib(pos_emb=pos_emb, attn_impl=kernel)
+                other.load_state_dict(model.state_dict())
+                assert (other(x) - ref).abs().max() <= 1e-5, (pos_emb, kernel)
+            assert (model(x, return_attention=True)[0] - ref).abs().max() <= 1e-5, pos_emb
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_attention_kernels_train_alike(bf16):
+    """Forward and backward through each kernel: same loss and gradients (bf16 autocast: within
+    bf16's rounding), and the attention maps the same whichever kernel the model was built with."""
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(7, (4,))
+    grads, losses, maps = {}, {}, {}
+    for kernel in ("sdpa", "explicit", "auto"):
+        torch.manual_seed(1)
+        model = randomise(small_vitlib(pos_emb="relative", attn_impl=kernel)).train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        loss.backward()
+        losses[kernel] = loss.item()
+        grads[kernel] = torch.cat([p.grad.flatten() for p in model.parameters()])
+        with torch.no_grad():
+            maps[kernel] = model.eval()(x, return_attention=True)[1]
+    tol = 2e-2 if bf16 else 1e-5
+    for kernel in ("explicit", "auto"):
+        assert abs(losses[kernel] - losses["sdpa"]) <= tol * max(1.0, abs(losses["sdpa"]))
+        scale = grads["sdpa"].abs().max()
+        assert (grads[kernel] - grads["sdpa"]).abs().max() <= 4 * tol * scale, kernel
+        assert all(torch.equal(a, b) for a, b in zip(maps[kernel], maps["sdpa"]))
+
+
+def test_auto_attention_kernel_follows_the_measured_rule():
+    from vitlib.models.vit import EXPLICIT_MAX_TOKENS, attention_kernel
+    assert attention_kernel("auto", "cpu", True, True, 65) == "explicit"  # CPU bf16 training
+    assert attention_kernel("auto", "cpu", True, True, EXPLICIT_MAX_TOKENS + 1) == "sdpa"  # long sequences
+    assert attention_kernel("auto", "cpu", False, True, 65) == "sdpa"  # fp32
+    assert attention_kernel("auto", "cpu", True, False, 65) == "sdpa"  # inference
+    assert attention_kernel("auto", "cuda", True, True, 65) == "sdpa"
+    assert attention_kernel("explicit", "cuda", False, False, 65) == "explicit"  # a named kernel is kept
+    model = small_vitlib()
+    assert model.attention_kernels("cpu", True) == {"train": "explicit", "eval": "sdpa"}
+    assert model.attention_kernels("cpu", False) == {"train": "sdpa", "eval": "sdpa"}
+    assert small_vitlib(attn_impl="explicit").attention_kernels("cuda", True) == {"train": "explicit",
+                                                                                 "eval": "explicit"}
+    with pytest.raises(ValueError, match="attn_impl='fast'.*allowed: 'auto', 'sdpa', 'explicit'"):
+        small_vitlib(attn_impl="fast")
+
+
+def test_features_do_not_collect_attention_maps():
+    model = small_vitlib(attn_impl="explicit")
+    seen = []
+    for block in model.blocks:
+        block.register_forward_hook(lambda module, args, out: seen.append(out[1]))
+    with torch.no_grad():
+        model.forward_features(torch.randn(2, 3, 32, 32))
+    assert seen == [None] * 3
 
 
 def test_relative_attention_is_app_d4_written_out():

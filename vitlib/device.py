@@ -110,6 +110,18 @@ def cpu_has_native_bf16():
     return onednn and bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
+def cpu_kind():
+    """The CPU's class as the benchmarks' tables are keyed: "amx-bf16" (Intel Sapphire Rapids and
+    later), "avx512-bf16" (AMD Zen 4 and later, Intel Cooper Lake), "avx512", "avx2", or the
+    instruction set torch reports. Decisions measured on one kind are stated for that kind."""
+    flags = _cpu_flags() or set()
+    for flag, kind in (("amx_bf16", "amx-bf16"), ("avx512_bf16", "avx512-bf16"), ("avx512f", "avx512"),
+                       ("avx2", "avx2")):
+        if flag in flags:
+            return kind
+    return cpu_capability().lower()
+
+
 def cpu_capability():
     """The instruction set torch's CPU kernels use here ("AVX2", "AVX512", ...), for messages."""
     try:
@@ -127,7 +139,7 @@ def cpu_description():
     except OSError:
         pass
     return (f"{model}, {os.cpu_count()} cores, {cpu_capability()}, {torch.get_num_threads()} threads, "
-            f"native bf16: {'yes' if cpu_has_native_bf16() else 'no'}")
+            f"native bf16: {'yes' if cpu_has_native_bf16() else 'no'} ({cpu_kind()})")
 
 
 def autocast_context(device, precision="auto"):
@@ -145,26 +157,55 @@ MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 def resolve_memory_format(device, precision, model, memory_format="auto"):
     """The layout of a run's image batches and conv weights: torch.channels_last or
     torch.contiguous_format. "auto" is channels_last for a convolutional network (more than the one
-    patch-embedding conv of a ViT) on the CPU in fp32, where oneDNN's NHWC convolutions trained the
-    CIFAR ResNets 1.2-1.5x faster (bench/README.md), and contiguous everywhere else: a ViT's only
-    conv is the patch embedding (no difference measured), and with CPU bf16 NHWC was 2-13x slower."""
+    patch-embedding conv of a ViT) on the CPU in fp32, and in bf16 on a CPU with AMX, where oneDNN's
+    NHWC convolutions trained the CIFAR ResNets 1.1-1.5x faster (bench/README.md); contiguous
+    everywhere else: a ViT's only conv is the patch embedding (no difference measured), and on an
+    AVX512-BF16 CPU without AMX NHWC in bf16 was 2-13x slower."""
     if memory_format not in MEMORY_FORMATS:
         raise ValueError(f"memory_format={memory_format!r} is not supported; allowed: {', '.join(MEMORY_FORMATS)}")
     if memory_format == "auto":
         convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-        cpu_fp32 = torch.device(device).type == "cpu" and resolve_precision(device, precision) == "fp32"
-        memory_format = "channels_last" if cpu_fp32 and convs > 1 else "contiguous"
+        on_cpu = torch.device(device).type == "cpu"
+        nhwc_fast = resolve_precision(device, precision) == "fp32" or cpu_kind() == "amx-bf16"
+        memory_format = "channels_last" if on_cpu and nhwc_fast and convs > 1 else "contiguous"
     return torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
 
 
 def configure_backends(device):
     """Let fp32 matrix products use TF32 tensor cores on Ampere and later GPUs (what fp32 parts of a
     bf16-autocast step run in; about 10 mantissa bits, ample for training), and let cuDNN pick the
-    fastest convolution algorithm for the fixed input shapes of a training run."""
+    fastest convolution algorithm for the fixed input shapes of a training run. On the CPU: keep
+    freed memory in the process (keep_freed_memory)."""
+    if torch.device(device).type == "cpu":
+        keep_freed_memory()
     if torch.device(device).type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+
+
+# glibc's mallopt parameters: blocks below the mmap threshold come from the heap, and the heap keeps
+# up to the trim threshold of freed memory instead of returning it to the kernel
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_MAX = 32 * 2 ** 20  # glibc's upper limit on 64-bit systems
+TRIM_THRESHOLD = 2 ** 30
+
+
+@functools.cache
+def keep_freed_memory():
+    """Make glibc's malloc reuse freed activation memory instead of unmapping it. By default
+    blocks over 128 KiB-32 MiB are mmap'ed and returned on free, so every training step page-faults
+    its activations in anew (60,000 minor faults per step of the D 192 ViT, batch 128): the kernel
+    zeroes each page, which cost 10-16% of the CPU training step (bench/README.md). True where set;
+    False off glibc (macOS, musl), which is left as it is."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def synchronize(device):

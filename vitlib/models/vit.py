@@ -19,7 +19,24 @@ import torch.nn.functional as F
 from vitlib.models.posemb import POS_EMBS, POSITION_KINDS
 
 POOLS = ("token", "gap")
-ATTN_IMPLS = ("sdpa", "explicit")
+ATTN_IMPLS = ("auto", "sdpa", "explicit")
+# "auto" on a CPU, in bf16, with a backward pass to come: the explicit kernel up to this many tokens.
+# Measured (bench/attention_kernels.py, results/bench/attention_kernels_*.csv): the fused CPU kernel's
+# bf16 backward is 1.3-7x slower than matmul-softmax-matmul from 16 to 577 tokens; at 1,025 tokens
+# the fused kernel wins again (it never stores the (B, heads, T, T) matrix).
+EXPLICIT_MAX_TOKENS = 600
+
+
+def attention_kernel(impl, device_type, bf16, backward, tokens):
+    """The attention kernel a call runs: `impl` unless it is "auto", which picks by measurement
+    (bench/attention_kernels.py): the fused kernel (F.scaled_dot_product_attention) everywhere except
+    a CPU computing bf16 with a backward pass to come over at most EXPLICIT_MAX_TOKENS tokens, where
+    the explicit one (matmul, softmax, matmul) trains 2-3x faster. In fp32 and in inference the fused
+    CPU kernel is as fast or faster; on CUDA it is flash / memory-efficient attention."""
+    if impl != "auto":
+        return impl
+    explicit = device_type == "cpu" and bf16 and backward and tokens <= EXPLICIT_MAX_TOKENS
+    return "explicit" if explicit else "sdpa"
 
 
 def _check_choice(name, value, allowed):
@@ -67,32 +84,43 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention (App. A, eq. 5-8) with one fused qkv projection."""
+    """Multi-head self-attention (App. A, eq. 5-8) with one fused qkv projection.
 
-    def __init__(self, dim, num_heads, attn_dropout=0.0, proj_dropout=0.0, rel_pos=None):
+    `kernel` is a speed choice, the output the same (tests/test_vit.py): "sdpa" (fused), "explicit"
+    (softmax(q k^T / sqrt(d) + bias) v written out) or "auto" (attention_kernel, per call, from the
+    input's device, the autocast state and whether a backward pass follows). Returning the attention
+    maps is an output choice: `return_attention=True` computes them explicitly whatever the kernel."""
+
+    def __init__(self, dim, num_heads, attn_dropout=0.0, proj_dropout=0.0, rel_pos=None, kernel="auto"):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"embed_dim={dim} must be divisible by num_heads={num_heads}")
+        _check_choice("attn_impl", kernel, ATTN_IMPLS)
         self.num_heads, self.head_dim = num_heads, dim // num_heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.attn_dropout, self.proj_drop = attn_dropout, nn.Dropout(proj_dropout)
         self.rel_pos = rel_pos  # App. D.4's relative keys (posemb.RelativePositionKeys), or None
+        self.kernel = kernel
 
     def forward(self, x, return_attention=False):  # x: (B, T, D)
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         bias = self.rel_pos(q) if self.rel_pos is not None else None  # (B, heads, T, T)
         p_drop = self.attn_dropout if self.training else 0.0
-        if return_attention:  # the explicit path: softmax(q k^T / sqrt(d) + bias) v
+        kernel = attention_kernel(self.kernel, x.device.type, q.dtype == torch.bfloat16,
+                                  torch.is_grad_enabled() and q.requires_grad, T)
+        attn = None
+        if return_attention or kernel == "explicit":
             logits = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)  # (B, heads, T, T)
             if bias is not None:
                 logits = logits + bias
-            attn = logits.softmax(dim=-1)
-            out = F.dropout(attn, p_drop, self.training) @ v
-        else:  # fused kernels (flash / memory-efficient) on a GPU
+            probs = logits.softmax(dim=-1)
+            out = F.dropout(probs, p_drop, self.training) @ v  # (B, heads, T, head_dim)
+            attn = probs if return_attention else None
+        else:
             mask = bias.to(q.dtype) if bias is not None else None
-            out, attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop), None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
         out = out.transpose(1, 2).reshape(B, T, D)
         return self.proj_drop(self.proj(out)), attn
 
@@ -110,10 +138,11 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-LN encoder block, eq. 2-3."""
 
-    def __init__(self, dim, num_heads, mlp_dim, dropout=0.0, attn_dropout=0.0, drop_path=0.0, rel_pos=None):
+    def __init__(self, dim, num_heads, mlp_dim, dropout=0.0, attn_dropout=0.0, drop_path=0.0, rel_pos=None,
+                 attn_impl="auto"):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, attn_dropout, dropout, rel_pos)
+        self.attn = Attention(dim, num_heads, attn_dropout, dropout, rel_pos, attn_impl)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, mlp_dim, dropout)
         self.drop_path = drop_path
@@ -131,7 +160,7 @@ class VisionTransformer(nn.Module):
     def __init__(self, img_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=768,
                  depth=12, num_heads=12, mlp_dim=3072, pool="token", pos_emb="learned",
                  representation_size=None, dropout=0.0, attn_dropout=0.0, drop_path=0.0,
-                 attn_impl="sdpa", backbone=None):
+                 attn_impl="auto", backbone=None):
         super().__init__()
         _check_choice("pool", pool, POOLS)
         _check_choice("pos_emb", pos_emb, POS_EMBS)
@@ -158,7 +187,7 @@ class VisionTransformer(nn.Module):
 
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_dim, dropout, attn_dropout, drop_path * i / max(depth - 1, 1),
-                  self.position.attention_keys(self, (gh, gw)))
+                  self.position.attention_keys(self, (gh, gw)), attn_impl)
             for i in range(depth))  # stochastic depth grows linearly with depth
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.pre_logits = nn.Linear(embed_dim, representation_size) if representation_size else None
@@ -191,6 +220,15 @@ class VisionTransformer(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
+    def attention_kernels(self, device_type, bf16):
+        """{"train": kernel, "eval": kernel}: what the blocks' attention runs for this model's token
+        count on `device_type` in bf16 or not, with a backward pass (training) and without (what a
+        run records)."""
+        tokens = self.grid_size[0] * self.grid_size[1] + self.num_prefix_tokens
+        pick = lambda backward: "+".join(sorted({attention_kernel(block.attn.kernel, device_type, bf16, backward, tokens)  # noqa: E731
+                                                 for block in self.blocks}))
+        return {"train": pick(True), "eval": pick(False)}
+
     def position_embeddings(self):
         """The patch positions' embeddings (gh * gw, D), class token excluded; None without any."""
         return self.position.patches(self)
@@ -209,10 +247,9 @@ class VisionTransformer(nn.Module):
                 cls = cls + cls_pos
             x = torch.cat([cls, x], dim=1)  # (B, T, D), T = 1 + N
         x = self.pos_drop(x)
-        explicit = return_attention or self.attn_impl == "explicit"
         attentions = []
         for block in self.blocks:
-            x, attn = block(x, explicit)
+            x, attn = block(x, return_attention)
             attentions.append(attn)
         x = self.norm(x)
         return (x, attentions) if return_attention else x

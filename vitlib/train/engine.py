@@ -125,6 +125,8 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
         start_run_folder(out_dir, record, ckpt, resume, log, env=dict(
             device=str(device), precision=precision, world_size=dist.world_size,
             memory_format="channels_last" if memory_format == torch.channels_last else "contiguous",
+            attention_kernel=(model.attention_kernels(device.type, precision == "bf16")
+                              if hasattr(model, "attention_kernels") else None),
             # the data's files are machine-specific: here, not in config.json
             data_source={"train": train_data.source, "eval": eval_data.source}))
 
