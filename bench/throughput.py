@@ -41,9 +41,10 @@ from bench.common import (check_positive, environment, free_memory, is_out_of_me
                           parse_list, peak_memory_gib, print_table, progress, reset_peak_memory,
                           resolve_out, wall_seconds, write_csv)
 from vitlib import count_flops, create_model
-from vitlib.device import configure_backends, cpu_has_native_bf16, device_name, resolve_device, resolve_precision
+from vitlib.device import (configure_backends, cpu_has_native_bf16, device_name, keep_freed_memory, resolve_device,
+                           resolve_precision)
 from vitlib.train import TrainConfig
-from vitlib.train.step import train_step
+from vitlib.train.step import make_optimizer, train_step
 
 # name: (vitlib model, img_size, num_classes, default batch, shape overrides)
 NARROW_RESNET = dict(blocks=(1, 1, 1, 1), widths=(32, 64, 128, 256))  # ResNet-10, widths 32-256
@@ -61,7 +62,10 @@ CONFIGS = {
     "tiny": ("vit_ti4", 16, 10, 8, dict(depth=2, embed_dim=64, num_heads=2, mlp_dim=128)),  # CPU tests
 }
 GPU_CONFIGS, CPU_CONFIGS = "s4_32,b16_224", "ti4_d6_32,s4_d6_32,r18_32,r10n_32"
-IMPLS = ("vitlib", "timm", "vitlib-best")
+# vitlib as a user builds it (attn_impl "auto"), with each attention kernel named, timm, and
+# vitlib with the settings expected to be fastest on a GPU
+IMPLS = ("vitlib", "vitlib-sdpa", "vitlib-explicit", "timm", "vitlib-best")
+KERNEL_IMPLS = {"vitlib-sdpa": "sdpa", "vitlib-explicit": "explicit"}  # ViTs only
 PRECISIONS = ("auto", "fp32", "bf16")
 MEMORY_FORMATS = ("contiguous", "channels_last")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
@@ -91,6 +95,8 @@ class Settings:
 
 def build_model(impl, config):
     name, img_size, num_classes, _, overrides = CONFIGS[config]
+    if impl in KERNEL_IMPLS:
+        overrides = {**overrides, "attn_impl": KERNEL_IMPLS[impl]}
     model = create_model(name, num_classes=num_classes, img_size=img_size, **overrides)
     if impl == "timm" and name.startswith("resnet"):  # timm's ResNet with the CIFAR stem: 3x3/1, no max-pool
         from timm.models.resnet import BasicBlock, ResNet
@@ -114,17 +120,17 @@ def build_model(impl, config):
     return model
 
 
-# fit's step on plain labels: no smoothing, clipping nor EMA (the optimiser is the row's, make_adamw)
-STEP_CONFIG = TrainConfig(label_smoothing=0.0, clip_grad=0.0, ema_decay=0.0)
+# fit's step on plain labels: no smoothing, clipping nor EMA
+STEP_CONFIG = TrainConfig(lr=1e-4, weight_decay=0.05, label_smoothing=0.0, clip_grad=0.0, ema_decay=0.0)
 
 
 def make_adamw(model, settings, device):
-    """AdamW with fp32 state. Inside a compiled step the hand-fused kernel stays one opaque call,
-    while "foreach" is lowered by inductor into a few generated kernels (the compiled optimiser)."""
-    kernels = {"fused": dict(fused=True), "fused-capturable": dict(fused=True, capturable=True),
-               "foreach": dict(foreach=True)}[settings.adamw]
-    if device.type != "cuda" and settings.adamw != "foreach":
-        kernels = {}  # the CPU keeps torch's default kernels
+    """AdamW with fp32 state: fit's (vitlib.train.step.make_optimizer: fused kernels) unless the
+    row asks for others. Inside a compiled step the hand-fused kernel stays one opaque call, while
+    "foreach" is lowered by inductor into a few generated kernels (the compiled optimiser)."""
+    if settings.adamw == "fused":
+        return make_optimizer(model, STEP_CONFIG, device)
+    kernels = {"fused-capturable": dict(fused=True, capturable=True), "foreach": dict(foreach=True)}[settings.adamw]
     return torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, **kernels)
 
 
@@ -269,13 +275,20 @@ def parse_args(argv):
     p.add_argument("--rounds", type=int, default=1, help="time every variant this many times in turn; report "
                                                           "the median round and the spread")
     p.add_argument("--compile", default="none", help=f"comma list of {', '.join(COMPILE_MODES)}")
-    p.add_argument("--impls", default=None, help=f"comma list of {', '.join(IMPLS)} (default: all three on a "
-                                                 "GPU; vitlib,timm on the CPU, where compilation gains nothing)")
+    p.add_argument("--impls", default=None, help=f"comma list of {', '.join(IMPLS)} (default: vitlib, timm, "
+                                                 "vitlib-best on a GPU; vitlib, each kernel and timm on the CPU; "
+                                                 "the kernel rows are for ViTs only)")
+    p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+                   help="on the CPU, glibc keeps freed memory for reuse as fit has it (vitlib.device."
+                        "keep_freed_memory); --no-keep-freed-memory measures glibc's default")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--tiny", action="store_true", help="a 2-layer, 64-wide ViT on 16 px images (CPU tests)")
     p.add_argument("--out", default=None, help="CSV path (default results/bench/throughput.csv)")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU for MFU")
     p.add_argument("--backend", default="inductor", help=f"torch.compile backend: {', '.join(BACKENDS)}")
+    p.add_argument("--pattern-matcher", action=argparse.BooleanOptionalAction, default=True,
+                   help="inductor's pattern matcher (torch._inductor.config.pattern_matcher; among its rewrites: "
+                        "explicit attention back into the fused kernel)")
     best = p.add_argument_group("vitlib-best", "the settings of the vitlib-best variant")
     best.add_argument("--best-compile", default="max-autotune-no-cudagraphs", help="torch.compile mode")
     best.add_argument("--best-scope", default="step", help=f"what torch.compile wraps: {', '.join(SCOPES)}")
@@ -288,8 +301,9 @@ def parse_args(argv):
     configs = args.configs or (CPU_CONFIGS if on_cpu else GPU_CONFIGS)
     args.configs = ["tiny"] if args.tiny else parse_list(configs, [c for c in CONFIGS if c != "tiny"], "--configs")
     args.compile = parse_list(args.compile, COMPILE_MODES, "--compile")
-    args.impls = parse_list(args.impls or ("vitlib,timm" if on_cpu and not args.tiny else ",".join(IMPLS)),
-                            IMPLS, "--impls")
+    default_impls = "vitlib,vitlib-sdpa,vitlib-explicit,timm" if on_cpu else "vitlib,timm,vitlib-best"
+    args.impls = parse_list(args.impls or ("vitlib,timm,vitlib-best" if args.tiny else default_impls), IMPLS,
+                            "--impls")
     args.precision = list(dict.fromkeys(resolve_precision(args.device) if p == "auto" else p
                                         for p in parse_list(args.precision, PRECISIONS, "--precision")))
     args.memory_format = parse_list(args.memory_format, MEMORY_FORMATS, "--memory-format")
@@ -329,6 +343,11 @@ def main(argv=None):
     env = environment(device)
     if device.type == "cpu":  # the hardware a CPU number was measured on
         env["gpu"] = device_name(device)
+        if args.keep_freed_memory:
+            keep_freed_memory()
+    if not args.pattern_matcher:
+        import torch._inductor.config as inductor_config
+        inductor_config.pattern_matcher = False
     progress(f"throughput on {env['gpu']}, torch {env['torch']}, commit {env['commit']}; "
              f"precision {','.join(args.precision)}; CSV {out}")
     default_threads = torch.get_num_threads()
@@ -354,14 +373,21 @@ def main(argv=None):
                                               memory_format=layout)
                 best = Settings(args.best_compile, args.best_scope, args.best_adamw, args.best_tf32, args.backend,
                                 precision, layout)
-                variants = [(impl, plain(mode)) for mode in args.compile for impl in ("vitlib", "timm")
-                            if impl in args.impls]
+                is_vit = CONFIGS[config][0].startswith("vit")
+                variants = [(impl, plain(mode)) for mode in args.compile for impl in IMPLS[:4]
+                            if impl in args.impls and (is_vit or impl not in KERNEL_IMPLS)]
                 variants += [("vitlib-best", best)] if "vitlib-best" in args.impls else []
                 rounds = []  # the variants in turn, `--rounds` times: drifting clocks hit all alike
                 for _ in range(args.rounds):
                     rounds.append([measure(config, impl, settings, batch, args.steps, args.warmup, device, flops,
                                            args.peak_tflops * 1e12, threads, matmul) for impl, settings in variants])
-                rows += [median_round([r[i] for r in rounds]) for i in range(len(variants))]
+                group = [median_round([r[i] for r in rounds]) for i in range(len(variants))]
+                if device.type == "cpu":  # the allocator setting is the process's: say it in every row
+                    for row in group:
+                        row["settings"] += f" malloc={'keep' if args.keep_freed_memory else 'default'}"
+                for row in group:
+                    row["settings"] += "" if args.pattern_matcher or row["compile"] == "none" else " pattern_matcher=off"
+                rows += group
                 add_speed_vs_timm(rows)
                 write_csv(rows, out, COLUMNS, env)  # after every group: a run killed later keeps these
     finally:

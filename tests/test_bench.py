@@ -13,7 +13,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # bench/ is a folder of scripts beside the package, not installed with it
 
-from bench import common, sequence_length, throughput  # noqa: E402
+from bench import attention_kernels, common, sequence_length, throughput  # noqa: E402
 from vitlib.device import resolve_precision  # noqa: E402
 
 
@@ -61,6 +61,34 @@ def test_throughput_tiny_cpu(tmp_path, capsys):
     timm_speed = float(data[1]["images_per_s"])
     assert data[1]["speed_vs_timm"] == "1"
     assert float(data[0]["speed_vs_timm"]) == pytest.approx(float(data[0]["images_per_s"]) / timm_speed, rel=2e-3)
+
+
+def test_throughput_cpu_rows_name_each_attention_kernel_and_the_allocator(tmp_path):
+    pytest.importorskip("timm")
+    rows = throughput.main(["--tiny", "--device", "cpu", "--impls", "vitlib,vitlib-sdpa,vitlib-explicit,timm",
+                            "--precision", "fp32", "--steps", "1", "--warmup", "1", "--out", str(tmp_path / "t.csv")])
+    assert [r["impl"] for r in rows] == ["vitlib", "vitlib-sdpa", "vitlib-explicit", "timm"]
+    assert all(r["status"] == "ok" and r["settings"].endswith("malloc=keep") for r in rows)
+    assert [throughput.build_model(impl, "tiny").blocks[0].attn.kernel for impl in ("vitlib", "vitlib-sdpa",
+                                                                                   "vitlib-explicit")] == [
+        "auto", "sdpa", "explicit"]
+
+
+def test_attention_kernels_tiny_cpu(tmp_path, capsys):
+    out = tmp_path / "kernels.csv"
+    rows = attention_kernels.main(["--tiny", "--device", "cpu", "--steps", "1", "--rounds", "2", "--out", str(out)])
+    precisions = ["fp32", "bf16"] if resolve_precision("cpu") == "bf16" else ["fp32"]
+    assert [(r["tokens"], r["precision"], r["pass"]) for r in rows] == [
+        (t, p, pass_) for t in (5, 17) for p in precisions for pass_ in ("train", "infer")]
+    for row in rows:
+        assert row["sdpa_ms"] > 0 and row["explicit_ms"] > 0
+        assert row["explicit_speedup"] == pytest.approx(row["sdpa_ms"] / row["explicit_ms"])
+        assert row["fastest"] == ("explicit" if row["explicit_ms"] < row["sdpa_ms"] else "sdpa")
+        # what the model's rule says for this device, precision and pass
+        assert row["auto"] == ("explicit" if row["precision"] == "bf16" and row["pass"] == "train" else "sdpa")
+    columns, data = read_csv(out)
+    assert columns == [*attention_kernels.COLUMNS, *common.ENV_COLUMNS] and len(data) == len(rows)
+    assert last_table(capsys.readouterr().out, len(rows))[0] == list(attention_kernels.COLUMNS)
 
 
 @pytest.mark.parametrize("config", ["r10n_32", "ti4_d6_32"])
