@@ -82,13 +82,13 @@ CPU_SPECS["vit_convstem"] = dict(CPU_SPECS["vit"], model="c_vit_ti4")
 TINY_ARGS = {"vit": dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64, pool="gap", pos_emb="sincos2d"),
              "resnet": dict(blocks=(1, 1, 1, 1), widths=(8, 16, 32, 64))}
 TINY_TRAIN = dict(batch_size=128, epochs=2, warmup_epochs=0.5, compile=False)
-COLUMNS = ("model", "seed", "status", "epochs", "batch", "target", "budget_s", "met", "final_acc", "train_s",
+COLUMNS = ("model", "machine", "seed", "status", "epochs", "batch", "target", "budget_s", "met", "final_acc", "train_s",
            "time_to_target_s", "acc_at_budget", "final_acc_tta", "time_to_target_tta_s", "final_acc_ema",
            "stretch_target", "stretch_budget_s", "time_to_stretch_s", "compile_s", "eval_s", "elapsed_s",
            "images_per_s", "epochs_in_budget", "params", "data", "run")
-TABLE = ("model", "seed", "epochs", "train_s", "final_acc", "final_acc_tta", "time_to_target_s",
+TABLE = ("model", "machine", "seed", "epochs", "train_s", "final_acc", "final_acc_tta", "time_to_target_s",
          "acc_at_budget", "target", "budget_s", "met", "compile_s", "images_per_s", "epochs_in_budget")
-CURVE_COLUMNS = ("model", "seed", "epoch", "step", "lr", "train_s", "eval_acc", "eval_acc_tta", "eval_acc_ema", "run")
+CURVE_COLUMNS = ("model", "machine", "seed", "epoch", "step", "lr", "train_s", "eval_acc", "eval_acc_tta", "eval_acc_ema", "run")
 
 
 def parse_args(argv):
@@ -281,6 +281,18 @@ def read_stage(path):
     return read_json(path / "config.json"), env, summary, metrics
 
 
+def machine_of(env):
+    """What a run trained on, as the table groups runs: the GPU's name, or the CPU's kind (vitlib.device.
+    cpu_kind, read from env.json's CPU description), with the precision: "amx-bf16 bf16", "avx2 fp32"."""
+    if env.get("gpus"):
+        hardware = env["gpus"][0]
+    else:
+        cpu = env.get("cpu", "")
+        kinds = [k for k in ("amx-bf16", "avx512-bf16") if f"({k})" in cpu]
+        hardware = kinds[0] if kinds else ("avx2" if "AVX2" in cpu else cpu.split(",")[-1].strip() or "cpu")
+    return f"{hardware} {env.get('precision', '?')}"
+
+
 def load_run(path, args):
     """One speedrun seed (a run folder, or its stage folders: their seconds, steps and epochs add up)
     -> (its table row, its curve rows, its env.json)."""
@@ -308,7 +320,7 @@ def load_run(path, args):
     chance = 1.0 / data["num_classes"]
     within = [a for t, a in zip(secs, acc) if t <= budget]
     last_record, last_env, last_summary, _ = parts[-1]
-    row = dict(model=kind, seed=info.get("seed", record["train"]["seed"]),
+    row = dict(model=kind, machine=machine_of(env), seed=info.get("seed", record["train"]["seed"]),
                status="complete" if complete else (last_summary.get("status") or "unfinished"),
                hardware=info.get("hardware", "gpu"), epochs="+".join(map(str, epochs)) if len(epochs) > 1 else epochs[0],
                batch=last_record["train"]["batch_size"], target=target, budget_s=budget,
@@ -330,7 +342,7 @@ def load_run(path, args):
         row["met"] = row["final_acc"] >= target and row["train_s"] <= budget
     epoch_offsets = [sum(epochs[:i]) for i in range(len(epochs))]
     stage_of = {str(folder): i for i, folder in enumerate(folders)}
-    curve = [dict(model=kind, seed=row["seed"], epoch=epoch_offsets[stage_of[r["run"]]] + int(r["epoch"]), step=n,
+    curve = [dict(model=kind, machine=row["machine"], seed=row["seed"], epoch=epoch_offsets[stage_of[r["run"]]] + int(r["epoch"]), step=n,
                   lr=float(r["lr"]), train_s=t, eval_acc=a, eval_acc_tta=b, eval_acc_ema=c, run=r["run"])
              for r, n, t, a, b, c in zip(metrics, steps, secs, acc, tta, ema)]
     return row, curve, env
@@ -341,20 +353,20 @@ NUMERIC = ("final_acc", "train_s", "time_to_target_s", "acc_at_budget", "final_a
 
 
 def mean_rows(rows):
-    """Per model, a mean and a std row over its seeds (nan when a seed has none: a seed that never
-    reached the target, or did not finish, makes the mean time nan rather than flattering)."""
+    """Per model and machine, a mean and a std row over its seeds (nan when a seed has none: a seed
+    that never reached the target, or did not finish, makes the mean time nan rather than flattering)."""
     out = []
-    for kind in dict.fromkeys(r["model"] for r in rows):
-        group = [r for r in rows if r["model"] == kind]
+    for kind, machine in dict.fromkeys((r["model"], r.get("machine", "")) for r in rows):
+        group = [r for r in rows if r["model"] == kind and r.get("machine", "") == machine]
         same = {k: group[0].get(k, "") for k in ("epochs", "batch", "target", "budget_s", "stretch_target",
                                                   "stretch_budget_s", "params", "data")}
         values = {k: np.array([_num(r.get(k)) for r in group]) for k in NUMERIC}
         complete = sum(r["status"] == "complete" for r in group)
-        mean = dict(model=kind, seed="mean", status=f"{complete}/{len(group)} complete", **same,
+        mean = dict(model=kind, machine=machine, seed="mean", status=f"{complete}/{len(group)} complete", **same,
                     **{k: float(v.mean()) for k, v in values.items()})
         mean["met"] = bool(mean["final_acc"] >= mean["target"] and mean["train_s"] <= mean["budget_s"])
         std = {k: float(v.std(ddof=1)) if len(v) > 1 else math.nan for k, v in values.items()}
-        out += [mean, dict(model=kind, seed="std", **std)]
+        out += [mean, dict(model=kind, machine=machine, seed="std", **std)]
     return out
 
 
@@ -378,12 +390,16 @@ def plot(curves, rows, path, title):
 
     fig, ax = plt.subplots(figsize=(8, 5))
     drawn = set()  # (target, budget) goals already drawn: models that share one get one line
+    machines = list(dict.fromkeys(r.get("machine", "") for r in rows))
     for i, kind in enumerate(dict.fromkeys(r["model"] for r in rows)):
         color, first = f"C{i}", next(r for r in rows if r["model"] == kind)
-        for j, seed in enumerate(dict.fromkeys(c["seed"] for c in curves if c["model"] == kind)):
-            points = [(c["train_s"], 100 * c["eval_acc"]) for c in curves if c["model"] == kind and c["seed"] == seed]
-            ax.plot(*zip(*points), "-", marker="osD^v"[j % 5], ms=2.5, color=color, alpha=0.8, lw=1.1,
-                    label=f"{kind} seed {seed}")
+        for machine in machines:  # one line style per machine, one colour per model
+            runs = [c for c in curves if c["model"] == kind and c.get("machine", "") == machine]
+            for j, seed in enumerate(dict.fromkeys(c["seed"] for c in runs)):
+                points = [(c["train_s"], 100 * c["eval_acc"]) for c in runs if c["seed"] == seed]
+                ax.plot(*zip(*points), ["-", "--", "-.", ":"][machines.index(machine) % 4], marker="osD^v"[j % 5],
+                        ms=2.5, color=color, alpha=0.8, lw=1.1,
+                        label=f"{kind}, {machine}, seed {seed}" if len(machines) > 1 else f"{kind} seed {seed}")
         goals = [(first["target"], first["budget_s"], "--")]
         if first.get("stretch_target"):
             goals.append((first["stretch_target"], first["stretch_budget_s"], ":"))
@@ -411,7 +427,7 @@ def plot(curves, rows, path, title):
 def report(run_dirs, args):
     """Rows, curves and figure from run folders; the CSVs and the figure written, the table printed last."""
     order = {kind: i for i, kind in enumerate(SPECS)}
-    loaded = sorted((load_run(p, args) for p in run_dirs), key=lambda x: (order.get(x[0]["model"], 99), x[0]["seed"]))
+    loaded = sorted((load_run(p, args) for p in run_dirs), key=lambda x: (order.get(x[0]["model"], 99), x[0]["machine"], x[0]["seed"]))
     rows, curves, envs = [x[0] for x in loaded], [c for x in loaded for c in x[1]], [x[2] for x in loaded]
     # CPU runs only: the CPU's default outputs (runs of several sessions are merged with --from-runs)
     prefix = "cpu_" if all(r["hardware"] == "cpu" for r in rows) else ""

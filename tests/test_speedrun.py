@@ -113,6 +113,20 @@ def test_mean_row_applies_the_criterion_to_the_means_and_a_missed_target_spoils_
     assert std["train_s"] == pytest.approx(10.606601717798213)
 
 
+def test_runs_of_two_machines_get_their_own_mean_rows():
+    avx2 = {"cpu": "AMD EPYC, 2 cores, AVX2, 2 threads, native bf16: no", "precision": "fp32", "gpus": []}
+    amx = {"cpu": "Intel(R) Xeon(R) Processor, 2 cores, AVX512, 2 threads, native bf16: yes (amx-bf16)",
+           "precision": "bf16", "gpus": []}
+    assert speedrun.machine_of(avx2) == "avx2 fp32" and speedrun.machine_of(amx) == "amx-bf16 bf16"
+    assert speedrun.machine_of({"gpus": ["NVIDIA H100 80GB HBM3"], "precision": "bf16"}) == "NVIDIA H100 80GB HBM3 bf16"
+    rows = [dict(model="resnet", machine=m, seed=s, status="complete", target=0.88, budget_s=3600.0, final_acc=acc,
+                 train_s=t) for m, s, acc, t in [("avx2 fp32", 0, 0.868, 3530.0), ("avx2 fp32", 1, 0.867, 3499.0),
+                                                 ("amx-bf16 bf16", 0, 0.90, 1500.0)]]
+    means = [r for r in speedrun.mean_rows(rows) if r["seed"] == "mean"]
+    assert [(r["machine"], r["status"], round(r["final_acc"], 4)) for r in means] == [
+        ("avx2 fp32", "2/2 complete", 0.8675), ("amx-bf16 bf16", "1/1 complete", 0.9)]
+
+
 def test_speedrun_recipes_and_the_vit_spec():
     vit, resnet = RECIPES["vit_speedrun"], RECIPES["resnet_speedrun"]
     for recipe in (vit, resnet):  # one-cycle to 0, evaluated every epoch, flip-TTA reported beside
