@@ -35,16 +35,21 @@ ARGS = ["train", "--model", "vit_ti4", "--dataset", "digits", "--no-progress", "
         "--augment", '{"crop": "pad_crop", "flip": true, "mixup_alpha": 0.5}']
 
 
-def cli(out, *extra):
+# evaluations by steps, mid-epoch (17 steps per epoch), with a validation split choosing, and
+# checkpoints at the first epoch end after every 20 steps
+BY_STEPS = ["--val-fraction", "0.2", "--eval-every-steps", "9", "--checkpoint-every-steps", "20", "--patience", "50"]
+
+
+def cli(out, *extra, args=ARGS):
     """The CLI in a subprocess, with one CPU thread as the in-process reference run uses."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.Popen([sys.executable, "-m", "vitlib", *ARGS, "--out", str(out), *extra], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "vitlib", *args, "--out", str(out), *extra], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def eval_columns(run):
     with open(run / "metrics.csv") as f:
-        return [{k: r[k] for k in ("epoch", "step", "lr", "train_loss", "train_acc", "eval_acc",
+        return [{k: r[k] for k in ("epoch", "step", "lr", "train_loss", "train_acc", "val_acc", "eval_acc",
                                     "eval_acc_ema", "eval_acc_tta")} for r in csv.DictReader(f)]
 
 
@@ -58,15 +63,17 @@ def kill_at_first_checkpoint(proc, run):
         time.sleep(0.01)
 
 
-def test_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path):
+@pytest.mark.parametrize("extra", [[], BY_STEPS], ids=["by-epochs", "by-steps-with-val"])
+def test_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path, extra):
     killed, reference = tmp_path / "killed", tmp_path / "reference"
-    proc = cli(killed)
+    args = [*ARGS, *extra]
+    proc = cli(killed, args=args)
     watcher = threading.Thread(target=kill_at_first_checkpoint, args=(proc, killed), daemon=True)
     watcher.start()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:  # the uninterrupted run, in this process, while the other one runs until it is killed
-        assert main([*ARGS, "--out", str(reference)]) == 0
+        assert main([*args, "--out", str(reference)]) == 0
     finally:
         torch.set_num_threads(threads)
     watcher.join()
@@ -82,7 +89,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path):
     if (killed / "metrics.csv").exists():
         assert eval_columns(killed) == eval_columns(reference)[:len(eval_columns(killed))]
 
-    resumed = cli(killed, "--resume")
+    resumed = cli(killed, "--resume", args=args)
     out, err = resumed.communicate()
     assert resumed.returncode == 0, err
     assert f"at epoch {ckpt['epoch']}" in out
@@ -90,6 +97,16 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path):
     assert eval_columns(killed) == eval_columns(reference)
     summary, expected = (json.loads((run / "summary.json").read_text()) for run in (killed, reference))
     assert summary["final"] == expected["final"] and summary["best"] == expected["best"]
+    assert summary.get("selected") == expected.get("selected")
+    if extra:  # evaluated every 9 steps, mid-epoch, and the selection is the best validation row
+        rows = eval_columns(reference)
+        assert [int(r["step"]) for r in rows] == [*range(9, 136, 9), 136]
+        best = max(rows, key=lambda r: float(r["val_acc"]))
+        assert (summary["selected"]["step"], summary["selected"]["eval_acc"]) == (int(best["step"]),
+                                                                                 float(best["eval_acc"]))
+        best_weights = torch.load(killed / "best.pt", weights_only=True)
+        assert best_weights["step"] == int(best["step"])
+        assert best_weights["model"].keys() == runfolder.load_checkpoint(killed / "checkpoint.pt")["model"].keys()
     assert summary["steps"] == expected["steps"] and summary["status"] == "complete"
     weights, expected_weights = (runfolder.load_checkpoint(run / "checkpoint.pt") for run in (killed, reference))
     for part in ("model", "ema"):
@@ -148,10 +165,18 @@ def contents(run):
     return {p.name: p.read_bytes() for p in run.iterdir()}
 
 
+class PickledCall:
+    """An object whose unpickling calls a function (here a harmless one)."""
+
+    def __reduce__(self):
+        return (print, ("unpickled",))
+
+
 @pytest.mark.parametrize("damage, problem", [
     ("empty", "is empty; restore it, or start the run again in a new folder"),
     ("truncated", "is truncated or damaged ("),
     ("foreign", "is not a checkpoint of vitlib.train.fit (it has no model, optimizer, ema, rng, epoch"),
+    ("pickled", "holds Python objects other than tensors and plain values; refused for safety"),
 ])
 def test_resume_from_a_damaged_checkpoint_is_refused_before_anything_is_written(
         finished_run, tmp_path, capsys, damage, problem):
@@ -159,6 +184,8 @@ def test_resume_from_a_damaged_checkpoint_is_refused_before_anything_is_written(
     checkpoint = run / "checkpoint.pt"
     if damage == "foreign":
         torch.save({"step": 5}, checkpoint)
+    elif damage == "pickled":  # a payload that would run code when unpickled without weights_only
+        torch.save({"model": {}, "payload": PickledCall()}, checkpoint)
     else:
         data = checkpoint.read_bytes()
         checkpoint.write_bytes(b"" if damage == "empty" else data[:len(data) // 2])
@@ -214,3 +241,58 @@ def test_a_full_disk_ends_training_with_one_line_and_intact_files(tmp_path, caps
     monkeypatch.setattr(os, "fsync", real_fsync)  # space freed: --resume finishes the run
     assert main([*TINY, "--out", str(run), "--resume"]) == 0
     assert json.loads((run / "summary.json").read_text())["status"] == "complete"
+
+
+def test_ctrl_c_marks_the_run_interrupted_keeps_the_checkpoint_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    proc = cli(run)
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline and not (run / "checkpoint.pt").exists():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate()
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "interrupted; continue with --resume" and "Traceback" not in err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and "continue with resume=True (--resume)" in summary["error"]
+    assert runfolder.load_checkpoint(run / "checkpoint.pt")["epoch"] >= 1  # intact
+    resumed = cli(run, "--resume")
+    _, err = resumed.communicate()
+    assert resumed.returncode == 0, err
+    assert json.loads((run / "summary.json").read_text())["status"] == "complete"
+
+
+def test_resume_on_other_data_is_refused(finished_run, tmp_path, capsys, monkeypatch):
+    """The same files with the class folders rotated: same shapes, other labels."""
+    import vitlib.data
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    get = vitlib.data.get_dataset
+
+    def rotated(name, split, *args, **kwargs):
+        ds = get(name, split, *args, **kwargs)
+        ds.labels = (ds.labels + 1) % ds.num_classes
+        return ds
+
+    monkeypatch.setattr(vitlib.data, "get_dataset", rotated)
+    before = contents(run)
+    assert main([*TINY, "--out", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "config.json differs in: data.eval.fingerprint, data.train.fingerprint (other data than the run's)" in err
+    assert contents(run) == before
+
+
+def test_resume_in_another_precision_is_refused(tmp_path, capsys, monkeypatch):
+    """Started with "auto" meaning fp32 ($VITLIB_PRECISION), resumed where "auto" means bf16."""
+    import vitlib.device
+    args = [a for a in TINY if a not in ("--precision", "fp32")]  # precision "auto"
+    run = tmp_path / "run"
+    monkeypatch.setenv("VITLIB_PRECISION", "fp32")
+    assert main([*args, "--out", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["precision"] == "fp32"
+    monkeypatch.delenv("VITLIB_PRECISION")
+    monkeypatch.setattr(vitlib.device, "cpu_has_native_bf16", lambda: True)
+    before = contents(run)
+    assert main([*args, "--out", str(run), "--resume"]) == 2
+    assert "config.json differs in: precision (another precision: give the one it trained in)" \
+        in capsys.readouterr().err
+    assert contents(run) == before

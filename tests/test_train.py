@@ -338,6 +338,10 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(digit
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
     assert len(read_metrics(tmp_path)) == 1
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+    with pytest.raises(FloatingPointError, match="loss is nan at step 2; training stopped. no checkpoint had been "
+                                                 "written yet: lower lr"):
+        fit(NaNAfter(start=2), train, test, config, tmp_path / "first-epoch", progress=False)
+    assert not (tmp_path / "first-epoch" / "checkpoint.pt").exists()
 
 
 def test_run_folder_of_another_run_is_refused_and_left_untouched(digits, tmp_path):
@@ -384,3 +388,35 @@ def test_progress_bar_only_where_someone_watches(monkeypatch):
     assert not show_progress()
     row = dict(train_acc=0.28, eval_acc=0.3438, eval_acc_ema=None, eval_acc_tta=0.3428, elapsed_s=139.0)
     assert format_eval(row) == "train 28.0%, test 34.4% (flip-TTA 34.3%), 139 s"  # no "ema -"
+
+
+# ---- selection on validation, early stopping, evaluation by steps ---------------------------------
+def test_patience_stops_a_run_whose_validation_accuracy_does_not_improve(tmp_path):
+    """lr 1e-9: the weights do not move, so validation never improves on the first evaluation and
+    the run stops after `patience` more; the selected evaluation is the first, chosen on validation."""
+    train, val = (get_dataset("digits", split, val_fraction=0.2) for split in ("train", "val"))
+    test = get_dataset("digits", "test")
+    config = TrainConfig(steps=100, batch_size=32, lr=1e-9, eval_every_steps=5, patience=2, device="cpu",
+                         precision="fp32")
+    model = tiny_vit(depth=1)
+    with torch.no_grad():  # a head that predicts something (zero-initialised, the first updates would change it)
+        model.head.weight.normal_()
+    summary = fit(model, train, test, config, tmp_path / "run", val_data=val, progress=False)
+    assert summary["stopped_early"] == {"step": 15, "patience": 2} and summary["steps"] == 15
+    assert summary["selected"]["step"] == 5 and summary["selected"]["on"] == "val"
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [5, 10, 15] and len({r["val_acc"] for r in rows}) == 1
+    assert summary["selected"]["eval_acc"] == float(rows[0]["eval_acc"])
+    assert float(rows[1]["epoch"]) == round(10 / (len(train) // 32), 3)  # mid-epoch: fractional epochs
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["stopped_early"]["step"] == 15
+    assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_patience_without_validation_data_is_refused_before_any_write(digits, tmp_path):
+    with pytest.raises(ValueError, match="patience=3 stops on validation accuracy: pass val_data"):
+        fit(tiny_vit(depth=1), *digits, TrainConfig(epochs=1, patience=3, device="cpu"), tmp_path / "run",
+            progress=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="eval_every_steps=-1 is invalid"):
+        TrainConfig(eval_every_steps=-1)

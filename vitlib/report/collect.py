@@ -119,7 +119,7 @@ def load_run(result_file: Path, root_name: str, results_dir: Path) -> dict:
         row["train_seconds"] = summary.get("train_seconds")
     row["study"] = row.get("study") or runner.get("study") or _folder_study(folder, results_dir)
     row["status"] = runner.get("status", "unknown")
-    row["usable"] = row["status"] not in UNUSABLE_STATUS and summary.get("status") != "diverged"
+    row["usable"] = row["status"] not in UNUSABLE_STATUS and summary.get("status") not in ("diverged", "interrupted")
     row["runner_seconds"] = runner.get("duration_s")
     row["study_file"] = runner.get("study_file")
     row.update(_hardware(folder))

@@ -5,6 +5,7 @@ or `get_recipe("vit_small_data", epochs=50)`. It round-trips through JSON (`to_d
 `from_dict`), which is how it lives in a run folder's config.json and in checkpoint.pt.
 """
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from vitlib.device import MEMORY_FORMATS, PRECISIONS
@@ -39,9 +40,12 @@ class TrainConfig:
     ema_decay: float = 0.0            # per-step decay of an fp32 weight average (e.g. 0.9998); 0 = off
     augment: dict = field(default_factory=dict)  # vitlib.data.AugmentConfig fields (filled in); {} = none
     # evaluation, checkpoints, logging
-    eval_every: int = 1               # epochs between evaluations (the last epoch is always evaluated)
+    eval_every: int = 1               # epochs between evaluations (the last epoch is always evaluated) ...
+    eval_every_steps: int = 0         # ... or optimiser steps between them, mid-epoch too (0: by epochs)
+    patience: int = 0                 # stop once validation accuracy has not improved for this many evaluations (0: never)
     tta_flip: bool = False            # also report accuracy averaged over the image and its mirror
-    checkpoint_every: int = 1         # epochs between checkpoints (the end of the run always saves one)
+    checkpoint_every: int = 1         # epochs between checkpoints (the end of the run always saves one) ...
+    checkpoint_every_steps: int = 0   # ... or at the first epoch end after every this many steps (0: by epochs)
     log_every: int = 50               # optimiser steps between loss read-outs on the progress bar
     # system
     precision: str = "auto"           # "auto" (bf16 autocast where the GPU/CPU has native bf16, else fp32) | "bf16" | "fp32"
@@ -76,8 +80,13 @@ class TrainConfig:
             ("label_smoothing", _is_num(self.label_smoothing) and 0 <= self.label_smoothing < 1, "a number in [0, 1)"),
             ("ema_decay", _is_num(self.ema_decay) and 0 <= self.ema_decay < 1, "a number in [0, 1) (0 = off)"),
             ("eval_every", _is_int(self.eval_every) and self.eval_every > 0, "an integer > 0 (epochs)"),
+            ("eval_every_steps", _is_int(self.eval_every_steps) and self.eval_every_steps >= 0,
+             "an integer >= 0 (steps; 0 = every eval_every epochs)"),
+            ("patience", _is_int(self.patience) and self.patience >= 0, "an integer >= 0 (evaluations; 0 = off)"),
             ("tta_flip", isinstance(self.tta_flip, bool), "True | False"),
             ("checkpoint_every", _is_int(self.checkpoint_every) and self.checkpoint_every > 0, "an integer > 0 (epochs)"),
+            ("checkpoint_every_steps", _is_int(self.checkpoint_every_steps) and self.checkpoint_every_steps >= 0,
+             "an integer >= 0 (steps; 0 = every checkpoint_every epochs)"),
             ("log_every", _is_int(self.log_every) and self.log_every > 0, "an integer > 0 (steps)"),
             ("precision", self.precision in PRECISIONS, " | ".join(PRECISIONS)),
             ("memory_format", self.memory_format in MEMORY_FORMATS, " | ".join(MEMORY_FORMATS)),
@@ -144,7 +153,8 @@ def _is_int(x):
 
 
 def _is_num(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    """A finite int or float (inf and NaN are refused)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 # The recipes. Learning rates are for the global batch given; change batch_size and lr together.

@@ -3,13 +3,14 @@
     set-up:  device, run folder checks, batch streams, model (+ compile, DDP), optimiser, EMA, resume
     per epoch:  seed dropout from (seed, epoch), replay the epoch's batches
         per step:  lr from the schedule, then train_step (step.py): forward/backward over grad_accum
-                   micro-batches, clip, optimiser step, EMA update
-        end of epoch:  NaN check, record_evaluation (raw, flip-TTA, EMA; metrics.csv), a log line,
-                       save_checkpoint (checkpoint.pt)
-    end:  summary.json
+                   micro-batches, clip, optimiser step, EMA update; with eval_every_steps, every N
+                   steps an evaluation (and the patience check)
+        end of epoch:  NaN check, record_evaluation (validation, raw, flip-TTA, EMA; metrics.csv;
+                       the selection on validation, best.pt), a log line, save_checkpoint (checkpoint.pt)
+    end:  summary.json (with the selected evaluation and where patience stopped the run)
 
-The run's progress (steps, epochs, metrics rows, clocks, sums since the last evaluation) lives in
-one RunState, saved and restored as one.
+The run's progress (steps, epochs, metrics rows, clocks, sums since the last evaluation, the
+selection on validation) lives in one RunState, saved and restored as one.
 
 Exact resume: checkpoints are taken at epoch boundaries, every random choice inside an epoch is a
 function of (seed, epoch, batch index, rank), so a resumed run replays the lost epochs
@@ -67,9 +68,16 @@ def progress_bar(**kwargs):
     return tqdm(**kwargs)
 
 
-def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress=None, run_info=None):
+def fit(model, train_data, eval_data, config, out_dir, *, val_data=None, resume=False, progress=None,
+        run_info=None):
     """Train `model` on `train_data`, evaluate on `eval_data` (ImageDataset or FolderDataset), write
     the run folder `out_dir` and return the summary dict (summary.json's content).
+
+    val_data: a validation set held out from the training images. Given one, every evaluation also
+    measures it, and it alone chooses: the evaluation with the best validation accuracy is the run's
+    selected one (summary["selected"]: its step, validation and eval_data accuracy; its weights in
+    best.pt), and config.patience stops the run once validation has not improved for that many
+    evaluations (summary["stopped_early"]). eval_data never chooses anything then.
 
     config: a TrainConfig (or its dict). progress: show a progress bar (None: show_progress()).
     run_info: extra JSON-able facts merged into config.json
@@ -108,10 +116,16 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
     warmup = config.warmup(steps_per_epoch)
     if warmup >= total_steps:
         raise ValueError(f"warm-up ({warmup} steps) must be shorter than the run ({total_steps} steps)")
+    if config.patience and val_data is None:
+        raise ValueError(f"patience={config.patience} stops on validation accuracy: pass val_data (a split held out "
+                         "from the training images), or patience=0")
+    val_stream = (BatchStream(val_data, 2 * micro_batch, device=device, shuffle=False, drop_last=False, **shard)
+                  if val_data is not None else None)
 
     # ---- run folder: check on every rank before any rank writes --------------------------------
-    record = {"train": config.to_dict(), "model": runfolder.describe_model(model),
-              "data": {"train": runfolder.describe_data(train_data), "eval": runfolder.describe_data(eval_data)},
+    record = {"train": config.to_dict(), "precision": precision, "model": runfolder.describe_model(model),
+              "data": {"train": runfolder.describe_data(train_data), "eval": runfolder.describe_data(eval_data),
+                       **({"val": runfolder.describe_data(val_data)} if val_data is not None else {})},
               **(run_info or {})}
     try:  # the checkpoint to resume from is loaded here: a damaged one stops the run before any write
         error, ckpt = None, runfolder.check_run_folder(out_dir, record, resume)
@@ -128,7 +142,8 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
             attention_kernel=(model.attention_kernels(device.type, precision == "bf16")
                               if hasattr(model, "attention_kernels") else None),
             # the data's files are machine-specific: here, not in config.json
-            data_source={"train": train_data.source, "eval": eval_data.source}))
+            data_source={"train": train_data.source, "eval": eval_data.source,
+                         **({"val": val_data.source} if val_data is not None else {})}))
 
     # ---- model, optimiser, EMA -----------------------------------------------------------------
     raw_model = model.to(device, memory_format=memory_format).train()
@@ -161,20 +176,25 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
     t_start = time.perf_counter() - state.clock["elapsed_s"]
 
     def record_evaluation(epoch, lr):
-        """Evaluate (raw, flip-TTA, EMA), append a metrics row, rewrite metrics.csv; the row's text."""
+        """Evaluate (validation, raw, flip-TTA, EMA), append a metrics row, rewrite metrics.csv, keep
+        the selection on validation (best.pt) up to date; the row's text. epoch: epochs done (float)."""
         t_eval = time.perf_counter()
+        val_acc = evaluate(fwd_model, val_stream, autocast, False, dist)[0] if val_stream is not None else None
         acc, acc_tta = evaluate(fwd_model, eval_stream, autocast, config.tta_flip, dist)
         acc_ema = evaluate(ema_model, eval_stream, autocast, False, dist)[0] if ema_model is not None else None
         state.clock["eval_s"] += time.perf_counter() - t_eval
         loss_total, correct = distributed.all_reduce_sum(torch.stack([state.loss, state.correct]), dist).tolist()
         images = state.images
         state.metrics.append(dict(
-            epoch=epoch + 1, step=state.step, lr=lr,
+            epoch=epoch if isinstance(epoch, int) else round(epoch, 3), step=state.step, lr=lr,
             train_loss=loss_total / dist.world_size / (images // config.batch_size),
-            train_acc=correct / images, eval_acc=acc, eval_acc_ema=acc_ema, eval_acc_tta=acc_tta,
+            train_acc=correct / images, val_acc=val_acc, eval_acc=acc, eval_acc_ema=acc_ema, eval_acc_tta=acc_tta,
             images_per_s=images / state.pending_train_s, train_s=state.clock["train_s"],
             elapsed_s=time.perf_counter() - t_start))
         state.reset_pending()
+        if val_acc is not None and state.select(state.metrics[-1]) and dist.is_main:
+            runfolder.save_checkpoint(out_dir / "best.pt", dict(model=raw_model.state_dict(), step=state.step,
+                                                                  val_acc=val_acc, eval_acc=acc))
         if dist.is_main:
             runfolder.write_csv(out_dir / "metrics.csv", state.metrics, runfolder.METRIC_FIELDS)
         return format_eval(state.metrics[-1])
@@ -192,6 +212,8 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
     # ---- the loop -------------------------------------------------------------------------------
     bar = progress_bar(total=total_steps, initial=state.step, unit="step", dynamic_ncols=True,
                        disable=not ((show_progress() if progress is None else progress) and dist.is_main))
+    by_steps = config.eval_every_steps > 0  # evaluations and log lines every N steps, else per epoch
+    next_checkpoint = state.step + config.checkpoint_every_steps
     try:
         for epoch in range(state.epoch, num_epochs):
             # dropout / drop-path draw from the global torch generator: seed it per (seed, epoch, rank)
@@ -200,6 +222,7 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
             batches = iter(train_stream)
             epoch_steps = min(steps_per_epoch, total_steps - state.step)
             losses = torch.zeros(epoch_steps, device=device)  # per step, on the device: no sync per step
+            segment, epoch_s = 0, 0.0  # segment: the epoch's first step not yet on the clocks
             synchronize(device)
             t0 = time.perf_counter()
             for i in range(epoch_steps):
@@ -218,25 +241,55 @@ def fit(model, train_data, eval_data, config, out_dir, *, resume=False, progress
                 if (i + 1) % config.log_every == 0 or i + 1 == epoch_steps:  # a sync: not every step
                     epoch_loss = check_finite(losses[:i + 1], state.step - i - 1, dist, out_dir, last_checkpoint_epoch)
                     bar.set_postfix(loss=f"{epoch_loss:.4f}", lr=f"{lr:.2e}")
-            synchronize(device)
-            epoch_s = time.perf_counter() - t0
-            state.end_epoch(epoch + 1, epoch_s, epoch_steps * config.batch_size, losses.sum())
-
-            last = epoch == num_epochs - 1
+                if by_steps and state.step % config.eval_every_steps == 0 and state.step < total_steps:
+                    epoch_loss = check_finite(losses[:i + 1], state.step - i - 1, dist, out_dir, last_checkpoint_epoch)
+                    epoch_s += state.add_segment(time_since(t0, device), (i + 1 - segment) * config.batch_size,
+                                                 losses[segment:i + 1].sum())
+                    log(step_line(state, total_steps, lr, record_evaluation(state.step / steps_per_epoch, lr)))
+                    segment, t0 = i + 1, time.perf_counter()
+                    if state.stop_early(config.patience):
+                        break
+            done = state.step - epoch * steps_per_epoch  # steps taken this epoch (fewer when stopped early)
+            if done > segment:
+                epoch_s += state.add_segment(time_since(t0, device), (done - segment) * config.batch_size,
+                                             losses[segment:done].sum())
+            state.epoch = epoch + 1
+            last = state.stopped_early is not None or epoch == num_epochs - 1
             line = (f"epoch {epoch + 1}/{num_epochs}, step {state.step}/{total_steps}: loss {epoch_loss:.4f}, "
-                    f"lr {lr:.2e}, {epoch_steps * config.batch_size / epoch_s:.0f} images/s")
-            if (epoch + 1) % config.eval_every == 0 or last:
-                line += f" | {record_evaluation(epoch, lr)}"
-            log(line)
-            if (epoch + 1) % config.checkpoint_every == 0 or last:
+                    f"lr {lr:.2e}, {done * config.batch_size / max(epoch_s, 1e-9):.0f} images/s")
+            if state.stopped_early is None and (last or not by_steps and (epoch + 1) % config.eval_every == 0):
+                evaluation = record_evaluation(epoch + 1 if done == steps_per_epoch or last else
+                                               state.step / steps_per_epoch, lr)
+                state.stop_early(config.patience)
+                log(step_line(state, total_steps, lr, evaluation) if by_steps else f"{line} | {evaluation}")
+            elif not by_steps:
+                log(line)
+            if state.stopped_early is not None:
+                log(f"stopped early at step {state.step}: validation accuracy has not improved for "
+                    f"{config.patience} evaluations; selected: step {state.selected['step']}")
+            checkpoint_due = (state.step >= next_checkpoint if config.checkpoint_every_steps
+                              else (epoch + 1) % config.checkpoint_every == 0)
+            if checkpoint_due or last or state.stopped_early is not None:
                 save_checkpoint()
                 last_checkpoint_epoch = epoch + 1
+                next_checkpoint = state.step + config.checkpoint_every_steps
+            if state.stopped_early is not None:
+                break
+    except KeyboardInterrupt:  # Ctrl-C: say so in the run folder; the last checkpoint stays as it was
+        if dist.is_main:
+            runfolder.write_json(out_dir / "summary.json", {
+                "status": "interrupted", "step": state.step,
+                "error": f"interrupted at step {state.step}; {out_dir / 'checkpoint.pt'} (epoch {last_checkpoint_epoch}) "
+                         "is the last saved state: continue with resume=True (--resume)" if last_checkpoint_epoch
+                         else f"interrupted at step {state.step}, before the first checkpoint"})
+        raise
     finally:
         bar.close()
 
     # ---- summary --------------------------------------------------------------------------------
     summary = runfolder.make_summary(state.metrics, state.clock, config, state.step, flops_per_image,
-                                     count_params(raw_model), dist.world_size, precision)
+                                     count_params(raw_model), dist.world_size, precision,
+                                     selected=state.selected, stopped_early=state.stopped_early)
     if dist.is_main:
         runfolder.write_json(out_dir / "summary.json", summary)
     distributed.barrier(dist)
@@ -277,18 +330,36 @@ class RunState:
     correct: torch.Tensor = dataclasses.field(default_factory=lambda: torch.zeros(()))
     images: int = 0
     pending_train_s: float = 0.0
+    selected: dict | None = None      # the metrics row with the best validation accuracy so far
+    evals_since_best: int = 0
+    stopped_early: int | None = None  # the step at which patience ran out
 
     def to_device(self, device, keep=True):
         """Move the loss and correct sums to `device` (zeros unless `keep`: other ranks start at 0)."""
         self.loss, self.correct = (t.to(device) if keep else torch.zeros((), device=device)
                                    for t in (self.loss, self.correct))
 
-    def end_epoch(self, epoch, seconds, images, loss_sum):
-        self.epoch = epoch
+    def add_segment(self, seconds, images, loss_sum):
+        """Steps since the last evaluation or epoch start onto the clocks and sums; returns seconds."""
         self.clock["train_s"] += seconds
         self.pending_train_s += seconds
         self.images += images
         self.loss += loss_sum
+        return seconds
+
+    def select(self, row):
+        """Keep `row` if its validation accuracy is the best so far (ties: the earlier); True if kept."""
+        if self.selected is None or row["val_acc"] > self.selected["val_acc"]:
+            self.selected, self.evals_since_best = dict(row), 0
+            return True
+        self.evals_since_best += 1
+        return False
+
+    def stop_early(self, patience):
+        """True (and the step recorded) once `patience` evaluations in a row did not improve validation."""
+        if patience and self.selected is not None and self.evals_since_best >= patience:
+            self.stopped_early = self.step
+        return self.stopped_early is not None
 
     def reset_pending(self):
         self.loss.zero_()
@@ -298,16 +369,34 @@ class RunState:
     def checkpoint_items(self, sums):
         """The checkpoint's entries; sums: (loss, correct) summed over ranks, on the CPU."""
         return dict(step=self.step, epoch=self.epoch, metrics=self.metrics, clock=self.clock,
-                    pending=dict(loss=sums[0], correct=sums[1], images=self.images, train_s=self.pending_train_s))
+                    pending=dict(loss=sums[0], correct=sums[1], images=self.images, train_s=self.pending_train_s),
+                    selection=dict(selected=self.selected, evals_since_best=self.evals_since_best,
+                                   stopped_early=self.stopped_early))
 
     @classmethod
     def from_checkpoint(cls, ckpt):
         pending = ckpt["pending"]
         loss, correct = ((pending["loss"], pending["correct"]) if "loss" in pending
                          else pending["loss_sum"].unbind())  # the layout of earlier versions: one (2,) tensor
+        selection = ckpt.get("selection") or {}  # absent in checkpoints of earlier versions
         return cls(step=ckpt["step"], epoch=ckpt["epoch"], metrics=ckpt["metrics"], clock=ckpt["clock"],
                    loss=loss.float().clone(), correct=correct.float().clone(), images=pending["images"],
-                   pending_train_s=pending["train_s"])
+                   pending_train_s=pending["train_s"], selected=selection.get("selected"),
+                   evals_since_best=selection.get("evals_since_best", 0),
+                   stopped_early=selection.get("stopped_early"))
+
+
+def time_since(t0, device):
+    """Seconds since t0, the device's queued work included."""
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
+def step_line(state, total_steps, lr, evaluation):
+    """The log line of an evaluation in a run evaluated by steps."""
+    row = state.metrics[-1]
+    return (f"step {state.step}/{total_steps} (epoch {row['epoch']:g}): loss {row['train_loss']:.4f}, lr {lr:.2e}, "
+            f"{row['images_per_s']:.0f} images/s | {evaluation}")
 
 
 def check_finite(losses, first_step, dist, out_dir, last_checkpoint_epoch):
@@ -322,8 +411,9 @@ def check_finite(losses, first_step, dist, out_dir, last_checkpoint_epoch):
     if len(bad) == 0:  # finite losses so large that their sum overflowed
         return mean
     i = bad[0].item()
-    message = (f"loss is {losses[i].item()} at step {first_step + i + 1}; training stopped. "
-               f"{out_dir / 'checkpoint.pt'} (epoch {last_checkpoint_epoch}) is the last good state: "
+    kept = (f"{out_dir / 'checkpoint.pt'} (epoch {last_checkpoint_epoch}) is the last good state" if last_checkpoint_epoch
+            else "no checkpoint had been written yet")
+    message = (f"loss is {losses[i].item()} at step {first_step + i + 1}; training stopped. {kept}: "
                "lower lr or enable clip_grad")
     if dist.is_main:
         runfolder.write_json(out_dir / "summary.json", {"status": "diverged", "error": message})
@@ -343,7 +433,8 @@ def zero_head(model):
 def format_eval(row):
     """`train 28.0%, test 34.4% (flip-TTA 34.3%), 139 s`: the accuracies that were measured."""
     pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
-    text = f"train {pct(row['train_acc'])}, test {pct(row['eval_acc'])}"
+    text = f"train {pct(row['train_acc'])}, " + (f"val {pct(row['val_acc'])}, " if row.get("val_acc") is not None
+                                                 else "") + f"test {pct(row['eval_acc'])}"
     extras = [f"{name} {pct(row[key])}" for name, key in (("EMA", "eval_acc_ema"), ("flip-TTA", "eval_acc_tta"))
               if row[key] is not None]
     return text + (f" ({', '.join(extras)})" if extras else "") + f", {row['elapsed_s']:.0f} s"

@@ -12,6 +12,7 @@ leaves files that parse.
 """
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import random
@@ -23,7 +24,7 @@ import torch
 from vitlib.fileio import atomic_write_bytes, load_checkpoint, read_json, write_json  # noqa: F401 (re-exported)
 
 RUN_FILES = ("config.json", "env.json", "metrics.csv", "summary.json", "checkpoint.pt")
-METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "eval_acc", "eval_acc_ema", "eval_acc_tta",
+METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_acc", "eval_acc", "eval_acc_ema", "eval_acc_tta",
                  "images_per_s", "train_s", "elapsed_s")  # train_s: cumulative optimiser-step seconds
 # what fit's checkpoint holds (all of it is needed to resume)
 CHECKPOINT_KEYS = ("model", "optimizer", "ema", "rng", "step", "epoch", "metrics", "clock", "pending")
@@ -95,14 +96,31 @@ def image_shape(ds):
 
 
 def describe_data(ds):
-    """What identifies a data set across machines (its file location goes to env.json instead)."""
+    """What identifies a data set across machines (its file location goes to env.json instead),
+    down to its content: a resume on other data is refused."""
     return {"name": ds.name, "split": ds.split, "num_images": len(ds),
             "num_classes": ds.num_classes, "image_shape": list(image_shape(ds)), "mean": list(ds.mean),
-            "std": list(ds.std)}
+            "std": list(ds.std), "fingerprint": data_fingerprint(ds)}
 
 
-def make_summary(rows, clock, config, step, flops_per_image, params, world_size, precision):
-    """summary.json: final and best accuracy (from the metrics rows), time and compute."""
+def data_fingerprint(ds):
+    """A hash of what a run reads: the classes, labels and uint8 pixels of an in-memory data set (a
+    fraction of a second for CIFAR-10), or the classes, labels and file names of one on disk."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update("\n".join(ds.classes).encode())
+    digest.update(ds.labels.numpy().tobytes())
+    if hasattr(ds, "images"):
+        digest.update(ds.images.contiguous().numpy().tobytes())
+    else:
+        digest.update("\n".join(Path(p).name for p in ds.paths).encode())
+    return digest.hexdigest()
+
+
+def make_summary(rows, clock, config, step, flops_per_image, params, world_size, precision, selected=None,
+                 stopped_early=None):
+    """summary.json: final and best accuracy (from the metrics rows), time and compute; with a
+    validation set, the evaluation it selected (its step, validation and test accuracy) and where
+    patience stopped the run (None: it ran to the end)."""
     final = rows[-1]
     best = max(rows, key=lambda r: r["eval_acc"])
     images_seen = step * config.batch_size
@@ -119,6 +137,12 @@ def make_summary(rows, clock, config, step, flops_per_image, params, world_size,
         "train_flops": 3 * flops_per_image * images_seen,  # forward + backward ~ 3 x forward
         "params": params, "precision": precision, "world_size": world_size,
     }
+    if selected is not None:
+        summary["selected"] = {"on": "val", **{k: selected[k] for k in ("step", "epoch", "val_acc", "eval_acc",
+                                                                      "eval_acc_tta", "eval_acc_ema")}}
+        summary["stopped_early"] = ({"step": stopped_early, "patience": config.patience}
+                                    if stopped_early is not None else None)
+        summary["final"]["val_acc"] = final["val_acc"]
     if final["eval_acc_ema"] is not None:
         best_ema = max(rows, key=lambda r: r["eval_acc_ema"])
         summary["best_ema"] = {"eval_acc": best_ema["eval_acc_ema"], "epoch": best_ema["epoch"]}
@@ -136,9 +160,12 @@ def _flatten(d, prefix=""):
 
 
 def differing_keys(old, new, ignore=RUNTIME_KEYS):
-    """Dotted keys whose values differ between two config records (JSON-normalised)."""
+    """Dotted keys whose values differ between two config records (JSON-normalised). Keys that
+    records of earlier versions lack (LATER_KEYS) count only where the old record has them."""
     a, b = _flatten(json.loads(json.dumps(old, default=str))), _flatten(json.loads(json.dumps(new, default=str)))
-    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>") and k not in ignore)
+    later = {k for k in b if k not in a and (k == "precision" or k.endswith(".fingerprint"))}
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>") and k not in ignore
+                  and k not in later)
 
 
 def check_run_folder(out_dir, record, resume):
@@ -169,8 +196,11 @@ def check_run_folder(out_dir, record, resume):
         return None
     diff = differing_keys(read_json(config_path), record)
     if diff:
+        hints = [hint for prefix, hint in (("data.", "other data than the run's"),
+                                           ("precision", "another precision: give the one it trained in"))
+                 if any(k.startswith(prefix) for k in diff)]
         raise ValueError(f"out_dir={str(out_dir)!r} holds a different run; config.json differs in: "
-                         f"{', '.join(diff)}. Choose a new folder")
+                         f"{', '.join(diff)}{' (' + '; '.join(hints) + ')' if hints else ''}. Choose a new folder")
     if not resume:
         summary = out_dir / "summary.json"
         status = read_json(summary).get("status", "unknown") if summary.exists() else "unfinished"
