@@ -1,4 +1,5 @@
 """`python -m vitlib`: flags generated from TrainConfig, precedence, listings and clean errors."""
+import json
 import os
 import subprocess
 import sys
@@ -37,8 +38,10 @@ def test_list_commands(capsys):
     rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[1:]}
     assert {"vit_ti4", "vit_b16", "resnet18_cifar"} <= set(rows)
     assert rows["vit_b16"][:2] == ["86,567,656", "35.13"]  # ViT-B/16 at 224 px: the paper's 86M
+    assert rows["resnet18_cifar"][2:] == ["32", "px"] and rows["vit_ti4"][2:] == ["32", "px"]  # their own sizes
     assert main(["list-recipes"]) == 0
     lines = capsys.readouterr().out.splitlines()
+    assert "None" not in "\n".join(lines)
     assert [line.split()[0] for line in lines[1:len(RECIPES) + 1]] == list(RECIPES)
     with pytest.raises(SystemExit):
         main(["--version"])
@@ -123,3 +126,100 @@ def test_errors_print_one_line_without_a_traceback():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: unknown model 'vit_zz'; allowed:")
+
+
+@pytest.mark.parametrize("argv, expected", [(["run", "--help"], "study file"), (["run", "-h"], "--dry-run"),
+                                            (["report", "--help"], "results_dir")])
+def test_run_and_report_hand_on_their_help(argv, expected, capsys):
+    from vitlib.__main__ import main as vitlib_main
+    with pytest.raises(SystemExit) as exit_:
+        vitlib_main(argv)
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and expected in out
+
+
+@pytest.mark.parametrize("top", ["0", "-3"])
+def test_predict_refuses_a_top_below_one_before_loading(top, tmp_path, capsys):
+    image = tmp_path / "x.png"
+    assert main(["predict", str(image), "--run", str(tmp_path / "missing"), "--top", top]) == 2
+    assert f"--top must be a positive integer (how many classes to show), got {top}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_numbers_are_refused(value):
+    with pytest.raises(ValueError, match="TrainConfig.lr=.* is invalid; allowed: a number > 0"):
+        TrainConfig(lr=value)
+    with pytest.raises(ValueError, match="TrainConfig.clip_grad=.* is invalid"):
+        TrainConfig(clip_grad=value)
+
+
+def test_a_folder_that_cannot_be_written_ends_in_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+    import vitlib.train
+    from vitlib.fileio import write_error_message
+
+    def refused(*args, **kwargs):  # what a read-only folder does to the run folder's first write
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "run" / "config.json"))
+
+    monkeypatch.setattr(vitlib.train, "fit", refused)
+    code = main(["train", "--model", "vit_ti4", "--dataset", "digits", "--steps", "1", "--batch-size", "32",
+                 "--model-arg", "depth=1", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert code == 2
+    assert capsys.readouterr().err == (f"error: read-only file system writing {tmp_path / 'run' / 'config.json'}; "
+                                       "choose a folder you may write to, or fix its permissions, then continue "
+                                       "with --resume\n")
+    assert write_error_message(PermissionError(errno.EACCES, "denied"), "try again") == (
+        "error: permission denied; choose a folder you may write to, or fix its permissions, then try again")
+    assert write_error_message(OSError(errno.EIO, "I/O error"), "try again") is None  # others are raised
+
+
+def test_train_into_a_folder_in_use_is_refused_naming_its_holder(tmp_path, capsys):
+    from vitlib.fileio import file_lock, run_lock
+    run = tmp_path / "run"
+    with file_lock(run_lock(run)):  # another training holds the folder
+        code = main(["train", "--model", "vit_ti4", "--dataset", "digits", "--steps", "1", "--batch-size", "32",
+                     "--model-arg", "depth=1", "--out", str(run), "--resume", "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: run folder {run} is in use by pid {os.getpid()} on ") and "choose another --out" in err
+    assert not run.exists()
+
+
+def test_too_few_classes_are_refused_before_the_run_folder_exists(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--model", "vit_ti4", "--dataset", "digits", "--steps", "1", "--num-classes", "5",
+                 "--out", str(run), "--no-progress"]) == 2
+    assert "--num-classes 5 but digits has 10 classes (labels 0-9); pass --num-classes auto or at least 10" \
+        in capsys.readouterr().err
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("value", ["25", "abc"])
+def test_a_field_given_by_set_and_by_its_flag_says_which_wins(value, capsys):
+    args = build_parser().parse_args(["train", "--model", "vit_ti4", "--dataset", "digits", "--out", "x",
+                                      "--batch-size", "50", "--set", f"batch_size={value}"])
+    if value == "abc":  # a bad --set value is refused even where a flag overrides it
+        with pytest.raises(ValueError, match="TrainConfig.batch_size='abc' is invalid"):
+            resolve_config(args)
+        return
+    assert resolve_config(args).batch_size == 50
+    assert capsys.readouterr().err == "note: --batch-size 50 wins over --set batch_size=25 (flags beat --set)\n"
+
+
+def test_train_ends_with_what_it_wrote_its_accuracy_and_the_next_commands(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--model", "vit_ti4", "--dataset", "digits", "--out", str(run), "--steps", "4",
+                 "--batch-size", "32", "--warmup-steps", "1", "--val-fraction", "0.2", "--eval-every-steps", "2",
+                 "--no-progress", "--model-arg", "depth=1", "--model-arg", "embed_dim=32",
+                 "--model-arg", "num_heads=2", "--model-arg", "mlp_dim=64"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-4:]
+    assert last[0] == (f"wrote {run}/: best.pt, checkpoint.pt, config.json, env.json, metrics.csv, result.json, "
+                       "summary.json")
+    summary = json.loads((run / "summary.json").read_text())
+    assert last[1].startswith(f"test top-1 {100 * summary['final']['eval_acc']:.2f}% (flip-TTA") and "after 4 steps" in last[1]
+    assert last[2].startswith(f"selected on validation: step {summary['selected']['step']}, val ")
+    assert last[3] == f"next: vitlib eval {run}  |  vitlib predict IMAGE --run {run}  |  " \
+                      f"vitlib attention IMAGE --run {run} --out map.png"
+    result = json.loads((run / "result.json").read_text())
+    assert result["selected_top1"] == pytest.approx(100 * summary["selected"]["eval_acc"], abs=0.006)  # rounded

@@ -466,3 +466,17 @@ def test_shared_tiny_imagenet(shared_data):
     assert train.images.shape == (100000, 3, 32, 32) and test.images.shape == (10000, 3, 32, 32)
     assert len(train.classes) == 200 and train.classes == sorted(train.classes)
     assert train.labels.bincount().tolist() == [500] * 200 and test.labels.bincount().tolist() == [50] * 200
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_a_colour_image_for_a_grey_model_is_its_luma(tmp_path, mode):
+    from PIL import Image
+    from vitlib.data.folder import read_image
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (8, 8, len(mode)), dtype=np.uint8)
+    if mode == "RGBA":
+        pixels[..., 3] = 255  # opaque: the colour is what Pillow's "L" sees
+    Image.fromarray(pixels, mode).save(tmp_path / "x.png")
+    grey = read_image(tmp_path / "x.png", channels=1)
+    expected = np.asarray(Image.open(tmp_path / "x.png").convert("RGB").convert("L"))
+    assert grey.shape == (1, 8, 8) and np.abs(grey[0].numpy().astype(int) - expected).max() <= 1

@@ -442,7 +442,7 @@ def test_a_full_disk_stops_the_study_with_one_line(project, capsys, monkeypatch)
     assert main(["run", "s.yaml", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err == ("error: no space left on device writing runs/one/run.json; "
-                   "free some space and run the same command again to continue\n")
+                   "free some space, then run the same command again to continue\n")
     assert not list(project.rglob("*.lock")) and not list(project.rglob("*.tmp"))
 
 

@@ -7,6 +7,7 @@
     vitlib eval RUN_FOLDER [--dataset cifar10]             # top-1 of a trained run on a test split
     vitlib predict IMAGE --run RUN_FOLDER                  # the classes a trained model gives one image
     vitlib attention IMAGE --run RUN_FOLDER --out map.png  # its attention rollout (Fig. 6) on that image
+    vitlib make-data cifar10 cifar-10-python.tar.gz --out data/   # the studies' JPEG archives, from the originals
     vitlib list-models | list-recipes | --version
 
 Every TrainConfig field is a flag (`--warmup-epochs 5`, `--no-compile`, `--betas 0.9 0.95`,
@@ -18,7 +19,6 @@ Bad input, a damaged run file and a full disk exit with status 2 and a one-line 
 import argparse
 import contextlib
 import dataclasses
-import errno
 import json
 import os
 import shlex
@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from vitlib.experiments.study import parse_overrides
+from vitlib.fileio import FileLocked, file_lock, run_lock, write_error_message
 from vitlib.train.config import RECIPES, TrainConfig, get_recipe
 
 
@@ -99,6 +100,12 @@ def build_parser():
             cmd.add_argument("--top", type=int, default=5, help="classes shown (5)")
         else:
             cmd.add_argument("--out", required=True, help="PNG to write (the image and its rollout map)")
+    make = sub.add_parser("make-data", help="build the studies' JPEG archives from the official downloads "
+                                            "(vitlib/data/archives.py)")
+    make.add_argument("kind", choices=("cifar10", "tiny-imagenet-32"), help="which archive")
+    make.add_argument("source", help="the official download: cifar-10-python.tar.gz or tiny-imagenet-200.zip "
+                                     "(or the folder it extracts to)")
+    make.add_argument("--out", default=".", help="folder for <kind>-jpeg.tar.gz (default: here)")
     sub.add_parser("list-models", help="every model: parameters and forward GFLOPs at its default size")
     sub.add_parser("list-recipes", help="every training recipe and its main settings")
     return parser
@@ -113,8 +120,12 @@ def resolve_config(args):
             changes.setdefault("augment", dict(base.augment))[key[len("augment."):]] = value
         else:
             changes[key] = value
+    base.replace(**changes)  # a bad --set value is refused even where a flag sets the same field
     for f in dataclasses.fields(TrainConfig):
         if getattr(args, f.name) is not None:
+            if f.name in changes and changes[f.name] != getattr(args, f.name):
+                print(f"note: --{f.name.replace('_', '-')} {getattr(args, f.name)} wins over --set "
+                      f"{f.name}={changes[f.name]} (flags beat --set)", file=sys.stderr)
             changes[f.name] = getattr(args, f.name)
     return base.replace(**changes)
 
@@ -136,19 +147,49 @@ def train(args):
                      val_fraction=args.val_fraction, seed=config.seed, **parse_overrides(args.data_option, "--data-option"))
     train_data = get_dataset(args.dataset, "train", **data_args)
     eval_data = get_dataset(args.dataset, args.eval_split, **data_args)
+    # a held-out validation split chooses the run's selected evaluation (and stops it, with patience)
+    val_data = get_dataset(args.dataset, "val", **data_args) if args.val_fraction and args.eval_split == "test" else None
     num_classes = train_data.num_classes if args.num_classes == "auto" else int(args.num_classes)
+    if num_classes < train_data.num_classes:  # before the run folder exists: the corrected command must work
+        raise ValueError(f"--num-classes {num_classes} but {args.dataset} has {train_data.num_classes} classes "
+                         f"(labels 0-{train_data.num_classes - 1}); pass --num-classes auto or at least "
+                         f"{train_data.num_classes}")
     in_chans, _, img_size = image_shape(train_data)
     torch.manual_seed(config.seed)  # the initial weights
     model = create_model(args.model, num_classes=num_classes, img_size=img_size, in_chans=in_chans, **model_args)
     run_info = {"dataset": {k: v for k, v in data_args.items() if k != "data_dir"} | {
         "name": args.dataset, "eval_split": args.eval_split}}
+    main_rank = int(os.environ.get("RANK", "0")) == 0
     try:
-        summary = fit(model, train_data, eval_data, config, args.out, resume=args.resume,
-                      progress=False if args.no_progress else None, run_info=run_info)
-        if int(os.environ.get("RANK", "0")) == 0:  # result.json: the run reaches the report like a notebook's
+        try:  # the lock the study runner takes: two trainings never write into one folder at once
+            with file_lock(run_lock(Path(args.out).absolute()), wait=False) if main_rank else contextlib.nullcontext():
+                summary = fit(model, train_data, eval_data, config, args.out, val_data=val_data, resume=args.resume,
+                              progress=False if args.no_progress else None, run_info=run_info)
+        except FileLocked as err:
+            raise ValueError(f"run folder {args.out} is in use by {err.holder}: wait for it to end, or choose "
+                             "another --out") from None
+        if main_rank:  # result.json: the run reaches the report like a notebook's
             write_train_result(args, model, model_args, summary, train_data, config)
+            print(train_ending(args.out, summary))
     finally:
         distributed.cleanup()
+
+
+def train_ending(out, summary):
+    """What a finished `vitlib train` says last: what it wrote, its accuracy, what to do next."""
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    final, selected = summary["final"], summary.get("selected")
+    files = ", ".join(sorted(p.name for p in Path(out).iterdir() if p.is_file()))
+    lines = [f"wrote {out}/: {files}",
+             f"test top-1 {pct(final['eval_acc'])} (flip-TTA {pct(final['eval_acc_tta'])}) after {summary['steps']} steps, "
+             f"{summary['train_seconds']:.0f} s of training at {summary['images_per_s']:.0f} images/s"]
+    if selected:
+        lines.append(f"selected on validation: step {selected['step']}, val {pct(selected['val_acc'])}, "
+                     f"test {pct(selected['eval_acc'])}" + (f" (stopped early at step {summary['stopped_early']['step']})"
+                                                            if summary.get("stopped_early") else ""))
+    lines.append(f"next: vitlib eval {out}  |  vitlib predict IMAGE --run {out}  |  "
+                 f"vitlib attention IMAGE --run {out} --out map.png")
+    return "\n".join(lines)
 
 
 def write_train_result(args, model, model_args, summary, train_data, config):
@@ -156,6 +197,9 @@ def write_train_result(args, model, model_args, summary, train_data, config):
     from vitlib.experiments.results import percent, training_record, write_result
 
     final = summary["final"]
+    selected = summary.get("selected")  # chosen on validation: its test accuracy is the run's result
+    extra = dict(selected_top1=percent(selected["eval_acc"]), selected_val_top1=percent(selected["val_acc"]),
+                 selected_step=selected["step"]) if selected else {}
     command = " ".join(shlex.quote(word) for word in ["vitlib", *args.argv])
     parameters = {k: v for k, v in vars(args).items() if k not in ("command", "argv")}
     write_result(args.out, "vitlib train", parameters, kind="train", run=Path(args.out).name, model=args.model,
@@ -163,7 +207,7 @@ def write_train_result(args, model, model_args, summary, train_data, config):
                  **training_record(model, summary, train_data, config, dataset=args.dataset,
                                    recipe=args.recipe or "TrainConfig defaults"),
                  top1=percent(final["eval_acc"]), best_top1=percent(summary["best"]["eval_acc"]),
-                 top1_ema=percent(final["eval_acc_ema"]), top1_tta=percent(final["eval_acc_tta"]))
+                 top1_ema=percent(final["eval_acc_ema"]), top1_tta=percent(final["eval_acc_tta"]), **extra)
 
 
 def _trained(args, split="test"):
@@ -213,6 +257,8 @@ def evaluate_run(args):
 def predict(args):
     from vitlib.data import image_batch
 
+    if args.top < 1:
+        raise ValueError(f"--top must be a positive integer (how many classes to show), got {args.top}")
     model, record, data = _trained(args)
     with torch.no_grad():
         probs = model(image_batch(args.image, data)).softmax(dim=-1)[0]
@@ -245,35 +291,42 @@ def list_models():
     for name in names():
         with torch.device("meta"):  # the shapes without the weights: ViT-H has 632M parameters
             model = create_model(name)
-        for size in (224, 32):  # the ImageNet models' size, else the CIFAR models'
-            try:
-                flops = f"{count_flops(model, size) / 1e9:8.2f}"
-                break
-            except (ValueError, RuntimeError, NotImplementedError):
-                flops = f"{'-':>8}"
+        # a ViT's own image size; a convolutional network's data set's (CIFAR: 32 px, else 224)
+        size = getattr(getattr(model, "patch_embed", None), "img_size", None) or (32 if "cifar" in name else 224)
+        try:
+            flops = f"{count_flops(model, size) / 1e9:8.2f}"
+        except (ValueError, RuntimeError, NotImplementedError):
+            flops = f"{'-':>8}"
         print(f"{name:<16} {count_params(model):>12,} {flops}  {size} px")
+
+
+def make_data(args):
+    from vitlib.data.archives import make_archive
+    path, sha256 = make_archive(args.kind, args.source, args.out)
+    print(f"wrote {path} (sha256 {sha256}); use it with VITLIB_DATA={path.parent}")
 
 
 def list_recipes():
     keys = ("optimizer", "lr", "batch_size", "epochs", "steps", "schedule", "weight_decay", "label_smoothing")
     print(f"{'recipe':<20} " + " ".join(f"{k:>15}" for k in keys))
     for name, recipe in RECIPES.items():
-        print(f"{name:<20} " + " ".join(f"{str(getattr(recipe, k)):>15}" for k in keys))
+        print(f"{name:<20} " + " ".join(f"{'-' if getattr(recipe, k) is None else str(getattr(recipe, k)):>15}"
+                                        for k in keys))
     print("\nEvery field: vitlib/train/config.py; one recipe in full: python -c \"from vitlib.train import "
           "get_recipe; print(get_recipe('vit_cpu'))\"")
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"]:  # handed on whole (argparse's REMAINDER refuses a leading "--help")
+        from vitlib.experiments.__main__ import main as run_main
+        return run_main(argv)
+    if argv[:1] == ["report"]:
+        from vitlib.report.__main__ import main as report_main
+        return report_main(argv[1:])
     args = build_parser().parse_args(argv)
     args.argv = argv  # what a run records as the command that re-makes it
-    if args.command == "run":
-        from vitlib.experiments.__main__ import main as run_main
-        return run_main(["run", *args.args])
-    if args.command == "report":
-        from vitlib.report.__main__ import main as report_main
-        return report_main(args.args)
-    commands = {"list-models": lambda _: list_models(), "list-recipes": lambda _: list_recipes(),
+    commands = {"list-models": lambda _: list_models(), "list-recipes": lambda _: list_recipes(), "make-data": make_data,
                 "eval": evaluate_run, "predict": predict, "attention": attention, "train": train}
     try:
         commands[args.command](args)
@@ -283,12 +336,15 @@ def main(argv=None):
     except FloatingPointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        resume = " with --resume" if args.command == "train" else ""
+        print(f"interrupted; continue{resume}" if resume else "interrupted", file=sys.stderr)
+        return 130
     except OSError as e:
-        if e.errno != errno.ENOSPC:
+        message = write_error_message(e, "continue with --resume" if args.command == "train" else "try again")
+        if message is None:
             raise
-        where = f" writing {e.filename}" if e.filename else ""
-        print(f"error: no space left on device{where}; free some space, then continue with --resume",
-              file=sys.stderr)
+        print(message, file=sys.stderr)
         return 2
     return 0
 

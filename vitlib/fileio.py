@@ -127,6 +127,13 @@ def file_lock(path, *, wait=True):
         os.close(fd)  # releases the lock
 
 
+def run_lock(folder) -> Path:
+    """The lock file of a run folder, taken by whatever trains into it (the study runner, `vitlib
+    train`): beside it, so that moving the folder aside keeps the lock."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + ".lock")
+
+
 def load_checkpoint(path, map_location="cpu"):
     """A torch file of tensors and plain values (fit's checkpoint.pt, a state dict); ValueError
     naming the file when it is empty, truncated or damaged."""
@@ -140,5 +147,25 @@ def load_checkpoint(path, map_location="cpu"):
     except (FileNotFoundError, PermissionError):
         raise
     except Exception as err:  # torch's reader raises RuntimeError, OSError, EOFError, ... on a bad file
+        if "Weights only load failed" in str(err):  # whole, but with pickled objects besides tensors
+            raise ValueError(f"{path} holds Python objects other than tensors and plain values; refused for "
+                             "safety (unpickling them could run code): load only files of tensors, e.g. one "
+                             "saved with torch.save(model.state_dict())") from err
         reason = str(err).strip().split("\n")[0].split(". ")[0]
         raise ValueError(f"{path} is truncated or damaged ({type(err).__name__}: {reason})") from err
+
+
+# what a command line says, in one line, when the disk refuses a write (no traceback)
+_WRITE_ERRORS = {errno.ENOSPC: "no space left on device", errno.EACCES: "permission denied",
+                 errno.EPERM: "permission denied", errno.EROFS: "read-only file system"}
+
+
+def write_error_message(error, remedy):
+    """The one-line message for an OSError a command cannot recover from by itself (a full disk, a
+    folder it may not write), or None for any other OSError. remedy: how to continue afterwards."""
+    what = _WRITE_ERRORS.get(error.errno)
+    if what is None:
+        return None
+    where = f" writing {error.filename}" if error.filename else ""
+    fix = "free some space" if error.errno == errno.ENOSPC else "choose a folder you may write to, or fix its permissions"
+    return f"error: {what}{where}; {fix}, then {remedy}"

@@ -87,7 +87,10 @@ def read_image(path: str, img_size: int | None = None, channels: int = 3) -> tor
         image = decode_pil(path.name, path.read_bytes(), path.parent)  # (1 or 3, H, W)
     except ValueError:  # PIL's own reason names a BytesIO object, not the file
         raise ValueError(f"{path} is not an image file vitlib can decode ({', '.join(IMAGE_SUFFIXES)})") from None
-    if image.shape[0] != channels:
+    if image.shape[0] != channels and channels == 1:  # colour for a grey model: Pillow's "L" (ITU-R 601-2 luma)
+        luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        image = (image.float() * luma).sum(0, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    elif image.shape[0] != channels:  # grey for a colour model: the grey value in every channel
         image = image.expand(channels, -1, -1).contiguous()
     return resize_images(image[None], img_size)[0] if img_size else image
 

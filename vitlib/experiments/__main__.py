@@ -15,13 +15,13 @@ file or arguments (nothing ran) or a full disk, 130 when interrupted.
 """
 
 import argparse
-import errno
 import sys
 
 from vitlib.device import precision_from_env
 
 from .runner import run_study, select
 from .study import load_study, parse_override
+from vitlib.fileio import write_error_message
 
 
 def main(argv=None) -> int:
@@ -85,11 +85,10 @@ def main(argv=None) -> int:
         print("interrupted; run the same command again to continue", file=sys.stderr)
         return 130
     except OSError as err:
-        if err.errno != errno.ENOSPC:
+        message = write_error_message(err, "run the same command again to continue")
+        if message is None:
             raise
-        where = f" writing {err.filename}" if err.filename else ""
-        print(f"error: no space left on device{where}; free some space and run the same command again "
-              "to continue", file=sys.stderr)
+        print(message, file=sys.stderr)
         return 2
     return 1 if summary.failed else 0
 

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import nbformat
 
-from vitlib.fileio import FileLocked, file_lock, read_json, write_json
+from vitlib.fileio import FileLocked, file_lock, read_json, run_lock, write_json
 from vitlib.provenance import git_state
 
 from .kernel import execute_notebook, kernel
@@ -419,11 +419,6 @@ def _yaml(value) -> str:
     if isinstance(value, str) and value and parse_override(f"x={value}")[1] == value:
         return value
     return json.dumps(value)  # JSON is YAML: quoted strings, lists, mappings, numbers, null
-
-
-def run_lock(folder: Path) -> Path:
-    """The lock file of a run folder: beside it, so that moving the folder aside keeps the lock."""
-    return folder.with_name(folder.name + ".lock")
 
 
 def _read_record(folder: Path) -> dict:
