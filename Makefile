@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STUDY ?= experiments/cifar.yaml
 export MPLBACKEND := Agg
 
-.PHONY: demo test lab reproduce report report-check venv clean-demo
+.PHONY: demo test lint lab reproduce report report-check venv clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,14 +23,21 @@ venv: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+# ruff's checks (pyproject.toml [tool.ruff]); the test suite runs the same
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
 demo: $(VENV)/.installed
 	$(PY) -m vitlib.experiments run experiments/demo.yaml
 	$(PY) -m vitlib.report results/demo
 	@echo "Report: results/demo/REPORT.md and results/demo/report.html"
 
-# the notebooks in JupyterLab, with this project's kernel (Ctrl-C stops the server)
+# the notebooks in JupyterLab, with this project's kernel (Ctrl-C stops the server); it prints the
+# URL to open. As root (usual in a container) Jupyter refuses to start without --allow-root: given then.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks/
+	@test -z "$(ROOT_FLAG)" || echo "running as root: starting Jupyter with --allow-root"
+	$(VENV)/bin/jupyter lab notebooks/ $(ROOT_FLAG)
 
 reproduce: $(VENV)/.installed
 	$(PY) -m vitlib.experiments run $(STUDY)

@@ -22,7 +22,16 @@ if __package__ in (None, ""):  # run as `python bench/attention_kernels.py`
 
 import torch
 
-from bench.common import check_positive, environment, ms_per_call, parse_list, print_table, progress, resolve_out, write_csv
+from bench.common import (
+    check_positive,
+    environment,
+    ms_per_call,
+    parse_list,
+    print_table,
+    progress,
+    resolve_out,
+    write_csv,
+)
 from vitlib.device import cpu_has_native_bf16, cpu_kind, device_name, resolve_device
 from vitlib.models.vit import Attention, attention_kernel
 

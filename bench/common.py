@@ -5,15 +5,16 @@ Every CSV row carries the environment columns (gpu, torch, commit, date) so that
 out of `results/bench/` still says where it came from.
 """
 import csv
-import io
 import datetime
 import gc
+import io
 import math
 import sys
 import time
 from pathlib import Path
 
 import torch
+
 from vitlib.device import synchronize  # noqa: F401 (the benchmarks import it from here)
 from vitlib.fileio import atomic_write_text
 from vitlib.provenance import short_commit

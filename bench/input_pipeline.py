@@ -46,12 +46,21 @@ if __package__ in (None, ""):  # run as `python bench/input_pipeline.py`
 
 import torch
 
-from bench.common import (check_positive, environment, ms_per_call, print_table, progress, resolve_out,
-                          synchronize, wall_seconds, write_csv)
+from bench.common import (
+    check_positive,
+    environment,
+    ms_per_call,
+    print_table,
+    progress,
+    resolve_out,
+    synchronize,
+    wall_seconds,
+    write_csv,
+)
 from vitlib import create_model, list_models
-from vitlib.experiments.study import parse_overrides
 from vitlib.data import AugmentConfig, BatchStream, get_dataset
 from vitlib.device import autocast_context, configure_backends, resolve_device, resolve_precision
+from vitlib.keyvalue import parse_overrides
 from vitlib.train import get_recipe
 from vitlib.train.step import make_optimizer, train_step
 

@@ -2,8 +2,9 @@
 count, so a 32 x 32 image read pixel by pixel (1024 tokens) costs far more than in 4 x 4 patches
 (64 tokens). This times one training step (fit's train_step: forward, backward, plain SGD) of a
 ViT of fixed width (ViT-S: D = 384, 6 heads, MLP 1536) as the token count grows, with fused
-attention (F.scaled_dot_product_attention: flash / memory-efficient kernels) and explicit attention (softmax(q k^T / sqrt(d)) v, which stores the
-(B, heads, T, T) matrix), and fits time = a N^2 + b N + c per attention implementation.
+attention (F.scaled_dot_product_attention: flash / memory-efficient kernels) and explicit
+attention (softmax(q k^T / sqrt(d)) v, which stores the (B, heads, T, T) matrix), and fits time =
+a N^2 + b N + c per attention implementation.
 
     python -m bench.sequence_length                          # depth 12, batch 64 (a GPU)
     python -m bench.sequence_length --tiny --depth 1 --device cpu --out /tmp/s.csv --figure /tmp/s.png
@@ -25,9 +26,21 @@ if __package__ in (None, ""):  # run as `python bench/sequence_length.py`
 import numpy as np
 import torch
 
-from bench.common import (check_positive, environment, free_memory, is_out_of_memory, ms_per_call,
-                          parse_list, peak_memory_gib, print_table, progress, reset_peak_memory,
-                          resolve_out, wall_seconds, write_csv)
+from bench.common import (
+    check_positive,
+    environment,
+    free_memory,
+    is_out_of_memory,
+    ms_per_call,
+    parse_list,
+    peak_memory_gib,
+    print_table,
+    progress,
+    reset_peak_memory,
+    resolve_out,
+    wall_seconds,
+    write_csv,
+)
 from vitlib import count_flops
 from vitlib.device import autocast_context, resolve_device, resolve_precision
 from vitlib.models.vit import ATTN_IMPLS, VisionTransformer

@@ -41,7 +41,7 @@ from bench.common import RESULTS, check_positive, free_memory, parse_list, print
 from vitlib import create_model
 from vitlib.data import get_dataset
 from vitlib.device import resolve_device
-from vitlib.experiments.study import parse_overrides
+from vitlib.keyvalue import parse_overrides
 from vitlib.train import fit, get_recipe
 from vitlib.train.runfolder import read_json
 
@@ -88,7 +88,8 @@ COLUMNS = ("model", "machine", "seed", "status", "epochs", "batch", "target", "b
            "images_per_s", "epochs_in_budget", "params", "data", "run")
 TABLE = ("model", "machine", "seed", "epochs", "train_s", "final_acc", "final_acc_tta", "time_to_target_s",
          "acc_at_budget", "target", "budget_s", "met", "compile_s", "images_per_s", "epochs_in_budget")
-CURVE_COLUMNS = ("model", "machine", "seed", "epoch", "step", "lr", "train_s", "eval_acc", "eval_acc_tta", "eval_acc_ema", "run")
+CURVE_COLUMNS = ("model", "machine", "seed", "epoch", "step", "lr", "train_s", "eval_acc", "eval_acc_tta",
+                 "eval_acc_ema", "run")
 
 
 def parse_args(argv):
@@ -175,12 +176,8 @@ def train_config(kind, args, seed, stage=None):
     changes = {**(TINY_TRAIN if args.tiny else {}), **plan[index][1]}
     if args.epochs is not None and index == len(plan) - 1:
         changes["epochs"] = args.epochs
-    for key, value in parse_overrides(args.set, "--set").items():
-        if key.startswith("augment."):
-            changes.setdefault("augment", dict(base.augment))[key[len("augment."):]] = value
-        else:
-            changes[key] = value
-    return base.replace(**changes, seed=seed, device=args.device)
+    config = base.replace(**changes).with_settings(parse_overrides(args.set, "--set"))
+    return config.replace(seed=seed, device=args.device)
 
 
 def build_model(kind, args, num_classes=10):
@@ -247,7 +244,8 @@ def find_runs(paths):
     for path in map(Path, paths):
         if not path.is_dir():
             raise FileNotFoundError(f"--from-runs: {path} is not a folder")
-        found += [path] if stage_folders(path) else [p for p in sorted(path.iterdir()) if p.is_dir() and stage_folders(p)]
+        found += [path] if stage_folders(path) else [p for p in sorted(path.iterdir())
+                                                     if p.is_dir() and stage_folders(p)]
     if not found:
         raise FileNotFoundError(f"--from-runs: no run folder (with config.json) in {', '.join(map(str, paths))}")
     return found
@@ -322,7 +320,8 @@ def load_run(path, args):
     last_record, last_env, last_summary, _ = parts[-1]
     row = dict(model=kind, machine=machine_of(env), seed=info.get("seed", record["train"]["seed"]),
                status="complete" if complete else (last_summary.get("status") or "unfinished"),
-               hardware=info.get("hardware", "gpu"), epochs="+".join(map(str, epochs)) if len(epochs) > 1 else epochs[0],
+               hardware=info.get("hardware", "gpu"),
+               epochs="+".join(map(str, epochs)) if len(epochs) > 1 else epochs[0],
                batch=last_record["train"]["batch_size"], target=target, budget_s=budget,
                time_to_target_s=time_to(secs, acc, target, chance), acc_at_budget=within[-1] if within else math.nan,
                time_to_target_tta_s=time_to(secs, tta, target, chance), params=last_summary.get("params", ""),
@@ -342,7 +341,8 @@ def load_run(path, args):
         row["met"] = row["final_acc"] >= target and row["train_s"] <= budget
     epoch_offsets = [sum(epochs[:i]) for i in range(len(epochs))]
     stage_of = {str(folder): i for i, folder in enumerate(folders)}
-    curve = [dict(model=kind, machine=row["machine"], seed=row["seed"], epoch=epoch_offsets[stage_of[r["run"]]] + int(r["epoch"]), step=n,
+    curve = [dict(model=kind, machine=row["machine"], seed=row["seed"],
+                  epoch=epoch_offsets[stage_of[r["run"]]] + int(r["epoch"]), step=n,
                   lr=float(r["lr"]), train_s=t, eval_acc=a, eval_acc_tta=b, eval_acc_ema=c, run=r["run"])
              for r, n, t, a, b, c in zip(metrics, steps, secs, acc, tta, ema)]
     return row, curve, env
@@ -381,18 +381,22 @@ def environment_of(envs):
                 commit=joined(commits), date=max((e.get("start_time", "") for e in envs), default="unknown"))
 
 
+# one colour per model, the family's hue as in the report's figures (ViTs blue, the ResNet orange)
+MODEL_COLORS = {"vit": "C0", "vit_lowres": "#6baed6", "vit_convstem": "#08519c", "resnet": "C1"}
+
+
 def plot(curves, rows, path, title):
     """Accuracy (%) against training seconds: one line per seed, a colour per model; each model's
-    target accuracy and budget dashed (the stretch goal dotted)."""
+    target accuracy and budget dashed (the stretch goal dotted), labelled once per model."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(8, 5.4))
     drawn = set()  # (target, budget) goals already drawn: models that share one get one line
     machines = list(dict.fromkeys(r.get("machine", "") for r in rows))
     for i, kind in enumerate(dict.fromkeys(r["model"] for r in rows)):
-        color, first = f"C{i}", next(r for r in rows if r["model"] == kind)
+        color, first = MODEL_COLORS.get(kind, f"C{i + 2}"), next(r for r in rows if r["model"] == kind)
         for machine in machines:  # one line style per machine, one colour per model
             runs = [c for c in curves if c["model"] == kind and c.get("machine", "") == machine]
             for j, seed in enumerate(dict.fromkeys(c["seed"] for c in runs)):
@@ -403,14 +407,17 @@ def plot(curves, rows, path, title):
         goals = [(first["target"], first["budget_s"], "--")]
         if first.get("stretch_target"):
             goals.append((first["stretch_target"], first["stretch_budget_s"], ":"))
+        goals = [g for g in goals if g[:2] not in drawn]
+        family = "C0" if kind.startswith("vit") else color  # a goal shared by the ViTs in the ViTs' blue
         for target, budget, style in goals:
-            if (target, budget) in drawn:
-                continue
             drawn.add((target, budget))
-            ax.axhline(100 * target, color=color, ls=style, lw=1, alpha=0.7)
-            ax.axvline(budget, color=color, ls=style, lw=1, alpha=0.7)
-            ax.annotate(f"{kind}: {100 * target:.0f}% in {budget:.0f} s ", (budget, 100 * target), color=color,
-                        fontsize=8, ha="right", va="bottom")
+            ax.axhline(100 * target, color=family, ls=style, lw=1, alpha=0.7)
+            ax.axvline(budget, color=family, ls=style, lw=1, alpha=0.7)
+        if goals:  # one label per model, at its lower target: "resnet: 88% (stretch 90%) in 3600 s"
+            text = f"{kind.split('_')[0]}: {100 * goals[0][0]:.0f}%" + (
+                f" (stretch {100 * goals[1][0]:.0f}%)" if len(goals) > 1 else "") + f" in {goals[0][1]:.0f} s "
+            ax.annotate(text, (goals[0][1], 100 * goals[0][0]), color=family, fontsize=8, ha="right", va="top",
+                        xytext=(0, -2), textcoords="offset points")
     ax.set(xlabel="training seconds (optimiser steps; compilation and evaluation excluded)",
            ylabel="CIFAR-10 test accuracy (%)")
     ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=9)
@@ -427,7 +434,8 @@ def plot(curves, rows, path, title):
 def report(run_dirs, args):
     """Rows, curves and figure from run folders; the CSVs and the figure written, the table printed last."""
     order = {kind: i for i, kind in enumerate(SPECS)}
-    loaded = sorted((load_run(p, args) for p in run_dirs), key=lambda x: (order.get(x[0]["model"], 99), x[0]["machine"], x[0]["seed"]))
+    loaded = sorted((load_run(p, args) for p in run_dirs),
+                    key=lambda x: (order.get(x[0]["model"], 99), x[0]["machine"], x[0]["seed"]))
     rows, curves, envs = [x[0] for x in loaded], [c for x in loaded for c in x[1]], [x[2] for x in loaded]
     # CPU runs only: the CPU's default outputs (runs of several sessions are merged with --from-runs)
     prefix = "cpu_" if all(r["hardware"] == "cpu" for r in rows) else ""
@@ -439,8 +447,11 @@ def report(run_dirs, args):
     write_csv(rows, out, COLUMNS, env)
     write_csv(curves, curves_out, CURVE_COLUMNS, env)
     title = f"CIFAR-10 speedrun on {env['gpu']} (torch {env['torch']}, commit {env['commit']})"
+    machines = ", ".join(dict.fromkeys(r["machine"] for r in rows if r.get("machine")))
+    short = (f"CIFAR-10 speedrun: test accuracy against training seconds ({machines}; "
+             f"hardware, torch and commit of each run in {out.name})")
     try:
-        plot(curves, rows, figure, title)
+        plot(curves, rows, figure, short)
     except ImportError as error:  # the numbers matter more than the picture
         progress(f"no figure: {error}")
     print_table(rows, TABLE, title=f"\n{title}: written to {out}, {curves_out}, {figure}")

@@ -37,12 +37,30 @@ if __package__ in (None, ""):  # run as `python bench/throughput.py`
 
 import torch
 
-from bench.common import (check_positive, environment, free_memory, is_out_of_memory, ms_per_call,
-                          parse_list, peak_memory_gib, print_table, progress, reset_peak_memory,
-                          resolve_out, wall_seconds, write_csv)
+from bench.common import (
+    check_positive,
+    environment,
+    free_memory,
+    is_out_of_memory,
+    ms_per_call,
+    parse_list,
+    peak_memory_gib,
+    print_table,
+    progress,
+    reset_peak_memory,
+    resolve_out,
+    wall_seconds,
+    write_csv,
+)
 from vitlib import count_flops, create_model
-from vitlib.device import (configure_backends, cpu_has_native_bf16, device_name, keep_freed_memory, resolve_device,
-                           resolve_precision)
+from vitlib.device import (
+    configure_backends,
+    cpu_has_native_bf16,
+    device_name,
+    keep_freed_memory,
+    resolve_device,
+    resolve_precision,
+)
 from vitlib.train import TrainConfig
 from vitlib.train.step import make_optimizer, train_step
 
@@ -264,7 +282,8 @@ def add_speed_vs_timm(rows):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", default=None,
-                   help=f"comma list of {', '.join(CONFIGS)} (default: {GPU_CONFIGS} on a GPU, {CPU_CONFIGS} on the CPU)")
+                   help=f"comma list of {', '.join(CONFIGS)} "
+                        f"(default: {GPU_CONFIGS} on a GPU, {CPU_CONFIGS} on the CPU)")
     p.add_argument("--batch", default=None, help="images per step, a comma list (default: the config's)")
     p.add_argument("--precision", default="auto", help=f"comma list of {', '.join(PRECISIONS)} "
                                                        "(auto: vitlib.device's choice for the device)")
@@ -386,7 +405,8 @@ def main(argv=None):
                     for row in group:
                         row["settings"] += f" malloc={'keep' if args.keep_freed_memory else 'default'}"
                 for row in group:
-                    row["settings"] += "" if args.pattern_matcher or row["compile"] == "none" else " pattern_matcher=off"
+                    row["settings"] += ("" if args.pattern_matcher or row["compile"] == "none"
+                                        else " pattern_matcher=off")
                 rows += group
                 add_speed_vs_timm(rows)
                 write_csv(rows, out, COLUMNS, env)  # after every group: a run killed later keeps these

@@ -12,13 +12,28 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from vitlib.analysis import (attention_distances, attention_rollout, effective_receptive_field,
-                             embedding_filter_pca, embedding_filters, extract_features,
-                             few_shot_accuracy, few_shot_eval, mass_radius,
-                             mean_attention_distance, plot_attention_distance,
-                             plot_embedding_filters, plot_inductive_bias,
-                             plot_pos_embed_similarity, plot_rollout, pos_embed_cosine_similarity,
-                             pos_embed_similarity, rollout_maps, rollout_to_maps, sample_k_shot)
+from vitlib.analysis import (
+    attention_distances,
+    attention_rollout,
+    effective_receptive_field,
+    embedding_filter_pca,
+    embedding_filters,
+    extract_features,
+    few_shot_accuracy,
+    few_shot_eval,
+    mass_radius,
+    mean_attention_distance,
+    plot_attention_distance,
+    plot_embedding_filters,
+    plot_inductive_bias,
+    plot_pos_embed_similarity,
+    plot_rollout,
+    pos_embed_cosine_similarity,
+    pos_embed_similarity,
+    rollout_maps,
+    rollout_to_maps,
+    sample_k_shot,
+)
 
 
 def tiny_vit(**overrides):
@@ -240,7 +255,7 @@ def test_erf_of_constant_conv_stack_is_analytic(k, fraction):
         convs.append(conv)
     model = nn.Sequential(*convs)
     radii = effective_receptive_field(model, torch.randn(3, 2, 33, 33), fraction=fraction)
-    expected = [numpy_box_radius(l, k, fraction) for l in range(1, layers + 1)]
+    expected = [numpy_box_radius(n, k, fraction) for n in range(1, layers + 1)]
     assert np.allclose(radii, expected, atol=1e-6)
     assert radii == sorted(radii) and radii[-1] > radii[0]
 

@@ -86,7 +86,8 @@ def test_end_to_end_tiny(bench, tmp_path, capsys):
     for row in rows[1:]:  # the overhead is the ratio of the step times, up to the CSV's rounding of each
         ratio = float(row["step_ms"]) / float(base)
         rounding = 100 * ratio * (half_unit(row["step_ms"]) / float(row["step_ms"]) + half_unit(base) / float(base))
-        assert float(row["overhead_pct"]) == pytest.approx(100 * (ratio - 1), abs=rounding + half_unit(row["overhead_pct"]))
+        assert float(row["overhead_pct"]) == pytest.approx(100 * (ratio - 1),
+                                                           abs=rounding + half_unit(row["overhead_pct"]))
     printed = capsys.readouterr().out.strip().splitlines()
     assert "GPU target: overhead <= 3%" in printed[-6]
     assert printed[-5].split()[:2] == ["mode", "augment"] and printed[-5].split()[-1] == "loss"

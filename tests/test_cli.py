@@ -75,7 +75,8 @@ def trained_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli") / "runs" / "cli" / "run"
     assert main(["train", "--model", "vit_ti4", "--dataset", "digits", "--img-size", "16", "--out", str(folder),
                  "--steps", "3", "--batch-size", "32", "--set", "warmup_steps=1", "--no-progress",
-                 *[f"--model-arg={k}={v}" for k, v in dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64).items()]]) == 0
+                 *[f"--model-arg={k}={v}"
+                   for k, v in dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64).items()]]) == 0
     test = get_dataset("digits", "test", img_size=16)
     image = folder / "digit.png"
     from PIL import Image
@@ -97,8 +98,14 @@ def test_a_train_run_reaches_the_report(trained_run):
 def test_eval_predict_and_attention_on_a_trained_run(trained_run, capsys, tmp_path):
     folder, image = trained_run
     assert main(["eval", str(folder)]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "on 359 digits test images: top-1" in out and "flip-TTA" in out
+    assert captured.err.startswith("evaluating vit_ti4 on 359 digits test images (2 batches of 256")
+    record = json.loads((folder / "eval_digits_test.json").read_text())  # for scripts
+    assert (record["images"], record["split"], record["img_size"]) == (359, "test", 16)
+    assert f"top-1 {record['top1']:.2f}% (flip-TTA {record['top1_tta']:.2f}%)" in out
+    assert record["command"] == f"vitlib eval {folder}"
     assert main(["predict", str(image), "--run", str(folder), "--top", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and all(line.strip().endswith(tuple("0123456789")) for line in lines)
@@ -106,8 +113,8 @@ def test_eval_predict_and_attention_on_a_trained_run(trained_run, capsys, tmp_pa
     assert (tmp_path / "map.png").stat().st_size > 1000 and "predicted" in capsys.readouterr().out
     weights = ["--model", "vit_ti4", "--dataset", "digits", "--img-size", "16",
                *[f"--model-arg={k}={v}" for k, v in dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64).items()]]
-    assert main(["eval", str(folder / "checkpoint.pt"), *weights]) == 0  # a weights file: the same model
-    assert capsys.readouterr().out.split(": top-1")[1] == out.split(": top-1")[1]
+    assert main(["eval", str(folder / "checkpoint.pt"), *weights, "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["top1"] == record["top1"]  # a weights file: the same model
     assert main(["eval", str(folder / "checkpoint.pt")]) == 2
     assert "is a weights file: say what it holds with --model, --dataset, --img-size" in capsys.readouterr().err
     assert main(["predict", str(folder / "result.json"), "--run", str(folder)]) == 2
@@ -156,6 +163,7 @@ def test_non_finite_numbers_are_refused(value):
 
 def test_a_folder_that_cannot_be_written_ends_in_one_line(tmp_path, capsys, monkeypatch):
     import errno
+
     import vitlib.train
     from vitlib.fileio import write_error_message
 
@@ -182,7 +190,8 @@ def test_train_into_a_folder_in_use_is_refused_naming_its_holder(tmp_path, capsy
                      "--model-arg", "depth=1", "--out", str(run), "--resume", "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: run folder {run} is in use by pid {os.getpid()} on ") and "choose another --out" in err
+    assert (err.startswith(f"error: run folder {run} is in use by pid {os.getpid()} on ")
+            and "choose another --out" in err)
     assert not run.exists()
 
 
@@ -207,6 +216,19 @@ def test_a_field_given_by_set_and_by_its_flag_says_which_wins(value, capsys):
     assert capsys.readouterr().err == "note: --batch-size 50 wins over --set batch_size=25 (flags beat --set)\n"
 
 
+def test_the_help_examples_of_set_and_augment_work():
+    """What the command's own help shows is accepted: `augment.<field>=...` and `--augment '{...}'`."""
+    import re
+
+    import vitlib.__main__ as cli
+    examples = re.findall(r"`(augment\.\w+=\w+)`", cli.__doc__) + re.findall(r"`--augment '(\{.*?\})'`", cli.__doc__)
+    assert len(examples) == 2
+    base = ["train", "--model", "vit_ti4", "--dataset", "digits", "--out", "x", "--recipe", "vit_cpu"]
+    config = resolve_config(build_parser().parse_args([*base, "--set", examples[0]]))
+    assert config.augment["flip"] is True and config.augment["padding"] == 4  # the recipe's others kept
+    assert resolve_config(build_parser().parse_args([*base, "--augment", examples[1]])).augment["flip"] is True
+
+
 def test_train_ends_with_what_it_wrote_its_accuracy_and_the_next_commands(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--model", "vit_ti4", "--dataset", "digits", "--out", str(run), "--steps", "4",
@@ -217,9 +239,14 @@ def test_train_ends_with_what_it_wrote_its_accuracy_and_the_next_commands(tmp_pa
     assert last[0] == (f"wrote {run}/: best.pt, checkpoint.pt, config.json, env.json, metrics.csv, result.json, "
                        "summary.json")
     summary = json.loads((run / "summary.json").read_text())
-    assert last[1].startswith(f"test top-1 {100 * summary['final']['eval_acc']:.2f}% (flip-TTA") and "after 4 steps" in last[1]
+    assert (last[1].startswith(f"test top-1 {100 * summary['final']['eval_acc']:.2f}% (flip-TTA")
+            and "after 4 steps" in last[1])
     assert last[2].startswith(f"selected on validation: step {summary['selected']['step']}, val ")
     assert last[3] == f"next: vitlib eval {run}  |  vitlib predict IMAGE --run {run}  |  " \
                       f"vitlib attention IMAGE --run {run} --out map.png"
     result = json.loads((run / "result.json").read_text())
-    assert result["selected_top1"] == pytest.approx(100 * summary["selected"]["eval_acc"], abs=0.006)  # rounded
+    # the evaluation chosen on validation is the run's result; the test set chose nothing
+    assert result["top1"] == pytest.approx(100 * summary["selected"]["eval_acc"], abs=0.006)  # rounded
+    assert result["val_top1"] == pytest.approx(100 * summary["selected"]["val_acc"], abs=0.006)
+    assert result["selected_step"] == summary["selected"]["step"] and "best_top1" not in result
+    assert result["last_top1"] == pytest.approx(100 * summary["final"]["eval_acc"], abs=0.006)

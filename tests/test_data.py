@@ -84,8 +84,28 @@ def test_val_fraction_partitions_train():
     assert len(train) + len(val) == len(full)
     assert rows(torch.cat([train.images, val.images])) == rows(full.images)  # a partition
     assert val.labels.bincount().tolist() == np.round(0.1 * full.labels.bincount().numpy()).astype(int).tolist()
-    assert not torch.equal(val.images, get_dataset("digits", "val", val_fraction=0.1, seed=5).images)
+    assert not torch.equal(val.images, get_dataset("digits", "val", val_fraction=0.1, val_seed=5).images)
     assert train.mean == full.mean  # normalisation does not move with the held-out part
+
+
+def test_val_size_holds_out_a_number_of_images():
+    full = get_dataset("digits", "train")
+    val = get_dataset("digits", "val", val_size=144)
+    assert abs(len(val) - 144) <= 10 and len(get_dataset("digits", "train", val_size=144)) == len(full) - len(val)
+    with pytest.raises(ValueError, match="pass val_fraction=0.1 or val_size=100, not both"):
+        get_dataset("digits", "train", val_fraction=0.1, val_size=100)
+    with pytest.raises(ValueError, match=f"val_size={len(full)} leaves no training images"):
+        get_dataset("digits", "train", val_size=len(full))
+
+
+def test_val_split_is_fixed_across_training_seeds_and_sizes():
+    """One validation set for every run of a study: the training seed and size draw only from the rest."""
+    val = get_dataset("digits", "val", val_fraction=0.1, seed=0)
+    assert torch.equal(val.images, get_dataset("digits", "val", val_fraction=0.1, seed=3).images)
+    held = set(rows(val.images))
+    for seed, size in ((0, None), (1, None), (1, 200), (2, 500)):
+        train = get_dataset("digits", "train", val_fraction=0.1, seed=seed, train_size=size)
+        assert not held & set(rows(train.images))
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -94,7 +114,8 @@ def test_val_fraction_partitions_train():
     (dict(name="digits", split="val"), "no split 'val' of its own: pass val_fraction"),
     (dict(name="digits", split="train", val_fraction=1.0), r"val_fraction=1.0; must be in \[0, 1\)"),
     (dict(name="digits", split="train", img_size=0), "img_size=0"),
-    (dict(name="digits", split="train", colour=True), r"unknown option\(s\) \['colour'\] for digits; allowed: \['channels'\]"),
+    (dict(name="digits", split="train", colour=True),
+     r"unknown option\(s\) \['colour'\] for digits; allowed: \['channels'\]"),
     (dict(name="digits", split="train", channels=2), r"channels=2; allowed: \(1, 3\)"),
     (dict(name="fake", split="train", num_images=0), "num_images=0"),
     (dict(name="imagefolder", split="train"), "imagefolder needs data_dir"),
@@ -108,7 +129,8 @@ def test_fake_is_deterministic_and_learnable():
     a = get_dataset("fake", "train", seed=3, num_images=40, num_classes=4, img_size=12)
     assert a.images.shape == (40, 3, 12, 12) and a.labels.bincount().tolist() == [10] * 4
     assert torch.equal(a.images, get_dataset("fake", "train", seed=3, num_images=40, num_classes=4, img_size=12).images)
-    assert not torch.equal(a.images, get_dataset("fake", "train", seed=4, num_images=40, num_classes=4, img_size=12).images)
+    assert not torch.equal(a.images,
+                           get_dataset("fake", "train", seed=4, num_images=40, num_classes=4, img_size=12).images)
     test = get_dataset("fake", "test", seed=3, num_images=40, num_classes=4, img_size=12)
     assert not torch.equal(a.images, test.images)
     # Class means of train predict test labels: the class pattern is shared by both splits.
@@ -365,6 +387,28 @@ def test_missing_cifar_names_places_and_remedy(tmp_path, monkeypatch):
         get_dataset("cifar10", "train", tmp_path)
 
 
+def test_a_data_dir_that_is_not_there_is_named_and_nothing_is_downloaded(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def must_not_download(*args, **kwargs):
+        raise AssertionError("a download was tried")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", must_not_download)
+    with pytest.raises(FileNotFoundError, match=r"data_dir '.*nowhere' does not exist; nothing is downloaded"):
+        get_dataset("cifar10", "train", tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_an_image_over_the_decompression_bomb_limit_is_called_that(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from vitlib.data.folder import read_image
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4,096 pixels: over twice the limit
+    with pytest.raises(ValueError, match=r"big.png is too large for Pillow to open safely: .*decompression-bomb"):
+        read_image(tmp_path / "big.png")
+
+
 def test_cifar_pickles(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
@@ -471,6 +515,7 @@ def test_shared_tiny_imagenet(shared_data):
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])
 def test_a_colour_image_for_a_grey_model_is_its_luma(tmp_path, mode):
     from PIL import Image
+
     from vitlib.data.folder import read_image
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (8, 8, len(mode)), dtype=np.uint8)

@@ -17,11 +17,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+import vitlib.device as device_module
 from vitlib import create_model
 from vitlib.data import AugmentConfig, BatchStream, get_dataset
 from vitlib.data.augment import normalize
 from vitlib.data.datasets import ImageDataset
-import vitlib.device as device_module
 from vitlib.device import resolve_device, resolve_precision
 from vitlib.train import TrainConfig, distributed, fit, runfolder
 from vitlib.train.step import evaluate, make_optimizer, train_step

@@ -7,14 +7,12 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-
-from vitlib.report import collect
-from vitlib.report import build_report, evaluate_claims, fmt_mean_std, load_runs, summarise
-from vitlib.report.__main__ import main as report_main
-from vitlib.analysis import uniform_attention_distance
-from vitlib.report.verdict import shorten_runs
-
 from fake_runs import model_description
+
+from vitlib.analysis import uniform_attention_distance
+from vitlib.report import build_report, collect, evaluate_claims, fmt_mean_std, load_runs, summarise
+from vitlib.report.__main__ import main as report_main
+from vitlib.report.verdict import shorten_runs
 
 
 def write_run(results, study, name, status="complete", **fields):
@@ -79,16 +77,55 @@ def test_load_runs_reads_records_and_skips_stale_and_flags_failed(tmp_path):
     assert runs.at["ok", "run_dir"] == f"{tmp_path.name}/runs/a/ok"
 
 
-def test_load_runs_rejects_bad_records(tmp_path):
+def test_load_runs_names_every_folder_it_cannot_use_and_goes_on(tmp_path):
+    """Nothing dropped silently: a damaged file, a missing result.json or a diverged run is a row
+    that says why it is not used (and a warning line), and the rest still loads."""
     with pytest.raises(FileNotFoundError, match="results_dir"):
         load_runs(tmp_path / "missing")
-    folder = write_run(tmp_path, "a", "x")
-    (folder / "result.json").write_text(json.dumps({"kind": "pretrain"}))
-    with pytest.raises(ValueError, match=r"result.json.*'kind' must be one of train, finetune"):
-        load_runs(tmp_path)
-    (folder / "result.json").write_text("{not json")
-    with pytest.raises(ValueError, match="result.json is not valid JSON"):
-        load_runs(tmp_path)
+    write_run(tmp_path, "a", "good")
+    write_run(tmp_path, "a", "bad-kind", kind="pretrain")
+    (write_run(tmp_path, "a", "truncated") / "result.json").write_text("{not json")
+    (write_run(tmp_path, "a", "listed") / "summary.json").write_text("[1, 2]")
+    (write_run(tmp_path, "a", "no-result") / "result.json").unlink()
+    (write_run(tmp_path, "a", "diverged") / "summary.json").write_text(
+        json.dumps({"status": "diverged", "error": "loss is nan at step 7"}))
+    warnings = []
+    runs = load_runs(tmp_path, warn=warnings.append).set_index("run")
+    assert sorted(runs.index) == ["bad-kind", "diverged", "good", "listed", "no-result", "truncated"]
+    assert list(runs.index[runs["usable"].astype(bool)]) == ["good"]
+    problems = runs["problem"].to_dict()
+    assert "'kind' must be one of train, finetune, inspect, got 'pretrain'" in problems["bad-kind"]
+    assert problems["truncated"].startswith("unreadable: result.json is not valid JSON")
+    assert problems["listed"] == "unreadable: summary.json holds a list, not a JSON object"
+    assert problems["no-result"] == "no result.json (run status: complete)"
+    assert problems["diverged"] == "the run diverged: loss is nan at step 7"
+    assert len(warnings) == 5 and all(w.startswith(f"warning: {tmp_path.name}/runs/a/") for w in warnings)
+
+
+def test_a_copied_run_folder_counts_once_not_as_a_second_seed(tmp_path):
+    params = {"model": "vit_s4", "seed": 0, "train_size": 50000}
+    write_run(tmp_path, "a", "r-s0", parameters={**params, "out_dir": "results/runs/a/r-s0"})
+    write_run(tmp_path, "a", "r-s0-copy", parameters={**params, "out_dir": "results/runs/a/r-s0-copy"})
+    write_run(tmp_path, "a", "r-s1", seed=1, parameters={**params, "seed": 1, "out_dir": "results/runs/a/r-s1"})
+    runs = load_runs(tmp_path, warn=lambda line: None).set_index("run")
+    assert list(runs.index[runs["usable"].astype(bool)]) == ["r-s0", "r-s1"]
+    assert runs.at["r-s0-copy", "problem"] == (f"a copy of {tmp_path.name}/runs/a/r-s0 (same study, configuration "
+                                               "and seed): counted once")
+
+
+def test_the_report_lists_every_run_folder_of_a_study(tmp_path, capsys):
+    """A study with a good, a failed, a diverged and a result-less run: the report is built, says
+    4 run folders, 1 used, and lists the other three with why; stderr has one line for each."""
+    write_run(tmp_path, "s", "good")
+    write_run(tmp_path, "s", "failed", status="failed")
+    (write_run(tmp_path, "s", "diverged") / "summary.json").write_text(json.dumps({"status": "diverged"}))
+    (write_run(tmp_path, "s", "lost") / "result.json").unlink()
+    report = build_report(tmp_path).read_text()
+    assert "4 run folders: 1 used (1 train), 3 not used (listed below, with why)." in report
+    for name, why in (("failed", "failed; the run failed"), ("diverged", "diverged; the run diverged"),
+                      ("lost", "complete; no result.json (run status: complete)")):
+        assert f"- `{tmp_path.name}/runs/s/{name}`: {why}" in report
+    assert capsys.readouterr().err.count("warning: ") == 3
 
 
 def test_summarise_and_format():
@@ -273,8 +310,18 @@ def test_inspection_claims(tmp_path):
               patch_size=4, pos_similarity_neighbour_minus_far=-0.1)
     runs = load_runs(tmp_path)
     row = claim(runs, "attention-distance")
-    assert row["verdict"] == "partly" and "grows in 1/2 runs, far first-layer head in 2/2" in row["reason"]
+    uniform = uniform_attention_distance(32, 4)
+    assert 14 < uniform < 30  # i1's 30-px head reaches as far as uniform attention, i2's 16 px does not
+    assert row["verdict"] == "partly"
+    assert "grows in 1/2 runs, a first-layer head as far as uniform attention in 1/2" in row["reason"]
     assert claim(runs, "pos-emb-similarity")["verdict"] == "partly"
+    # one run where everything holds is not enough for "reproduced"
+    write_run(tmp_path / "one", "insp", "i3", kind="inspect", image_size=32, patch_size=4,
+              attention_distance=[[5.0, 30.0], [12.0, 14.0], [20.0, 22.0]], pos_similarity_neighbour_minus_far=0.3)
+    alone = load_runs(tmp_path / "one")
+    for claim_id in ("attention-distance", "pos-emb-similarity"):
+        row = claim(alone, claim_id)
+        assert row["verdict"] == "within noise" and "observed in 1 run only" in row["reason"]
     # uniform head on a 2x2 grid of 4-px patches: distances 0, 4, 4, 4*sqrt(2) from each patch
     assert uniform_attention_distance(8, 4) == pytest.approx((8 + 4 * math.sqrt(2)) / 4)
 
@@ -329,8 +376,8 @@ def test_build_report_writes_everything_relative_to_results_dir(tmp_path, monkey
     assert "_Figure pos_emb: not yet run._" in text
     assert "](runs/size/inspect/figures/inspect_attention.png)" in text  # from the run's folder
     assert "### speed" in text and "| vit_s4  | 123            |" in text
-    assert "results/demo/runs/size/crashed: failed" in text
-    assert "Total GPU time: 0.28 h of training steps (sum of train_seconds of the 10 GPU runs)" in text
+    assert "- `results/demo/runs/size/crashed`: failed; the run failed" in text
+    assert "Total GPU time: 0.25 h of training steps (sum of train_seconds of the 9 GPU runs)" in text
     assert "Total CPU time: 1.00 h of training steps" in text
     assert "python -m vitlib.experiments run experiments/size.yaml" in text
     runs_csv = pd.read_csv(demo / "tables" / "size" / "runs.csv")
@@ -359,6 +406,52 @@ def test_build_report_writes_everything_relative_to_results_dir(tmp_path, monkey
     assert not (demo / "figures" / "size" / "data_size.png").exists()
 
 
+def write_ladder(results, leads, seeds=(0, 1), sizes=(1000, 45000), half=None):
+    """A study trained at several budgets: {steps: (ViT top1 per size, ResNet top1 per size)};
+    `half`: (ViT, ResNet) validation accuracy at half the top budget, at the largest size."""
+    for steps, (vit, resnet) in leads.items():
+        for size, v, r in zip(sizes, vit, resnet):
+            for seed in seeds:
+                jitter = 0.1 if seed % 2 else -0.1
+                for family, model, top1 in (("vit", "vit_s4", v), ("res", "resnet18_cifar", r)):
+                    write_run(results, "ladder", f"b{steps}-{family}-n{size}-s{seed}", model=model, steps=steps,
+                              train_size=size, seed=seed, top1=top1 + jitter, val_top1=top1 + 1 + jitter)
+    top = max(leads)
+    for family, model, val in zip(("vit", "res"), ("vit_s4", "resnet18_cifar"), half or ()):
+        for seed in seeds:
+            jitter = 0.1 if seed % 2 else -0.1
+            write_run(results, "ladder", f"b{top // 2}-{family}-n{sizes[-1]}-s{seed}", model=model, steps=top // 2,
+                      train_size=sizes[-1], seed=seed, top1=val - 1 + jitter, val_top1=val + jitter)
+
+
+def test_a_budget_ladder_gets_a_verdict_per_budget_and_a_plateau_check(tmp_path):
+    """Data size at 2,000 and 32,000 steps: the lead grows at the small budget (not reproduced) and
+    shrinks at the large one (partly); at the largest size the ViT still gains 3 validation points
+    from 16,000 to 32,000 steps (budget-limited), the ResNet 0.1 (at plateau)."""
+    write_ladder(tmp_path, {2000: ((35, 50), (45, 70)), 32000: ((40, 70), (60, 80))}, half=(68.0, 80.9))
+    text = build_report(tmp_path).read_text()
+    claims = pd.read_csv(tmp_path / "tables" / "ladder" / "claims.csv").set_index("id")
+    by_budget = claims.at["data-size", "by budget"]
+    assert by_budget.startswith("2,000 steps: not reproduced; 32,000 steps: partly (at the largest size, ")
+    assert "vit: budget-limited: validation 68.00 → 71.00 from 16,000 to 32,000 steps (bar 0.28)" in by_budget
+    assert "resnet: at plateau: validation 80.90 → 81.00" in by_budget
+    assert claims.at["compute", "by budget"] != claims.at["compute", "by budget"]  # NaN: judged on all budgets
+    table = pd.read_csv(tmp_path / "tables" / "ladder" / "by_budget.csv").set_index("id")
+    assert (list(table.columns) == ["2,000 steps", "32,000 steps"]
+            and table.at["compute", "2,000 steps"] == "(all budgets)")
+    board = pd.read_csv(tmp_path / "tables" / "scoreboard.csv").set_index("id")
+    assert board.at["data-size", "by budget"] == by_budget and "| by budget" in text
+    assert (tmp_path / "figures" / "ladder" / "budget_lead.png").stat().st_size > 1000
+    assert "](figures/ladder/budget_lead.png)" in text and "- By budget: 2,000 steps" in text
+
+
+def test_a_study_at_one_budget_has_no_budget_column(tmp_path):
+    write_data_size(tmp_path, (30, 80), (50, 82))
+    text = build_report(tmp_path).read_text()
+    assert "by budget" not in text and "budget_lead" not in text
+    assert not (tmp_path / "tables" / "size" / "by_budget.csv").exists()
+
+
 def test_demo_report_has_a_banner(tmp_path):
     write_run(tmp_path, "demo", "v", dataset="digits")
     text = build_report(tmp_path).read_text()
@@ -367,6 +460,10 @@ def test_demo_report_has_a_banner(tmp_path):
 
 
 def test_cli_without_notebook_builds_markdown_and_html(tmp_path, capsys):
+    """The report is built in this process, no kernel; a notebook only when asked for."""
+    assert report_main([str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'REPORT.md'} and {tmp_path / 'report.html'}\n"
+    assert not list(tmp_path.glob("*.ipynb"))
     assert report_main([str(tmp_path), "--notebook", str(tmp_path / "none.ipynb")]) == 0
     assert "does not exist" in capsys.readouterr().out and (tmp_path / "REPORT.md").is_file()
     assert (tmp_path / "report.html").is_file()
@@ -404,7 +501,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="needs Chromium (apt-get install chromium)")
-def test_the_committed_report_reads_in_a_browser(tmp_path):
+def test_the_committed_report_reads_in_a_browser(tmp_path, monkeypatch):
     """results/report.html in headless Chromium at 1,000 and 1,400 px: every image loads, no table
     overflows the text column, the page never scrolls sideways; and the check finds what it should."""
     browser = find_chromium()
@@ -414,7 +511,16 @@ def test_the_committed_report_reads_in_a_browser(tmp_path):
     bad = tmp_path / "bad.html"
     bad.write_text('<html><body><main style="max-width: 500px"><img alt="missing" src="missing.png">'
                    f'<table><tr><th>wide</th><td>{"x" * 300}</td></tr></table></main></body></html>')
-    shot = tmp_path / "shot.png"
+    shot = tmp_path / "shots" / "shot.png"
     problems = check_page(bad, 1000, browser, screenshot=shot)["problems"]
     assert [p.split(" (")[0] for p in problems] == ["image 1", "table 1", "the page scrolls sideways"]
     assert shot.stat().st_size > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.html", "shots"]  # nothing beside the page
+    # a page taller than one capture is shot whole, in parts
+    import vitlib.report.browser as browser_module
+    tall = tmp_path / "tall.html"
+    tall.write_text('<html><head></head><body><main><div style="height: 2500px">top</div>'
+                    '<p>bottom</p></main></body></html>')
+    monkeypatch.setattr(browser_module, "MAX_SCREENSHOT_PX", 1000)
+    parts = check_page(tall, 1000, browser, screenshot=tmp_path / "tall" / "t.png")["screenshots"]
+    assert [p.name for p in parts] == ["t-1.png", "t-2.png", "t-3.png"] and all(p.stat().st_size > 500 for p in parts)

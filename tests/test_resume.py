@@ -282,14 +282,13 @@ def test_resume_on_other_data_is_refused(finished_run, tmp_path, capsys, monkeyp
 
 
 def test_resume_in_another_precision_is_refused(tmp_path, capsys, monkeypatch):
-    """Started with "auto" meaning fp32 ($VITLIB_PRECISION), resumed where "auto" means bf16."""
+    """Started where "auto" means fp32 (no native bf16), resumed where "auto" means bf16."""
     import vitlib.device
     args = [a for a in TINY if a not in ("--precision", "fp32")]  # precision "auto"
     run = tmp_path / "run"
-    monkeypatch.setenv("VITLIB_PRECISION", "fp32")
+    monkeypatch.setattr(vitlib.device, "cpu_has_native_bf16", lambda: False)
     assert main([*args, "--out", str(run)]) == 0
     assert json.loads((run / "config.json").read_text())["precision"] == "fp32"
-    monkeypatch.delenv("VITLIB_PRECISION")
     monkeypatch.setattr(vitlib.device, "cpu_has_native_bf16", lambda: True)
     before = contents(run)
     assert main([*args, "--out", str(run), "--resume"]) == 2

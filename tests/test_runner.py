@@ -3,6 +3,7 @@
 Notebooks are built here with nbformat; each executed one costs a kernel start (~3 s), so only
 six are executed in the whole file, and only one of them imports vitlib (and with it torch)."""
 
+import functools
 import json
 import os
 import subprocess
@@ -12,11 +13,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vitlib.experiments import (at_least, between, load_study, notebook_params, plan_study,
-                                run_study, validate_params)
+from vitlib.experiments import at_least, between, load_study, notebook_params, plan_study, run_study, validate_params
 from vitlib.experiments.__main__ import main
+from vitlib.experiments.cluster import run_on_executor
 from vitlib.experiments.runner import command_line
-from vitlib.experiments.study import expand_study, parse_override
+from vitlib.experiments.study import expand_study
+from vitlib.keyvalue import parse_override
 
 HEADER = """# Study: a test study
 # Command: python -m vitlib.experiments run study.yaml
@@ -190,14 +192,18 @@ runs:
   - {notebook: work.ipynb, name: "w{x}", grid: {x: [1, 2]}}
   - {notebook: work.ipynb, name: typo, params: {xx: 1}}
   - {notebook: missing.ipynb, name: gone}
+  - {notebook: work.ipynb, name: words, params: {x: three, mode: 2}}
 """)
     assert main(["run", "s.yaml", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "[1/4] w1 would run: new" in out and "[2/4] w2 would run: new" in out
-    assert ("[3/4] typo would fail: ValueError: unknown parameter(s) 'xx' (did you mean 'x'?) "
+    assert "[1/5] w1 would run: new" in out and "[2/5] w2 would run: new" in out
+    assert ("[3/5] typo would fail: ValueError: unknown parameter(s) 'xx' (did you mean 'x'?) "
             "for work.ipynb; its parameters cell declares: x, mode, out_dir") in out
-    assert "[4/4] gone would fail: FileNotFoundError" in out
-    assert "would run 2, skip 0, fail 2" in out
+    assert "[4/5] gone would fail: FileNotFoundError" in out
+    # the types the parameters cell declares are checked as the notebook would (x: int, mode: str)
+    assert ("[5/5] words would fail: ValueError: parameter 'x' must be int, got str 'three'; parameter 'mode' "
+            "must be str, got int 2 (work.ipynb's parameters cell)") in out
+    assert "would run 2, skip 0, fail 3" in out
     assert not (project / "results").exists()
 
     assert main(["run", "s.yaml", "--list", "--only", "w*"]) == 0
@@ -591,7 +597,7 @@ def test_schedule_starts_readers_after_their_inputs_and_collectors_after_every_r
     failed ones included, the report after the comparison."""
     from types import SimpleNamespace
 
-    from vitlib.experiments.runner import Summary, dependencies, schedule
+    from vitlib.experiments.schedule import Summary, dependencies, schedule
 
     def plan(name, **params):
         return SimpleNamespace(run=SimpleNamespace(name=name, folder=Path("res/runs/s") / name),
@@ -687,12 +693,13 @@ def test_submitit_local_executor_runs_each_run_as_a_job_with_the_same_rules(proj
                                     "  - {notebook: light.ipynb, name: 'w{x}', grid: {x: [1, 2]}}\n"
                                     "  - {notebook: bad.ipynb, name: bad}\n")
     lines = []
-    summary = run_study(load_study("s.yaml"), jobs=2, executor="local", echo=lines.append)
+    local_jobs = functools.partial(run_on_executor, executor="local")
+    summary = run_study(load_study("s.yaml"), jobs=2, submit=local_jobs, echo=lines.append)
     assert sorted(summary.done) == ["w1", "w2"]
     assert [name for name, _ in summary.failed] == ["bad"] and "broken on purpose" in summary.failed[0][1]
     assert sum("submitted as local job" in line for line in lines) == 3
     assert json.loads((project / "runs/s/w2/result.json").read_text())["x"] == 2
     assert json.loads((project / "runs/s/w1/run.json").read_text())["status"] == "complete"
-    again = run_study(load_study("s.yaml"), only=["w*"], executor="local", echo=lines.append)
+    again = run_study(load_study("s.yaml"), only=["w*"], submit=local_jobs, echo=lines.append)
     assert sorted(again.skipped) == ["w1", "w2"] and not again.done
     assert main(["run", "s.yaml", "--executor-arg", "timeout_min=5"]) == 2  # needs --executor

@@ -21,7 +21,6 @@ from vitlib.device import cpu_description  # noqa: E402
 from vitlib.train import RECIPES, lr_at  # noqa: E402
 from vitlib.train.runfolder import read_json  # noqa: E402
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
@@ -75,7 +74,8 @@ def test_speedrun_tiny_cpu_trains_reports_and_rebuilds_from_the_run_folders(tmp_
     assert lines[-len(rows) - 2].split() == list(speedrun.TABLE)  # the table is printed last
     columns, data = read_csv(out)
     assert columns == [*speedrun.COLUMNS, *common.ENV_COLUMNS] and len(data) == 8
-    assert {d["gpu"] for d in data} == {f"cpu ({cpu_description()})"} and {d["torch"] for d in data} == {torch.__version__}
+    assert ({d["gpu"] for d in data} == {f"cpu ({cpu_description()})"}
+            and {d["torch"] for d in data} == {torch.__version__})
     columns, curve_data = read_csv(tmp_path / "speedrun_curves.csv")
     assert columns == [*speedrun.CURVE_COLUMNS, *common.ENV_COLUMNS] and len(curve_data) == 8
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -91,7 +91,8 @@ def test_folder_stream_matches_in_memory(tmp_path, monkeypatch, workers):
     for c in ("a", "b"):
         (tmp_path / "tree" / "train" / c).mkdir(parents=True)
         for i in range(9):
-            Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(tmp_path / "tree" / "train" / c / f"{i}.png")
+            Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(
+                tmp_path / "tree" / "train" / c / f"{i}.png")
     memory = get_dataset("imagefolder", "train", tmp_path / "tree")
     lazy = get_dataset("imagefolder", "train", tmp_path / "tree", in_memory=False)
     config = AugmentConfig(crop="pad_crop", padding=2, flip=True, cutmix_alpha=1.0)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from fake_runs import model_description
 
 import vitlib
 from vitlib.data import DATASETS
@@ -22,11 +23,9 @@ from vitlib.experiments import load_study
 from vitlib.experiments.__main__ import main
 from vitlib.train import RECIPES, get_recipe
 
-from fake_runs import model_description
-
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "experiments").glob("*.yaml"))
-CPU_STUDIES = ("demo.yaml", "laptop.yaml")
+CPU_STUDIES = ("demo.yaml", "laptop.yaml", "laptop-budgets.yaml")
 GPU_STUDIES = [p for p in STUDIES if p.name not in CPU_STUDIES]
 FULL_SIZE = {"cifar10": 50_000, "tiny-imagenet": 100_000, "digits": 1_438}
 NUM_CLASSES = {"cifar10": 10, "tiny-imagenet": 200, "digits": 10}
@@ -125,7 +124,10 @@ def test_values_are_ones_the_code_accepts(path):
         steps = config.steps or config.epochs * per_epoch
         epochs = math.ceil(steps / per_epoch)
         assert config.warmup(per_epoch) < steps, run.name
-        assert epochs // config.eval_every <= 50 and epochs // config.checkpoint_every <= 50, run.name
+        every_eval, every_checkpoint = config.cadence(steps)  # in steps (0: by epochs)
+        evaluations = steps // every_eval if every_eval else epochs // config.eval_every
+        checkpoints = steps // every_checkpoint if every_checkpoint else epochs // config.checkpoint_every
+        assert evaluations <= 50 and checkpoints <= 50, run.name
         if notebook == "01_pretrain.ipynb":
             build(p["model"], json.dumps(p.get("model_args", {}), sort_keys=True), p["img_size"],
                   NUM_CLASSES[p["dataset"]])

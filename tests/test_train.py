@@ -12,13 +12,13 @@ import pytest
 import torch
 import torch.nn as nn
 
+import vitlib.device as device_module
 from vitlib import count_flops, count_params, create_model
 from vitlib.data import get_dataset
-import vitlib.device as device_module
 from vitlib.device import autocast_context, default_device, resolve_precision
 from vitlib.train import RECIPES, TrainConfig, fit, get_recipe, lr_at
+from vitlib.train.runfolder import differing_keys
 from vitlib.train.step import make_optimizer, update_ema
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -78,7 +78,8 @@ def test_config_rejects_bad_values(changes, message):
 def test_recipes_follow_their_sources():
     assert set(RECIPES) >= {"paper_pretrain", "paper_finetune", "vit_small_data", "resnet_cifar"}
     pre, ft = RECIPES["paper_pretrain"], RECIPES["paper_finetune"]
-    assert (pre.optimizer, pre.betas, pre.batch_size, pre.warmup_steps, pre.clip_grad) == ("adamw", (0.9, 0.999), 4096, 10_000, 1.0)
+    assert ((pre.optimizer, pre.betas, pre.batch_size, pre.warmup_steps, pre.clip_grad)
+            == ("adamw", (0.9, 0.999), 4096, 10_000, 1.0))
     assert (ft.optimizer, ft.momentum, ft.weight_decay, ft.batch_size, ft.steps) == ("sgd", 0.9, 0.0, 512, 10_000)
     assert ft.lr in (0.001, 0.003, 0.01, 0.03) and ft.zero_init_head and ft.schedule == "cosine"
     assert RECIPES["resnet_cifar"].nesterov and RECIPES["resnet_cifar"].weight_decay == 5e-4
@@ -112,17 +113,25 @@ def test_cpu_precision_follows_native_bf16(native, monkeypatch):
             resolve_precision("cpu", "bf16")
 
 
-def test_precision_env_sets_what_auto_means(monkeypatch):
-    """$VITLIB_PRECISION=fp32 makes "auto" fp32 on a CPU with native bf16 (to re-make fp32 results
-    there); an explicit precision wins over it; a bad value is named."""
+def test_the_library_never_reads_the_precision_variable(monkeypatch, tmp_path, capsys):
+    """A run's precision is its configuration's: $VITLIB_PRECISION is read by the command lines only
+    (`vitlib train` here, which says so and records the result), never deep inside the library."""
+    from vitlib.__main__ import main
     monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setenv("VITLIB_PRECISION", "fp32")
-    assert resolve_precision("cpu", "auto") == "fp32" and resolve_precision("cpu", "bf16") == "bf16"
+    assert resolve_precision("cpu", "auto") == "bf16"
     with autocast_context("cpu", "auto"):
-        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.bfloat16
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)  # the run itself in fp32 here
+    assert main(["train", "--model", "vit_ti4", "--dataset", "digits", "--steps", "2", "--batch-size", "32",
+                 "--model-arg", "depth=1", "--model-arg", "embed_dim=32", "--model-arg", "num_heads=2",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert "note: precision fp32 from $VITLIB_PRECISION" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["precision"] == "fp32"
     monkeypatch.setenv("VITLIB_PRECISION", "fp16")
-    with pytest.raises(ValueError, match=r"\$VITLIB_PRECISION='fp16' is not supported; allowed: auto, bf16, fp32"):
-        resolve_precision("cpu", "auto")
+    assert main(["train", "--model", "vit_ti4", "--dataset", "digits", "--out", str(tmp_path / "other")]) == 2
+    assert "$VITLIB_PRECISION='fp16' is not supported; allowed: auto, bf16, fp32" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
 
 
 def test_native_bf16_needs_the_cpu_flag(monkeypatch):
@@ -241,7 +250,8 @@ def test_bf16_and_fp32_runs_reach_the_same_accuracy(digits, tmp_path, monkeypatc
     assert abs(sum(acc["bf16"]) - sum(acc["fp32"])) / 2 <= spread + 0.01, acc
 
 
-@pytest.mark.parametrize("kind, expected", [("amx-bf16", torch.channels_last), ("avx512-bf16", torch.contiguous_format)])
+@pytest.mark.parametrize("kind, expected", [("amx-bf16", torch.channels_last),
+                                            ("avx512-bf16", torch.contiguous_format)])
 def test_memory_format_auto_in_bf16_follows_the_cpu_kind(monkeypatch, kind, expected):
     """NHWC in bf16 was measured 1.1-1.2x faster on an AMX CPU and 2-13x slower on an AVX512-BF16 one."""
     import vitlib.device as device
@@ -349,7 +359,8 @@ def test_run_folder_of_another_run_is_refused_and_left_untouched(digits, tmp_pat
     config = TrainConfig(steps=2, batch_size=128, lr=1e-3)
     fit(tiny_vit(depth=1), train, test, config, tmp_path, progress=False)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    with pytest.raises(ValueError, match=r"holds a different run; config.json differs in: model.depth, model.shape.depth, train.lr"):
+    with pytest.raises(ValueError, match=r"holds a different run; config.json differs in: "
+                                         r"model.depth, model.shape.depth, train.lr"):
         fit(tiny_vit(depth=2), train, test, config.replace(lr=2e-3), tmp_path, resume=True, progress=False)
     with pytest.raises(ValueError, match=r"already holds this run \(status: complete\); pass resume=True"):
         fit(tiny_vit(depth=1), train, test, config, tmp_path, progress=False)
@@ -420,3 +431,25 @@ def test_patience_without_validation_data_is_refused_before_any_write(digits, tm
     assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match="eval_every_steps=-1 is invalid"):
         TrainConfig(eval_every_steps=-1)
+
+
+def test_evaluations_per_run_space_evaluations_and_checkpoints_evenly(digits, tmp_path):
+    """evaluations=N: the same cadence in every run of a study, whatever its length or data size."""
+    assert TrainConfig(evaluations=4).cadence(2000) == (500, 500)
+    assert TrainConfig(evaluations=3).cadence(10) == (4, 4)  # rounded up: never more than N
+    assert TrainConfig(eval_every_steps=7).cadence(2000) == (7, 0)
+    with pytest.raises(ValueError, match="set evaluations=4 or eval_every_steps=5"):
+        TrainConfig(evaluations=4, eval_every_steps=5)
+    summary = fit(tiny_vit(depth=1), *digits, TrainConfig(steps=20, batch_size=64, evaluations=4, device="cpu",
+                                                         precision="fp32"), tmp_path / "run", progress=False)
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [5, 10, 15, 20]
+    assert summary["steps"] == 20
+
+
+def test_a_run_folder_of_an_earlier_version_resumes_where_new_fields_sit_at_their_defaults():
+    old = {"train": {"epochs": 3, "lr": 0.1}, "model": {"name": "m"}}
+    new = {"train": {"epochs": 3, "lr": 0.1, "evaluations": 0, "patience": 0}, "model": {"name": "m"},
+           "precision": "fp32"}
+    assert differing_keys(old, new) == []
+    assert differing_keys(old, {**new, "train": {**new["train"], "evaluations": 4}}) == ["train.evaluations"]

@@ -11,9 +11,10 @@
     vitlib list-models | list-recipes | --version
 
 Every TrainConfig field is a flag (`--warmup-epochs 5`, `--no-compile`, `--betas 0.9 0.95`,
-`--augment '{"hflip": true}'`); `--set key=value` sets any field too (values read as YAML, as every
-key=value of the project's command lines; `augment.hflip=true` sets one augmentation field). Precedence: TrainConfig defaults < recipe
-< --set < flags. Multi-GPU: `torchrun --nproc_per_node=N -m vitlib train ...`.
+`--augment '{"flip": true}'`); `--set key=value` sets any field too (values read as YAML, as every
+key=value of the project's command lines; `augment.flip=true` sets one augmentation field).
+Precedence: TrainConfig defaults < recipe < $VITLIB_PRECISION < --set < flags. Multi-GPU:
+`torchrun --nproc_per_node=N -m vitlib train ...`.
 Bad input, a damaged run file and a full disk exit with status 2 and a one-line message, no traceback.
 """
 import argparse
@@ -27,8 +28,9 @@ from pathlib import Path
 
 import torch
 
-from vitlib.experiments.study import parse_overrides
+from vitlib.device import PRECISION_ENV, precision_from_env
 from vitlib.fileio import FileLocked, file_lock, run_lock, write_error_message
+from vitlib.keyvalue import parse_overrides
 from vitlib.train.config import RECIPES, TrainConfig, get_recipe
 
 
@@ -95,6 +97,9 @@ def build_parser():
         cmd.add_argument("--data-dir", default=None, help="where the data set lives (default: the data module's)")
         if name == "eval":
             cmd.add_argument("--split", default="test", choices=("test", "val"), help="split (test)")
+            cmd.add_argument("--json", default=None, metavar="PATH",
+                             help="where to write the JSON record (default: eval_<dataset>_<split>.json "
+                                  "in the run folder; a weights file: none)")
             cmd.add_argument("--batch-size", type=int, default=256, help="images per forward pass (256)")
         elif name == "predict":
             cmd.add_argument("--top", type=int, default=5, help="classes shown (5)")
@@ -112,22 +117,22 @@ def build_parser():
 
 
 def resolve_config(args):
-    """Defaults < recipe < --set < explicit flags."""
+    """Defaults < recipe < $VITLIB_PRECISION < --set < explicit flags."""
     base = get_recipe(args.recipe) if args.recipe else TrainConfig()
-    changes = {}
-    for key, value in parse_overrides(args.set, "--set").items():
-        if key.startswith("augment."):
-            changes.setdefault("augment", dict(base.augment))[key[len("augment."):]] = value
-        else:
-            changes[key] = value
-    base.replace(**changes)  # a bad --set value is refused even where a flag sets the same field
+    if (env := precision_from_env()) is not None:  # the one place `vitlib train` reads it
+        base = base.replace(precision=env)
+        print(f"note: precision {env} from ${PRECISION_ENV} (--set precision=... or --precision wins)",
+              file=sys.stderr)
+    settings = parse_overrides(args.set, "--set")
+    config = base.with_settings(settings)  # a bad --set value is refused even where a flag sets the same field
+    flags = {}
     for f in dataclasses.fields(TrainConfig):
         if getattr(args, f.name) is not None:
-            if f.name in changes and changes[f.name] != getattr(args, f.name):
+            if f.name in settings and settings[f.name] != getattr(args, f.name):
                 print(f"note: --{f.name.replace('_', '-')} {getattr(args, f.name)} wins over --set "
-                      f"{f.name}={changes[f.name]} (flags beat --set)", file=sys.stderr)
-            changes[f.name] = getattr(args, f.name)
-    return base.replace(**changes)
+                      f"{f.name}={settings[f.name]} (flags beat --set)", file=sys.stderr)
+            flags[f.name] = getattr(args, f.name)
+    return config.replace(**flags)
 
 
 def train(args):
@@ -144,11 +149,13 @@ def train(args):
     if args.num_classes != "auto" and not (args.num_classes.isdigit() and int(args.num_classes) > 0):
         raise ValueError(f"--num-classes must be 'auto' or a positive integer, got {args.num_classes!r}")
     data_args = dict(data_dir=args.data_dir, img_size=args.img_size, train_size=args.train_size,
-                     val_fraction=args.val_fraction, seed=config.seed, **parse_overrides(args.data_option, "--data-option"))
+                     val_fraction=args.val_fraction, seed=config.seed,
+                     **parse_overrides(args.data_option, "--data-option"))
     train_data = get_dataset(args.dataset, "train", **data_args)
     eval_data = get_dataset(args.dataset, args.eval_split, **data_args)
     # a held-out validation split chooses the run's selected evaluation (and stops it, with patience)
-    val_data = get_dataset(args.dataset, "val", **data_args) if args.val_fraction and args.eval_split == "test" else None
+    val_data = (get_dataset(args.dataset, "val", **data_args) if args.val_fraction and args.eval_split == "test"
+                else None)
     num_classes = train_data.num_classes if args.num_classes == "auto" else int(args.num_classes)
     if num_classes < train_data.num_classes:  # before the run folder exists: the corrected command must work
         raise ValueError(f"--num-classes {num_classes} but {args.dataset} has {train_data.num_classes} classes "
@@ -181,12 +188,14 @@ def train_ending(out, summary):
     final, selected = summary["final"], summary.get("selected")
     files = ", ".join(sorted(p.name for p in Path(out).iterdir() if p.is_file()))
     lines = [f"wrote {out}/: {files}",
-             f"test top-1 {pct(final['eval_acc'])} (flip-TTA {pct(final['eval_acc_tta'])}) after {summary['steps']} steps, "
+             f"test top-1 {pct(final['eval_acc'])} (flip-TTA {pct(final['eval_acc_tta'])}) "
+             f"after {summary['steps']} steps, "
              f"{summary['train_seconds']:.0f} s of training at {summary['images_per_s']:.0f} images/s"]
     if selected:
         lines.append(f"selected on validation: step {selected['step']}, val {pct(selected['val_acc'])}, "
-                     f"test {pct(selected['eval_acc'])}" + (f" (stopped early at step {summary['stopped_early']['step']})"
-                                                            if summary.get("stopped_early") else ""))
+                     f"test {pct(selected['eval_acc'])}"
+                     + (f" (stopped early at step {summary['stopped_early']['step']})"
+                        if summary.get("stopped_early") else ""))
     lines.append(f"next: vitlib eval {out}  |  vitlib predict IMAGE --run {out}  |  "
                  f"vitlib attention IMAGE --run {out} --out map.png")
     return "\n".join(lines)
@@ -194,20 +203,14 @@ def train_ending(out, summary):
 
 def write_train_result(args, model, model_args, summary, train_data, config):
     """result.json for a `vitlib train` run, the record 01_pretrain writes (kind "train")."""
-    from vitlib.experiments.results import percent, training_record, write_result
+    from vitlib.experiments.results import accuracy_record, training_record, write_result
 
-    final = summary["final"]
-    selected = summary.get("selected")  # chosen on validation: its test accuracy is the run's result
-    extra = dict(selected_top1=percent(selected["eval_acc"]), selected_val_top1=percent(selected["val_acc"]),
-                 selected_step=selected["step"]) if selected else {}
     command = " ".join(shlex.quote(word) for word in ["vitlib", *args.argv])
     parameters = {k: v for k, v in vars(args).items() if k not in ("command", "argv")}
     write_result(args.out, "vitlib train", parameters, kind="train", run=Path(args.out).name, model=args.model,
                  model_args=model_args, command=command,
                  **training_record(model, summary, train_data, config, dataset=args.dataset,
-                                   recipe=args.recipe or "TrainConfig defaults"),
-                 top1=percent(final["eval_acc"]), best_top1=percent(summary["best"]["eval_acc"]),
-                 top1_ema=percent(final["eval_acc_ema"]), top1_tta=percent(final["eval_acc_tta"]), **extra)
+                                   recipe=args.recipe or "TrainConfig defaults"), **accuracy_record(summary))
 
 
 def _trained(args, split="test"):
@@ -242,16 +245,33 @@ def _trained(args, split="test"):
 
 
 def evaluate_run(args):
+    """Top-1 of a trained run (or weights file) on a split: a line for people, a JSON record for
+    scripts (eval_<dataset>_<split>.json in the run folder, or --json PATH)."""
+    import time
+
     from vitlib.data import BatchStream
     from vitlib.train.distributed import setup
+    from vitlib.train.runfolder import image_shape, write_json
     from vitlib.train.step import evaluate
 
     model, record, data = _trained(args, args.split)
     dist = setup("cpu")
-    top1, tta = evaluate(model, BatchStream(data, args.batch_size, device="cpu", shuffle=False, drop_last=False),
-                         contextlib.nullcontext(), True, dist)
+    stream = BatchStream(data, args.batch_size, device="cpu", shuffle=False, drop_last=False)
+    print(f"evaluating {record['model']} on {len(data):,} {data.name} {args.split} images "
+          f"({len(stream)} batches of {args.batch_size}, plain and mirrored)...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    top1, tta = evaluate(model, stream, contextlib.nullcontext(), True, dist)
+    seconds = time.perf_counter() - start
     print(f"{record['model']} ({args.run}) on {len(data):,} {data.name} {args.split} images: "
-          f"top-1 {100 * top1:.2f}% (flip-TTA {100 * tta:.2f}%)")
+          f"top-1 {100 * top1:.2f}% (flip-TTA {100 * tta:.2f}%), {seconds:.0f} s")
+    result = {"run": str(args.run), "model": record["model"], "dataset": data.name, "split": args.split,
+              "images": len(data), "img_size": image_shape(data)[2], "top1": round(100 * top1, 2),
+              "top1_tta": round(100 * tta, 2), "seconds": round(seconds, 1),
+              "command": " ".join(shlex.quote(word) for word in ["vitlib", *args.argv])}
+    out = args.json or (Path(args.run, f"eval_{data.name}_{args.split}.json") if Path(args.run).is_dir() else None)
+    if out is not None:
+        write_json(out, result)
+        print(f"wrote {out}")
 
 
 def predict(args):
@@ -285,7 +305,8 @@ def attention(args):
 
 
 def list_models():
-    from vitlib import count_flops, count_params, create_model, list_models as names
+    from vitlib import count_flops, count_params, create_model
+    from vitlib import list_models as names
 
     print(f"{'model':<16} {'params':>12} {'GFLOPs':>8}  at")
     for name in names():
@@ -326,8 +347,9 @@ def main(argv=None):
         return report_main(argv[1:])
     args = build_parser().parse_args(argv)
     args.argv = argv  # what a run records as the command that re-makes it
-    commands = {"list-models": lambda _: list_models(), "list-recipes": lambda _: list_recipes(), "make-data": make_data,
-                "eval": evaluate_run, "predict": predict, "attention": attention, "train": train}
+    commands = {"list-models": lambda _: list_models(), "list-recipes": lambda _: list_recipes(),
+                "make-data": make_data, "eval": evaluate_run, "predict": predict, "attention": attention,
+                "train": train}
     try:
         commands[args.command](args)
     except (ValueError, FileNotFoundError) as e:

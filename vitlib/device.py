@@ -6,7 +6,9 @@ optimiser state, the loss and reductions stay fp32) where the hardware computes 
 CUDA GPU of compute capability >= 8.0, or a CPU with AVX512-BF16 or AMX (AMD Zen 4, Intel Cooper
 Lake / Sapphire Rapids and later) — and plain fp32 elsewhere. Without native support bf16 is
 emulated and slower than fp32 (measured ~6x slower on an AVX2-only AMD EPYC), so it is refused.
-$VITLIB_PRECISION (auto | bf16 | fp32) overrides what "auto" means, e.g. fp32 on a bf16 machine.
+A run states its precision in its configuration (TrainConfig.precision, a study's `precision`);
+the library never reads the environment for it. Only the command lines (`vitlib train`, the study
+runner) take $VITLIB_PRECISION (auto | bf16 | fp32), as an override they print and record in the run.
 """
 import contextlib
 import functools
@@ -45,22 +47,18 @@ def resolve_device(device="auto"):
 
 
 def precision_from_env():
-    """$VITLIB_PRECISION ("auto" when unset): what "auto" precision means in this process. Set it
-    to fp32 to re-make, on hardware with native bf16, results that were made in fp32 elsewhere
-    (a study's runs keep "auto" in their parameters; the precision each used is in its summary)."""
-    value = os.environ.get(PRECISION_ENV) or "auto"
-    if value not in PRECISIONS:
+    """$VITLIB_PRECISION, checked, or None when unset: the command lines' override of the precision
+    a run states, e.g. fp32 to re-make on hardware with native bf16 results made in fp32 elsewhere."""
+    value = os.environ.get(PRECISION_ENV) or None
+    if value is not None and value not in PRECISIONS:
         raise ValueError(f"${PRECISION_ENV}={value!r} is not supported; allowed: {', '.join(PRECISIONS)}")
     return value
 
 
 def resolve_precision(device, precision="auto"):
-    """The precision a run on `device` actually uses: "bf16" or "fp32" ("auto" as
-    $VITLIB_PRECISION says, where set)."""
+    """The precision a run on `device` actually uses: "bf16" or "fp32"."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} is not supported; allowed: {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        precision = precision_from_env()
     device = torch.device(device)
     if precision == "fp32":
         return "fp32"

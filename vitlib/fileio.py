@@ -167,5 +167,6 @@ def write_error_message(error, remedy):
     if what is None:
         return None
     where = f" writing {error.filename}" if error.filename else ""
-    fix = "free some space" if error.errno == errno.ENOSPC else "choose a folder you may write to, or fix its permissions"
+    fix = ("free some space" if error.errno == errno.ENOSPC
+           else "choose a folder you may write to, or fix its permissions")
     return f"error: {what}{where}; {fix}, then {remedy}"

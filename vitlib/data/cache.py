@@ -25,9 +25,8 @@ from pathlib import Path
 
 import torch
 
-from vitlib.fileio import atomic_write, file_lock
-
 from vitlib.data.decode import decode_all, list_folder
+from vitlib.fileio import atomic_write, file_lock
 
 CACHE_FORMAT = 2  # bump to invalidate every cache file when the stored layout changes
 

@@ -9,6 +9,7 @@ downloaded (CIFAR, through torchvision) when none is found. Archives are decoded
 (see vitlib/data/cache.py). Where each dataset comes from: vitlib/data/sources.py.
 """
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ class ImageDataset:
 
 def get_dataset(name: str, split: str, data_dir=None, *, img_size: int | None = None,
                 train_size: int | None = None, val_fraction: float = 0.0, seed: int = 0,
-                download: bool = True, **options):
+                val_size: int | None = None, val_seed: int = 0, download: bool = True, **options):
     """Load split "train" | "val" | "test" of dataset `name` (see DATASETS).
 
     - cifar10 / cifar100: the project's JPEG copy (`cifar10-jpeg.tar.gz` or its extracted
@@ -66,27 +67,42 @@ def get_dataset(name: str, split: str, data_dir=None, *, img_size: int | None = 
       `channels`, `img_size` (default 32).
 
     img_size: resize to (img_size, img_size), bilinear with antialiasing, after the cache.
-    val_fraction: hold out this stratified, seed-determined share of train (at least one image per
-        class; the paper holds out 2 % of CIFAR: 0.02); "val" returns it and "train" excludes it.
-        "val" without it is only valid for an imagefolder that has its own val/ folder.
+    val_fraction: hold out this stratified share of train (at least one image per class; the paper
+        holds out 2 % of CIFAR: 0.02); "val" returns it and "train" excludes it. "val" without it is
+        only valid for an imagefolder that has its own val/ folder.
+    val_size: hold out this many images instead (the same stratified draw, at the fraction
+        val_size / training images), e.g. 5000 of CIFAR-10's 50,000.
+    val_seed: draws the held-out images. It is apart from `seed` so that runs of different seeds
+        (and training-set sizes) share one validation set and never train on each other's.
     train_size: a class-balanced, seed-determined subset of that train split (nested: the subset of
         size n is contained in the one of size 2n for the same seed).
     mean / std: per channel of the full train split (before holding out val), or the known
         constants for CIFAR.
     """
-    options = _check_args(name, split, img_size, train_size, val_fraction, seed, options)
+    options = _check_args(name, split, img_size, train_size, val_fraction, seed, options, val_size)
+    if not isinstance(val_seed, int) or isinstance(val_seed, bool) or val_seed < 0:
+        raise ValueError(f"val_seed={val_seed!r}; must be an int >= 0")
+    if val_size is not None:
+        if not isinstance(val_size, int) or isinstance(val_size, bool) or val_size <= 0:
+            raise ValueError(f"val_size={val_size!r}; must be a positive int or None")
+        if val_fraction:
+            raise ValueError(f"pass val_fraction={val_fraction} or val_size={val_size}, not both")
+    if data_dir is not None and name not in ("digits", "fake") and not Path(data_dir).expanduser().exists():
+        raise FileNotFoundError(f"data_dir {str(data_dir)!r} does not exist; nothing is downloaded into a folder "
+                                "that is not there: pass an existing folder or archive, or no data_dir "
+                                "($VITLIB_DATA, then ~/.cache/vitlib, where a download may go)")
     img_size = img_size or DEFAULT_IMG_SIZE.get(name)
     if name in ("cifar10", "cifar100"):
-        raw = sources.load_cifar(name, sources.data_root(data_dir), download)
+        raw = sources.load_cifar(name, sources.data_root(data_dir), download, img_size)
     elif name == "tiny-imagenet":
-        raw = sources.load_tiny_imagenet(sources.data_root(data_dir))
+        raw = sources.load_tiny_imagenet(sources.data_root(data_dir), img_size)
     elif name == "imagefolder":
         raw = folder.load_imagefolder(data_dir, in_memory=options["in_memory"], img_size=img_size)
     elif name == "digits":
         raw = sources.load_digits(options["channels"])
     else:
         raw = sources.load_fake(seed, img_size, options["num_images"], options["num_classes"], options["channels"])
-    index = select_indices(raw, name, split, val_fraction, train_size, seed)
+    index = select_indices(raw, name, split, val_fraction or val_size or 0, train_size, seed, val_seed)
     if raw.images is None:
         mean, std = folder.estimate_stats(raw, img_size)
         return folder.FolderDataset([raw.paths[i] for i in index.tolist()], raw.labels[index], raw.classes,
@@ -107,7 +123,7 @@ def _take(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return images.index_select(0, index)
 
 
-def _check_args(name, split, img_size, train_size, val_fraction, seed, options) -> dict:
+def _check_args(name, split, img_size, train_size, val_fraction, seed, options, val_size=None) -> dict:
     """Every argument checked before any data is read."""
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed!r}; must be an int >= 0")
@@ -117,8 +133,8 @@ def _check_args(name, split, img_size, train_size, val_fraction, seed, options) 
         raise ValueError(f"unknown split {split!r} for {name}; allowed: {SPLITS}")
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction={val_fraction}; must be in [0, 1)")
-    if split == "val" and val_fraction == 0 and name != "imagefolder":
-        raise ValueError(f"{name} has no split 'val' of its own: pass val_fraction > 0 (e.g. 0.02) to "
+    if split == "val" and val_fraction == 0 and not val_size and name != "imagefolder":
+        raise ValueError(f"{name} has no split 'val' of its own: pass val_fraction > 0 (e.g. 0.02) or val_size to "
                          f"hold out part of train; allowed splits without it: ('train', 'test')")
     if img_size is not None and not (isinstance(img_size, int) and img_size > 0):
         raise ValueError(f"img_size={img_size!r}; must be a positive int or None")
@@ -139,9 +155,11 @@ def _check_args(name, split, img_size, train_size, val_fraction, seed, options) 
     return options
 
 
-def select_indices(raw, name, split, val_fraction, train_size, seed) -> torch.Tensor:
-    """Indices into `raw` for the requested split, after the held-out val and train_size subset."""
-    if split not in ("train", "val") or (split == "val" and val_fraction == 0):
+def select_indices(raw, name, split, val, train_size, seed, val_seed=0) -> torch.Tensor:
+    """Indices into `raw` for the requested split, after the held-out val (`val`: a fraction of the
+    training split below 1, or a number of images; drawn by `val_seed`) and the train_size subset
+    (drawn by `seed` from what remains)."""
+    if split not in ("train", "val") or (split == "val" and val == 0):
         if split not in raw.split_index:
             raise ValueError(f"{name} at {raw.origin} has no split {split!r}; available: "
                              f"{sorted(raw.split_index)} (and 'val' with val_fraction > 0)")
@@ -149,8 +167,11 @@ def select_indices(raw, name, split, val_fraction, train_size, seed) -> torch.Te
     if "train" not in raw.split_index:
         raise ValueError(f"{name} at {raw.origin} has no 'train' split; available: {sorted(raw.split_index)}")
     index = raw.split_index["train"]
-    if val_fraction > 0:
-        held = torch.from_numpy(stratified_holdout(raw.labels[index].numpy(), val_fraction, seed))
+    if val > 0:
+        if val >= 1 and val >= len(index):
+            raise ValueError(f"val_size={val} leaves no training images of {name}'s {len(index)}")
+        fraction = val / len(index) if val >= 1 else val
+        held = torch.from_numpy(stratified_holdout(raw.labels[index].numpy(), fraction, val_seed))
         index = index[held] if split == "val" else index[~held]
     if split == "train" and train_size is not None:
         index = index[torch.from_numpy(balanced_subset(raw.labels[index].numpy(), train_size, seed, len(raw.classes)))]

@@ -23,7 +23,8 @@ def load_imagefolder(data_dir, *, in_memory: bool = True, img_size: int | None =
         raise ValueError("imagefolder needs data_dir=<root of a <split>/<class>/<image> tree, or its .tar.gz/.zip>")
     path = Path(data_dir).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"imagefolder: nothing at data_dir={str(path)!r}; point it at the tree root or the archive")
+        raise FileNotFoundError(f"imagefolder: nothing at data_dir={str(path)!r}; "
+                                "point it at the tree root or the archive")
     if in_memory:
         return raw_from_decoded(load_decoded(path, size=img_size), str(path), "split-class", folder_layout(path))
     if not path.is_dir():
@@ -85,7 +86,10 @@ def read_image(path: str, img_size: int | None = None, channels: int = 3) -> tor
     path = Path(path)
     try:
         image = decode_pil(path.name, path.read_bytes(), path.parent)  # (1 or 3, H, W)
-    except ValueError:  # PIL's own reason names a BytesIO object, not the file
+    except ValueError as err:  # PIL's own reason names a BytesIO object, not the file
+        if isinstance(err.__cause__, Image.DecompressionBombError):  # an image, but too large to open safely
+            raise ValueError(f"{path} is too large for Pillow to open safely: {err.__cause__} (Pillow's "
+                             "decompression-bomb guard); resize it to a few megapixels first") from None
         raise ValueError(f"{path} is not an image file vitlib can decode ({', '.join(IMAGE_SUFFIXES)})") from None
     if image.shape[0] != channels and channels == 1:  # colour for a grey model: Pillow's "L" (ITU-R 601-2 luma)
         luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)

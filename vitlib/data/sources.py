@@ -106,7 +106,9 @@ def split_class_layout(names: list[str], where) -> tuple[list[str], list[str]]:
     return [p[-3] for p in parts], [p[-2] for p in parts]
 
 
-def load_cifar(name: str, root: Path, download: bool) -> RawData:
+def load_cifar(name: str, root: Path, download: bool, size: int | None = None) -> RawData:
+    """CIFAR from the JPEG copy or torchvision's pickles under `root` (see get_dataset); `size`: the
+    size to decode an archive of mixed image sizes to."""
     spec = CIFAR[name]
     jpeg_candidates = [root / spec["archive"], root / spec["folder"]]
     pickle_candidates = [root / spec["pickles"]]
@@ -116,7 +118,7 @@ def load_cifar(name: str, root: Path, download: bool) -> RawData:
         pickle_candidates.insert(0, root)
     for path in jpeg_candidates:
         if path.exists():
-            return _cifar_jpeg(name, path)
+            return _cifar_jpeg(name, path, size)
     for path in pickle_candidates:
         if path.is_dir():
             return _cifar_pickles(name, path)
@@ -135,10 +137,10 @@ def load_cifar(name: str, root: Path, download: bool) -> RawData:
     return _cifar_pickles(name, root / spec["pickles"])
 
 
-def _cifar_jpeg(name: str, path: Path) -> RawData:
+def _cifar_jpeg(name: str, path: Path, size: int | None = None) -> RawData:
     spec = CIFAR[name]
     # Sorted class folder names are the standard CIFAR label order.
-    raw = raw_from_decoded(load_decoded(path), str(path), "split-class", folder_layout(path))
+    raw = raw_from_decoded(load_decoded(path, size=size), str(path), "split-class", folder_layout(path))
     if len(raw.classes) != spec["num_classes"] or not {"train", "test"} <= set(raw.split_index):
         raise ValueError(f"{path}: expected {spec['num_classes']} class folders under train/ and test/, "
                          f"found {len(raw.classes)} classes and splits {sorted(raw.split_index)}")
@@ -175,7 +177,7 @@ def _cifar_pickles(name: str, folder: Path) -> RawData:
                    mean=mean, std=std)
 
 
-def load_tiny_imagenet(root: Path) -> RawData:
+def load_tiny_imagenet(root: Path, size: int | None = None) -> RawData:
     """Tiny-ImageNet-200 at any resolution: train/<wnid>/images/*, val/images/* + val_annotations.txt.
 
     Its test set has no labels, so the labelled val set becomes split "test".
@@ -189,7 +191,7 @@ def load_tiny_imagenet(root: Path) -> RawData:
             f"tiny-imagenet not found; searched {[str(p) for p in candidates]}. To get it: put "
             f"{TINY_ARCHIVES[0]} (the project's 32 px copy) or {TINY_ARCHIVES[1]} ({TINY_URL}) there and "
             f"point data_dir or $VITLIB_DATA at that folder")
-    return raw_from_decoded(load_decoded(path), str(path), "tiny-imagenet", _tiny_layout(path))
+    return raw_from_decoded(load_decoded(path, size=size), str(path), "tiny-imagenet", _tiny_layout(path))
 
 
 def _tiny_layout(path: Path):
@@ -227,12 +229,14 @@ def load_digits(channels: int = 1) -> RawData:
     ranks = class_ranks(labels, np.random.default_rng([0, 0]))
     test_quota = np.round(0.2 * np.bincount(labels))
     is_test = ranks < test_quota[labels]
-    split_index = {"train": torch.from_numpy(np.flatnonzero(~is_test)), "test": torch.from_numpy(np.flatnonzero(is_test))}
+    split_index = {"train": torch.from_numpy(np.flatnonzero(~is_test)),
+                   "test": torch.from_numpy(np.flatnonzero(is_test))}
     return RawData(torch.from_numpy(labels), split_index, [str(d) for d in range(10)],
                    "sklearn.datasets.load_digits", images=images.expand(-1, channels, -1, -1).contiguous())
 
 
-def load_fake(seed: int, img_size: int = 32, num_images: int = 256, num_classes: int = 10, channels: int = 3) -> RawData:
+def load_fake(seed: int, img_size: int = 32, num_images: int = 256, num_classes: int = 10,
+              channels: int = 3) -> RawData:
     """Random images, `num_images` per split. Each class adds its own fixed random pattern to the
     noise (50/50), so a model can learn it: useful for smoke tests of training."""
     patterns = np.random.default_rng([seed, 7]).integers(0, 256, (num_classes, channels, img_size, img_size))

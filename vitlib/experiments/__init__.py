@@ -4,8 +4,8 @@ parameter checks every notebook runs first (`params`).
     python -m vitlib.experiments run experiments/<study>.yaml [--dry-run] [--list] [--only GLOB]
 """
 
-from .params import at_least, between, notebook_params, training_spec, validate_params
 from .kernel import python_kernel
+from .params import at_least, between, notebook_params, training_spec, validate_params
 from .runner import plan_study, run_study
 from .study import Run, Study, load_study
 

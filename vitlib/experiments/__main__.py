@@ -15,13 +15,24 @@ file or arguments (nothing ran) or a full disk, 130 when interrupted.
 """
 
 import argparse
+import functools
 import sys
 
-from vitlib.device import precision_from_env
-
-from .runner import run_study, select
-from .study import load_study, parse_override
+from vitlib.device import PRECISION_ENV, precision_from_env
 from vitlib.fileio import write_error_message
+from vitlib.keyvalue import parse_override
+
+from .cluster import run_on_executor
+from .runner import declared_params, run_study, select
+from .study import load_study
+
+
+def declared_or_none(notebook):
+    """The parameters a notebook declares; () where it cannot be read (the run plan reports that)."""
+    try:
+        return declared_params(notebook)
+    except (OSError, ValueError):
+        return ()
 
 
 def main(argv=None) -> int:
@@ -56,9 +67,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        precision_from_env()  # a bad $VITLIB_PRECISION stops here, not in every run
         overrides = dict(parse_override(text) for text in args.overrides)
         study = load_study(args.study, output=args.output, overrides=overrides)
+        env = precision_from_env()  # the one place the runner reads it; a bad value stops here, before any run
+        if env is not None and "precision" not in overrides:
+            declaring = [nb for nb in {run.notebook for run in study.runs} if "precision" in declared_or_none(nb)]
+            if declaring:
+                overrides["precision"] = env
+                study = load_study(args.study, output=args.output, overrides=overrides)
+                print(f"note: precision={env} from ${PRECISION_ENV}, as --set precision={env} (recorded in each "
+                      f"run's overrides)", file=sys.stderr)
+            else:
+                print(f"note: ${PRECISION_ENV}={env} has no effect: no notebook of {args.study} declares "
+                      "precision", file=sys.stderr)
         if args.list:
             print(study.header + "\n")
             defaults = {k: v for r in study.runs for k, v in r.defaults.items()}
@@ -75,9 +96,12 @@ def main(argv=None) -> int:
         executor_args = dict(parse_override(text) for text in args.executor_arg)
         if executor_args and args.executor is None:
             raise ValueError("--executor-arg needs --executor local or slurm")
+        # the executor is chosen here: the runner's own threads, or submitit jobs (cluster.py)
+        submit = (functools.partial(run_on_executor, executor=args.executor, executor_args=executor_args)
+                  if args.executor is not None else None)
         summary = run_study(study, only=args.only, dry_run=args.dry_run, kernel_name=args.kernel,
                             show_output=not args.quiet, echo=lambda line: print(line, flush=True),
-                            jobs=args.jobs, executor=args.executor, executor_args=executor_args)
+                            jobs=args.jobs, submit=submit)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

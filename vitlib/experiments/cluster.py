@@ -13,7 +13,7 @@ import glob
 import time
 from pathlib import Path
 
-from .runner import schedule
+from .schedule import schedule
 from .study import Study, load_study
 
 EXECUTORS = ("local", "slurm")
@@ -28,18 +28,20 @@ def run_one(study_path, output, overrides, name):
     return run_study(study, only=[glob.escape(name)], echo=lambda line: print(line, flush=True))
 
 
-def run_on_executor(study: Study, plans, summary, executor, executor_args, jobs, echo, poll_s=2.0):
+def run_on_executor(study: Study, plans, summary, jobs, echo, *, executor, executor_args=None, poll_s=2.0):
     """Submit one job per planned run (at most `jobs` at once, each after the runs it reads) and
-    merge their summaries into `summary`."""
+    merge their summaries into `summary`: run_study's `submit`, bound to an executor ("local" or
+    "slurm") and its submitit parameters (slurm_partition, timeout_min, gpus_per_node, ...)."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r} is not supported; allowed: {', '.join(EXECUTORS)}")
     try:
         import submitit
     except ImportError:
-        raise RuntimeError("--executor needs submitit: pip install 'vitlib[cluster]' (or pip install submitit)") from None
+        raise RuntimeError("--executor needs submitit: "
+                           "pip install 'vitlib[cluster]' (or pip install submitit)") from None
     folder = Path(study.output) / ".submitit"
     pool = submitit.AutoExecutor(folder=folder, cluster=executor)
-    pool.update_parameters(**{**DEFAULTS, **executor_args})
+    pool.update_parameters(**{**DEFAULTS, **(executor_args or {})})
     # absolute paths: a job starts in its own working directory on the cluster
     output = str(Path(study.output).resolve()) if study.output_given else None
     names = {}  # job -> run name

@@ -61,7 +61,7 @@ def notebook_params(namespace: dict, spec: dict) -> dict:
 
 
 # Parameters that name files or folders: relative values are read from the project's root.
-PATH_PARAMS = {"out_dir", "results_dir", "data_dir", "init", "source_run", "cnn_run", "image"}
+PATH_PARAMS = {"out_dir", "results_dir", "data_dir", "init", "source_run", "cnn_run", "image", "trained_run"}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -103,6 +103,28 @@ def assigned_names(source: str) -> list:
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         names += [t.id for t in targets if isinstance(t, ast.Name)]
     return names
+
+
+def annotated_types(source: str) -> dict:
+    """{name: type name} of a cell's annotated assignments (`steps: int = 140` -> "int"), for the
+    plain types a parameters cell uses (int, float, str, bool, dict, list)."""
+    return {node.target.id: node.annotation.id for node in ast.parse(source).body
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+            and isinstance(node.annotation, ast.Name) and node.annotation.id in PLAIN_TYPES}
+
+
+PLAIN_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict, "list": list}
+
+
+def type_problem(name: str, value, type_name: str):
+    """Why `value` cannot be parameter `name` of declared type `type_name` (None when it can), by
+    validate_params' rules: an int is a float, a bool is never an int."""
+    expected = PLAIN_TYPES.get(type_name)
+    if expected is None or value is None:
+        return None
+    if isinstance(value, bool) and type_name != "bool" or not isinstance(value, expected):
+        return f"parameter {name!r} must be {type_name}, got {type(value).__name__} {value!r}"
+    return None
 
 
 def _injected_names(history) -> list:
@@ -170,6 +192,7 @@ def training_spec():
     """The parameters 01_pretrain and 02_finetune share (data, run length, seed, run folder), as
     a SPEC fragment: `SPEC = {**training_spec(), "model": ...}`."""
     from vitlib.data import DATASETS  # here, not at the top: the runner imports this module
+    from vitlib.device import PRECISIONS
 
     return {
         "dataset": (str, list(DATASETS), "dataset name"),
@@ -181,6 +204,7 @@ def training_spec():
         "batch_size": (int, at_least(0), "images per step, 0 = the recipe's"),
         "lr": (float, at_least(0), "peak learning rate, 0 = the recipe's"),
         "train_args": (dict, None, "TrainConfig fields"),
+        "precision": (str, PRECISIONS, "auto: bf16 where the hardware computes it natively, else fp32"),
         "seed": (int, at_least(0), "seed"),
         "out_dir": (str, lambda v: v != "", "run folder"),
         "resume": (bool, None, "continue an interrupted run"),

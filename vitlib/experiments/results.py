@@ -15,7 +15,7 @@ from vitlib.device import default_device, device_name, resolve_device
 from vitlib.models import create_model
 from vitlib.models.weights import load_pretrained, read_state_dict
 from vitlib.train import get_recipe
-from vitlib.train.runfolder import describe_model, image_shape, write_json
+from vitlib.train.runfolder import CHECKPOINT, RESULT, WEIGHTS, describe_model, image_shape, write_json
 
 KINDS = ("train", "finetune", "inspect")
 COMMON_FIELDS = ("kind", "run", "model", "model_args", "family")
@@ -26,19 +26,42 @@ RESULT_FIELDS = {
 }
 
 
-def load_data(dataset, data_dir, img_size, train_size, seed):
-    """(train, test) as the notebooks take them: the training split subset to `train_size` images
-    (class-balanced, drawn by `seed`; 0: all of it), both resized to `img_size`; data_dir "": the
-    default places ($VITLIB_DATA, then ~/.cache/vitlib)."""
-    train = get_dataset(dataset, "train", data_dir or None, img_size=img_size, train_size=train_size or None, seed=seed)
-    return train, get_dataset(dataset, "test", data_dir or None, img_size=img_size)
+def load_data(dataset, data_dir, img_size, train_size, seed, val_size=0):
+    """(train, val, test) as the notebooks take them, all resized to `img_size`. val: `val_size`
+    images held out of the training split (class-stratified, one fixed draw whatever the seed; None
+    when 0); train: the rest, subset to `train_size` images (class-balanced, drawn by `seed`; 0: all).
+    data_dir "": the default places ($VITLIB_DATA, then ~/.cache/vitlib)."""
+    common = dict(img_size=img_size, val_size=val_size or None)
+    train = get_dataset(dataset, "train", data_dir or None, train_size=train_size or None, seed=seed, **common)
+    val = get_dataset(dataset, "val", data_dir or None, **common) if val_size else None
+    return train, val, get_dataset(dataset, "test", data_dir or None, img_size=img_size)
 
 
-def training_config(recipe, seed, train_args, *, epochs=0, steps=0, batch_size=0, lr=0.0):
-    """The named recipe with the run's seed, the lengths that are set (0: the recipe's) and any
-    other TrainConfig fields (train_args)."""
+def training_config(recipe, seed, train_args, *, epochs=0, steps=0, batch_size=0, lr=0.0, precision="auto"):
+    """The named recipe with the run's seed, the lengths that are set (0: the recipe's), its
+    precision and any other TrainConfig fields (train_args)."""
+    if precision != "auto" and train_args.get("precision", precision) != precision:
+        raise ValueError(f"precision={precision!r} and train_args precision={train_args['precision']!r}: give one")
     lengths = {k: v for k, v in dict(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr).items() if v}
-    return get_recipe(recipe, seed=seed, **lengths, **train_args)
+    return get_recipe(recipe, seed=seed, **lengths, **{"precision": precision, **train_args})
+
+
+def accuracy_record(summary):
+    """result.json's accuracies (percent) of a fit run. Without a validation split: the last
+    evaluation's (top1, flip-TTA, EMA) and the best test accuracy seen (best_top1). With one, the
+    evaluation selected on validation is the run's result, as in the paper (early stopping on a
+    held-out split): top1 and the others are that evaluation's test accuracies, beside val_top1,
+    selected_step, the last evaluation's last_top1 and where patience stopped the run (None: it
+    ran to the end); the test set chose nothing, so no best_top1."""
+    final, selected = summary["final"], summary.get("selected")
+    if selected is None:
+        return dict(top1=percent(final["eval_acc"]), best_top1=percent(summary["best"]["eval_acc"]),
+                    top1_ema=percent(final["eval_acc_ema"]), top1_tta=percent(final["eval_acc_tta"]))
+    stopped = summary.get("stopped_early")
+    return dict(top1=percent(selected["eval_acc"]), top1_ema=percent(selected["eval_acc_ema"]),
+                top1_tta=percent(selected["eval_acc_tta"]), val_top1=percent(selected["val_acc"]),
+                selected_step=selected["step"], last_top1=percent(final["eval_acc"]),
+                stopped_early_step=stopped["step"] if stopped else None)
 
 
 def training_record(net, summary, train_data, config, *, dataset, recipe):
@@ -53,7 +76,7 @@ def training_record(net, summary, train_data, config, *, dataset, recipe):
         steps=summary["steps"], epochs=summary["epochs"], params=summary["params"],
         flops_per_image=summary["flops_per_image"], train_flops=summary["train_flops"],
         train_seconds=summary["train_seconds"], images_per_s=summary["images_per_s"],
-        device=device_name(resolve_device(config.device)))
+        precision=summary["precision"], device=device_name(resolve_device(config.device)))
 
 
 def invocation(notebook, params):
@@ -85,12 +108,12 @@ def write_result(out_dir, notebook, parameters, /, **record):
     record.setdefault("device", device_name(default_device()))  # notebooks pass the device they used
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "result.json", record)
+    write_json(out_dir / RESULT, record)
     return record
 
 
 def read_result(run_dir):
-    path = Path(run_dir) / "result.json"
+    path = Path(run_dir) / RESULT
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a finished vitlib run folder (no result.json)")
     return json.loads(path.read_text())
@@ -108,8 +131,8 @@ def plot_learning_curves(metrics_csv, title=""):
     loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(m["epoch"], m["train_loss"], marker="o")
     loss_ax.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title=title)
-    for column, label in (("train_acc", "train"), ("eval_acc", "test"), ("eval_acc_ema", "test (EMA)"),
-                          ("eval_acc_tta", "test (flip TTA)")):
+    for column, label in (("train_acc", "train"), ("val_acc", "validation"), ("eval_acc", "test"),
+                          ("eval_acc_ema", "test (EMA)"), ("eval_acc_tta", "test (flip TTA)")):
         if column in m and m[column].notna().any():
             acc_ax.plot(m["epoch"], 100 * m[column], marker="o", label=label)  # fractions -> %
     acc_ax.set(xlabel="epoch", ylabel="top-1 accuracy (%)")
@@ -119,7 +142,7 @@ def plot_learning_curves(metrics_csv, title=""):
     return fig
 
 
-WEIGHTS_FILE = "weights.safetensors"
+WEIGHTS_FILE = WEIGHTS
 
 
 def save_run_weights(model, run_dir, dtype=torch.bfloat16) -> Path:
@@ -142,7 +165,7 @@ def load_run_model(run_dir):
     numbers), else from checkpoint.pt."""
     record = read_result(run_dir)
     weights = Path(run_dir, WEIGHTS_FILE)
-    ckpt = Path(run_dir, "finetune" if record["kind"] == "finetune" else "", "checkpoint.pt")
+    ckpt = Path(run_dir, "finetune" if record["kind"] == "finetune" else "", CHECKPOINT)
     if not weights.is_file() and not ckpt.is_file():
         raise FileNotFoundError(f"{run_dir} has neither {WEIGHTS_FILE} nor {ckpt.relative_to(run_dir)} to load")
     model = create_model(record["model"], num_classes=record["num_classes"], img_size=record["img_size"],

@@ -50,11 +50,13 @@ from pathlib import Path
 import nbformat
 
 from vitlib.fileio import FileLocked, file_lock, read_json, run_lock, write_json
+from vitlib.keyvalue import parse_override
 from vitlib.provenance import git_state
 
 from .kernel import execute_notebook, kernel
-from .params import assigned_names
-from .study import Run, Study, parse_override
+from .params import annotated_types, assigned_names, type_problem
+from .schedule import Summary, schedule
+from .study import Run, Study
 
 RUN_FILE = "run.json"
 
@@ -68,14 +70,6 @@ class Plan:
     stale: Path = None                          # where an interrupted run's folder is moved
 
 
-@dataclass
-class Summary:
-    done: list = field(default_factory=list)
-    skipped: list = field(default_factory=list)
-    locked: list = field(default_factory=list)  # in use by another runner
-    failed: list = field(default_factory=list)  # (run name, error)
-
-
 def select(study: Study, only=()) -> list:
     """The study's runs whose names match any of the glob patterns in `only` (all without)."""
     runs = [r for r in study.runs if not only or any(fnmatch.fnmatchcase(r.name, p) for p in only)]
@@ -85,20 +79,22 @@ def select(study: Study, only=()) -> list:
     return runs
 
 
-def declared_params(notebook: Path) -> list:
-    """Names assigned in the notebook's cell tagged `parameters` (what papermill may override)."""
+def declared_params(notebook: Path) -> dict:
+    """{name: declared type name, or None} of the names assigned in the notebook's cell tagged
+    `parameters` (what papermill may override), in order."""
     nb = nbformat.read(str(notebook), as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         raise ValueError(f"{notebook} has no cell tagged 'parameters'")
-    return assigned_names(cells[0].source)
+    types = annotated_types(cells[0].source)
+    return {name: types.get(name) for name in assigned_names(cells[0].source)}
 
 
 def plan_study(study: Study, only=()) -> list:
     """Decide what happens to each selected run; raises if a finished run would be overwritten."""
     # notebook -> its parameter names, or the error reading it
     declared = {notebook: _declared(notebook) for notebook in dict.fromkeys(run.notebook for run in study.runs)}
-    readable = [names for names in declared.values() if isinstance(names, list)]
+    readable = [names for names in declared.values() if isinstance(names, dict)]
     known = {k for names in readable for k in names}
     unused = sorted({k for run in study.runs for k in run.defaults} - known)
     if unused and len(readable) == len(declared):
@@ -134,6 +130,9 @@ def _plan_run(run: Run, declared) -> Plan:
     params = {k: v for k, v in run.defaults.items() if k in declared}
     overrides = {k: v for k, v in run.overrides.items() if k in declared}
     params = _jsonable({**params, **run.params, **overrides, "out_dir": str(run.folder)})
+    wrong = [problem for k, v in params.items() if (problem := type_problem(k, v, declared[k]))]
+    if wrong:  # what the notebook's own check would refuse, found before anything runs
+        return Plan(run, "fail", f"ValueError: {'; '.join(wrong)} ({run.notebook.name}'s parameters cell)", params)
     try:
         record = _read_record(run.folder)
     except (OSError, ValueError) as err:
@@ -173,14 +172,14 @@ def _difference(record, run, params):
 
 
 def run_study(study: Study, *, only=(), dry_run=False, kernel_name=None, show_output=True,
-              echo=print, jobs=1, executor=None, executor_args=None) -> Summary:
+              echo=print, jobs=1, submit=None) -> Summary:
     """Run (or with dry_run, describe) the selected runs; failures don't stop the rest.
 
     jobs: how many runs execute at once (threads, each driving its own kernel): one GPU each
     when there are several, else the CPU cores shared out (job_environments); the notebooks' own
-    output is echoed only with jobs=1. executor: "local" or "slurm" submits each run as a
-    submitit job instead (at most `jobs` at a time; executor_args: submitit parameters such as
-    slurm_partition, timeout_min, gpus_per_node). Whichever way runs execute, each is planned
+    output is echoed only with jobs=1. submit: another way to execute the planned runs, called as
+    submit(study, plans, summary, jobs, echo) (cluster.run_on_executor, bound to an executor by
+    the command line, runs each as a submitit job). Whichever way runs execute, each is planned
     again under its lock and the skip/resume rules are the same."""
     plans = plan_study(study, only)
     total, summary = len(plans), Summary()
@@ -198,9 +197,8 @@ def run_study(study: Study, *, only=(), dry_run=False, kernel_name=None, show_ou
         echo(f"would run {counts['run'] + counts['resume']}, skip {counts['skip']}, "
              f"fail {counts['fail']}")
         return summary
-    if executor is not None:
-        from .cluster import run_on_executor
-        run_on_executor(study, plans, summary, executor, executor_args or {}, jobs, echo)
+    if submit is not None:
+        submit(study, plans, summary, jobs, echo)
     else:
         git = git_state()
         lock = threading.Lock()
@@ -242,70 +240,6 @@ def run_study(study: Study, *, only=(), dry_run=False, kernel_name=None, show_ou
     for name, error in summary.failed:
         echo(f"  failed {name}: {error}")
     return summary
-
-
-def dependencies(plans) -> tuple[dict, dict]:
-    """({run name: names of the planned runs it reads}, {run name: names of the runs it follows}).
-    A run whose parameters name another planned run's folder (a fine-tuning's `init`, an
-    inspection's source run) reads it: it starts after it and fails if it did not complete. A run
-    whose parameters name a folder that holds other runs (a comparison's or a report's
-    `results_dir`) collects them: it starts once every run that collects nothing, and every
-    collector before it in the study, has settled, whether they completed or not."""
-    folders = {str(p.run.folder): p.run.name for p in plans}
-
-    def strings(value):
-        if isinstance(value, str):
-            yield value
-        elif isinstance(value, dict):
-            for v in value.values():
-                yield from strings(v)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                yield from strings(v)
-
-    texts = {p.run.name: [t for t in strings({k: v for k, v in p.params.items() if k != "out_dir"}) if t]
-             for p in plans}
-    reads = {name: {other for text in texts[name] for folder, other in folders.items()
-                    if other != name and (text == folder or text.startswith(folder + "/"))}
-             for name in texts}
-    collectors = [name for name in texts if any(folder.startswith(text.rstrip("/") + "/")
-                                                for text in texts[name] for folder in folders)]
-    follows = {name: set() for name in texts}
-    for k, name in enumerate(collectors):
-        follows[name] = {other for other in texts if other not in collectors} | set(collectors[:k])
-    return reads, follows
-
-
-def schedule(plans, jobs, start, finish, summary: Summary, echo, wait):
-    """Start the plans in study order, at most `jobs` at once, each only once the runs it reads or
-    follows (dependencies) have settled; a run whose input failed fails at once, naming it.
-    start(i, plan) -> a handle with .done(); finish(handle) records its outcome in `summary`;
-    wait(handles) returns once one of the running handles may be done."""
-    reads, follows = dependencies(plans)
-    waiting, running, total = list(enumerate(plans, 1)), {}, len(plans)
-    while waiting or running:
-        ok = set(summary.done) | set(summary.skipped)
-        settled = ok | set(summary.locked) | {name for name, _ in summary.failed}
-        for item in list(waiting):
-            i, plan = item
-            if len(running) >= jobs:
-                break
-            if not reads[plan.run.name] | follows[plan.run.name] <= settled:
-                continue  # an input is still running or waiting
-            waiting.remove(item)
-            missing = sorted(reads[plan.run.name] - ok)
-            if missing:
-                error = f"its input run {', '.join(missing)} did not complete"
-                echo(f"[{i}/{total}] {plan.run.name} failed: {error}")
-                summary.failed.append((plan.run.name, error))
-                continue
-            running[start(i, plan)] = plan
-        finished = [handle for handle in running if handle.done()]
-        for handle in finished:
-            running.pop(handle)
-            finish(handle)
-        if running and not finished:
-            wait(list(running))
 
 
 def job_environments(jobs: int) -> list:

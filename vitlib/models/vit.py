@@ -225,8 +225,8 @@ class VisionTransformer(nn.Module):
         count on `device_type` in bf16 or not, with a backward pass (training) and without (what a
         run records)."""
         tokens = self.grid_size[0] * self.grid_size[1] + self.num_prefix_tokens
-        pick = lambda backward: "+".join(sorted({attention_kernel(block.attn.kernel, device_type, bf16, backward, tokens)  # noqa: E731
-                                                 for block in self.blocks}))
+        pick = lambda backward: "+".join(sorted({  # noqa: E731
+            attention_kernel(block.attn.kernel, device_type, bf16, backward, tokens) for block in self.blocks}))
         return {"train": pick(True), "eval": pick(False)}
 
     def position_embeddings(self):

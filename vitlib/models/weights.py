@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitlib.models.posemb import resample_pos_embed
 from vitlib.fileio import load_checkpoint
+from vitlib.models.posemb import resample_pos_embed
 
 
 def _official_block(w, i, dim, prefix):
@@ -30,8 +30,10 @@ def _official_block(w, i, dim, prefix):
         b + "attn.proj.weight": t(w[att + "out/kernel"]).reshape(dim, dim).T,  # (heads, hd, D) -> (D, D)
         b + "attn.proj.bias": t(w[att + "out/bias"]),
         b + "norm2.weight": t(w[p + "LayerNorm_2/scale"]), b + "norm2.bias": t(w[p + "LayerNorm_2/bias"]),
-        b + "mlp.fc1.weight": t(w[p + "MlpBlock_3/Dense_0/kernel"]).T, b + "mlp.fc1.bias": t(w[p + "MlpBlock_3/Dense_0/bias"]),
-        b + "mlp.fc2.weight": t(w[p + "MlpBlock_3/Dense_1/kernel"]).T, b + "mlp.fc2.bias": t(w[p + "MlpBlock_3/Dense_1/bias"]),
+        b + "mlp.fc1.weight": t(w[p + "MlpBlock_3/Dense_0/kernel"]).T,
+        b + "mlp.fc1.bias": t(w[p + "MlpBlock_3/Dense_0/bias"]),
+        b + "mlp.fc2.weight": t(w[p + "MlpBlock_3/Dense_1/kernel"]).T,
+        b + "mlp.fc2.bias": t(w[p + "MlpBlock_3/Dense_1/bias"]),
     }
 
 

@@ -4,19 +4,21 @@
     build_report("results")          # results/REPORT.md, results/tables/*, results/figures/*
     build_report("results/demo")     # the same, all inside results/demo/
 
-Steps, each usable alone: `load_runs` (collect.py) reads every `runs/**/result.json`;
+Steps, each usable alone: `load_runs` (collect.py) reads every run folder under `runs/`;
 `report_studies` lists the studies (each is judged on its own runs: runs of different studies
 never meet in one comparison); per study, `evaluate_claims` (claims.py, rules in scaling.py and
-ablations.py) gives the claims table and its supporting tables, `write_tables` saves them under
-`tables/<study>/` as CSV and Markdown and `make_figures` (figures.py) draws the PNGs into
-`figures/<study>/`; `write_report` (markdown.py) writes REPORT.md, which opens with a scoreboard
-of every study's verdicts (`tables/scoreboard.csv`). `python -m vitlib.report results` also
-renders the report notebook to report.html.
+ablations.py) gives the claims table and its supporting tables (for a study trained at several
+budgets, `judge_ladder` (budgets.py) adds each claim's verdict per budget and the plateau check),
+`write_tables` saves them under `tables/<study>/` as CSV and Markdown and `make_figures`
+(figures.py) draws the PNGs into `figures/<study>/`; `write_report` (markdown.py) writes REPORT.md,
+which opens with a scoreboard of every study's verdicts (`tables/scoreboard.csv`).
+`python -m vitlib.report results` also renders the report notebook to report.html.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from .budgets import judge_ladder
 from .claims import evaluate_claims, runs_table, write_table, write_tables
 from .collect import fmt_mean_std, load_runs, report_studies, summarise
 from .figures import make_figures
@@ -33,6 +35,9 @@ def build_report(results_dir="results", out_md=None) -> Path:
     for study in report_studies(results_dir, runs):
         study_runs = runs[runs["study"] == study.name]
         claims, tables = evaluate_claims(study_runs)
+        claims, by_budget = judge_ladder(study_runs, claims)  # a study trained at several budgets
+        if not by_budget.empty:
+            tables["by_budget"] = by_budget
         write_tables(results_dir / "tables" / study.name, study_runs, claims, tables)
         figures = make_figures(study_runs, results_dir / "figures" / study.name)
         studies.append(StudyReport(study, study_runs, claims, tables, figures))

@@ -2,11 +2,12 @@
 
     python -m vitlib.report RESULTS_DIR [--notebook notebooks/05_report.ipynb]
 
-Executes the report notebook with papermill (parameter `results_dir`) into
-RESULTS_DIR/05_report.ipynb (the record of the run), which writes REPORT.md, tables/ and figures/
-through `vitlib.report.build_report`; if it did not (or the notebook does not exist), REPORT.md is
-built directly and the message says so. REPORT.md is then rendered to RESULTS_DIR/report.html: one
-self-contained page (figures embedded, wide tables scroll) to open in any browser.
+Builds REPORT.md, tables/ and figures/ with `vitlib.report.build_report`, then renders REPORT.md to
+RESULTS_DIR/report.html: one self-contained page (figures embedded, wide tables scroll) to open in
+any browser. With --notebook it instead executes that report notebook with papermill (parameter
+`results_dir`) into RESULTS_DIR/<notebook> (a record of the build, as a study's report run keeps);
+if the notebook did not write REPORT.md (or does not exist), it is built directly and the message
+says so.
 Reads RESULTS_DIR/runs/** only; never trains. Exit status: 0 done, 1 the notebook failed,
 2 bad arguments.
 """
@@ -18,16 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-import vitlib
-from vitlib.report import build_report
 from vitlib.fileio import atomic_write_text
-
-DEFAULT_NOTEBOOK = Path(vitlib.__file__).resolve().parent.parent / "notebooks" / "05_report.ipynb"
+from vitlib.report import VERDICTS, build_report
 
 
 def execute_notebook(notebook: Path, results_dir: Path) -> Path:
     """Run `notebook` with papermill in a kernel of this interpreter; returns the executed copy."""
-    from vitlib.experiments.kernel import execute_notebook as run, python_kernel
+    from vitlib.experiments.kernel import execute_notebook as run
+    from vitlib.experiments.kernel import python_kernel
 
     with python_kernel() as kernel:  # cwd: so that a relative results_dir means the same in the kernel
         return run(notebook, results_dir / notebook.name, {"results_dir": str(results_dir)}, kernel,
@@ -47,6 +46,10 @@ img { max-width: 100%; height: auto; display: block; margin: 1rem 0; }
 code { background: #f6f8fa; padding: 0 3px; border-radius: 3px; font-size: 90%; overflow-wrap: anywhere; }
 pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; }
 blockquote { margin: 1rem 0; padding: .5rem 1rem; background: #fff8c5; border-left: 4px solid #d4a72c; }
+.verdict { display: inline-block; padding: 0 .5em; border-radius: 1em; font-weight: 600; white-space: nowrap; }
+.v-reproduced { background: #d1f0d6; color: #0f5323; } .v-partly { background: #fff1c2; color: #6b4e00; }
+.v-within-noise { background: #e6e9ef; color: #3b4351; } .v-not-reproduced { background: #ffd8d3; color: #7a1b0c; }
+.v-not-yet-run { background: #f1f1f1; color: #6e7781; font-weight: 400; }
 """
 
 
@@ -70,6 +73,14 @@ def render_html(report_md: Path, out_html: Path) -> Path:
         return f'src="data:image/png;base64,{data}"'
 
     body = re.sub(r'src="([^"]+\.png)"', embed, body)
+    # a verdict alone in a cell, or in bold in a claim's section, as a coloured badge
+    verdicts = "|".join(re.escape(v) for v in VERDICTS)
+
+    def badge(match):
+        return f'{match[1]}<span class="verdict v-{match[2].replace(" ", "-")}">{match[2]}</span>{match[3]}'
+
+    body = re.sub(rf"(<td[^>]*>)({verdicts})(</td>)", badge, body)
+    body = re.sub(rf"(Verdict: <strong>)({verdicts})(</strong>)", badge, body)
     body = body.replace("<table>", '<div class="table"><table>').replace("</table>", "</table></div>")
     title = re.search(r"<h1>(.*?)</h1>", body)
     page = (f"<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -84,14 +95,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vitlib.report", description=__doc__.split("\n")[0])
     parser.add_argument("results_dir", nargs="?", default="results",
                         help="folder holding runs/ (default: results)")
-    parser.add_argument("--notebook", type=Path, default=DEFAULT_NOTEBOOK,
-                        help=f"report notebook (default: {DEFAULT_NOTEBOOK})")
+    parser.add_argument("--notebook", type=Path, default=None,
+                        help="execute this report notebook (e.g. notebooks/05_report.ipynb) with papermill "
+                             "to build the report, keeping the executed copy in RESULTS_DIR")
     args = parser.parse_args(argv)
     results_dir = Path(args.results_dir)
     if not results_dir.is_dir():
         print(f"error: results_dir {str(results_dir)!r} is not a directory", file=sys.stderr)
         return 2
     report_md = results_dir / "REPORT.md"
+    if args.notebook is None:
+        build_report(results_dir)
+        html = render_html(report_md, results_dir / "report.html")
+        print(f"wrote {report_md} and {html}")
+        return 0
     if not args.notebook.is_file():
         build_report(results_dir)
         html = render_html(report_md, results_dir / "report.html")

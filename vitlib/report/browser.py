@@ -1,7 +1,9 @@
 """Look at report.html as a reader does, in a real browser: headless Chromium (Debian's package
 `chromium`) opens the file at each width (1,000 and 1,400 px), checks that every image loads and
 that no table overflows the text column unless it sits in a box that scrolls, that the page never
-scrolls sideways, and takes a full-page screenshot at each width to look at.
+scrolls sideways, and takes screenshots of the whole page at each width to look at (a page taller
+than Chromium's capture limit in consecutive parts). Nothing is written beside the report: the
+page it checks is a copy in a temporary folder (relative links resolve to the report's folder).
 
     python -m vitlib.report.browser results/report.html --out scratch/report-check   # make report-check
 
@@ -67,30 +69,44 @@ def _chromium(browser, width, height, *args, timeout=120):
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
+def _copy_with(text: str, folder: Path, head: str = "", body_end: str = "") -> str:
+    """The page's HTML with `head` at the start of <head> (after a <base> that makes its relative
+    links mean what they mean beside the original, in `folder`) and `body_end` before </body>."""
+    base = f'<base href="{folder.as_uri()}/">{head}'
+    text = text.replace("<head>", f"<head>{base}", 1) if "<head>" in text else base + text
+    return text.replace("</body>", f"{body_end}</body>") if "</body>" in text else text + body_end
+
+
 def check_page(html, width, browser, screenshot=None):
-    """{"problems": [...], "images": n, "tables": n, "height": px} of `html` at `width` px; with
-    `screenshot`, also a full-page PNG there."""
+    """{"problems": [...], "images": n, "tables": n, "height": px, "screenshots": [paths]} of `html`
+    at `width` px; with `screenshot` (a path ending .png), also PNGs of the whole page: one, or
+    `<stem>-1.png`, `<stem>-2.png`, ... for a page taller than MAX_SCREENSHOT_PX."""
     html = Path(html).resolve()
     text = html.read_text(encoding="utf-8")
     with tempfile.TemporaryDirectory(prefix="vitlib-browser-") as tmp:
-        # beside the original, so that relative image paths resolve as they do for a reader
-        probe = html.with_name(f".{html.stem}.browser-check.html")
-        probe.write_text(text.replace("</body>", f"<script>{CHECK_JS}</script></body>")
-                         if "</body>" in text else text + f"<script>{CHECK_JS}</script>", encoding="utf-8")
-        try:
-            out = _chromium(browser, width, 900, f"--user-data-dir={tmp}", "--dump-dom", probe.as_uri())
-        finally:
-            probe.unlink(missing_ok=True)
+        probe = Path(tmp, "check.html")
+        probe.write_text(_copy_with(text, html.parent, body_end=f"<script>{CHECK_JS}</script>"), encoding="utf-8")
+        out = _chromium(browser, width, 900, f"--user-data-dir={tmp}/profile", "--dump-dom", probe.as_uri())
         found = re.search(r'<pre id="vitlib-check">(.*?)</pre>', out.stdout, re.S)
         if not found:
             raise RuntimeError(f"{browser} did not render {html} (exit {out.returncode}): "
                                f"{out.stderr.strip().splitlines()[-1:] or 'no output'}")
         result = json.loads(found[1].replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+        result["screenshots"] = []
         if screenshot is not None:
-            height = min(int(result["height"]) + 20, MAX_SCREENSHOT_PX)
-            Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
-            _chromium(browser, width, height, f"--user-data-dir={tmp}", f"--screenshot={Path(screenshot).resolve()}",
-                      html.as_uri())
+            screenshot = Path(screenshot).resolve()
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            height = int(result["height"]) + 20
+            parts = -(-height // MAX_SCREENSHOT_PX)  # ceil
+            for k in range(parts):  # part k: the page moved up by k windows
+                shot = screenshot if parts == 1 else screenshot.with_name(f"{screenshot.stem}-{k + 1}.png")
+                window = min(MAX_SCREENSHOT_PX, height - k * MAX_SCREENSHOT_PX)
+                shift = f"<style>body {{ position: relative; top: -{k * MAX_SCREENSHOT_PX}px; }}</style>"
+                page = Path(tmp, f"part{k}.html")
+                page.write_text(_copy_with(text, html.parent, head=shift), encoding="utf-8")
+                _chromium(browser, width, window, f"--user-data-dir={tmp}/profile", f"--screenshot={shot}",
+                          page.as_uri())
+                result["screenshots"].append(shot)
     return result
 
 
@@ -114,8 +130,9 @@ def main(argv=None) -> int:
         shot = Path(args.out, f"report-{width}px.png") if args.out else None
         result = check_page(args.html, width, browser, shot)
         status = "ok" if not result["problems"] else f"{len(result['problems'])} problem(s)"
-        print(f"{args.html} at {width} px: {result['images']} images, {result['tables']} tables: {status}"
-              + (f"; screenshot {shot}" if shot else ""))
+        shots = ", ".join(str(p) for p in result["screenshots"])
+        print(f"{args.html} at {width} px ({result['height']:,} px tall): {result['images']} images, "
+              f"{result['tables']} tables: {status}" + (f"; screenshots {shots}" if shots else ""))
         for problem in result["problems"]:
             print(f"  {problem}")
         failed |= bool(result["problems"])

@@ -11,13 +11,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from .ablations import (claim_attention_distance, claim_patch_depth, claim_pooling,
-                        claim_pos_emb, claim_pos_similarity)
-from .collect import format_summary
-from .scaling import (claim_compute, claim_compute_hybrid, claim_data_size, claim_few_shot,
-                      claim_pretrain_size, claim_resolution)
-from .verdict import ROW_COLUMNS
 from vitlib.fileio import atomic_write_text
+
+from .ablations import claim_attention_distance, claim_patch_depth, claim_pooling, claim_pos_emb, claim_pos_similarity
+from .collect import format_summary
+from .scaling import (
+    claim_compute,
+    claim_compute_hybrid,
+    claim_data_size,
+    claim_few_shot,
+    claim_pretrain_size,
+    claim_resolution,
+)
+from .verdict import ROW_COLUMNS
 
 CLAIMS = (claim_data_size, claim_pretrain_size, claim_few_shot, claim_compute,
           claim_compute_hybrid, claim_resolution, claim_pos_emb, claim_pooling,
@@ -26,7 +32,8 @@ TABLES = ("data_size", "pretrain_size", "few_shot", "compute", "resolution", "po
           "patch_depth", "inspection")
 RUNS_COLUMNS = {"run_dir": "run folder", "kind": "kind", "label": "model", "dataset": "dataset",
                 "train_size": "size", "seed": "seed", "accuracy": "top1", "device": "device",
-                "precision": "precision", "train_seconds": "seconds", "status": "status"}
+                "precision": "precision", "train_seconds": "seconds", "status": "status", "usable": "used",
+                "problem": "why not used"}
 
 
 def evaluate_claims(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
@@ -41,8 +48,8 @@ def evaluate_claims(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.Data
 
 
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every run: folder, model, data set, size, seed, top1 (%), device, precision, training seconds,
-    status."""
+    """Every run folder: folder, model, data set, size, seed, top1 (%), device, precision, training
+    seconds, status, whether the claims use it and why not."""
     return runs[list(RUNS_COLUMNS)].rename(columns=RUNS_COLUMNS)
 
 
@@ -94,4 +101,6 @@ def write_tables(folder, runs: pd.DataFrame, claims: pd.DataFrame,
     write_table(runs_table(runs), folder, "runs")
     for name in TABLES:
         write_table(tables.get(name, pd.DataFrame()), folder, name)
+    if "by_budget" in tables:
+        write_table(tables["by_budget"], folder, "by_budget")
     return folder

@@ -1,22 +1,29 @@
-"""Load every run record under `<results_dir>/runs/**` into one pandas DataFrame, and summarise
+"""Load every run folder under `<results_dir>/runs/**` into one pandas DataFrame, and summarise
 it as mean ± std over seeds.
 
-A run is a folder holding `result.json` (the notebook's record, `vitlib.experiments.results`);
-`run.json` (the batch runner's record), `summary.json` and `env.json` (written by vitlib.train.fit,
-in the folder itself or in a subfolder) add status, wall time and hardware when present. Folders
-the runner moved aside (`<run>.stale-<time>`) are ignored.
+A run folder holds `result.json` (the notebook's record, `vitlib.experiments.results`), `run.json`
+(the batch runner's record), or `summary.json` / `config.json` (written by vitlib.train.fit);
+`env.json` and the summaries (in the folder itself or in a subfolder) add hardware and precision.
+Folders the runner moved aside (`<run>.stale-<time>`) are ignored. Nothing is dropped silently:
+a folder whose run failed, diverged or did not finish, one whose files are damaged, and a copy of
+another run (same study, configuration and seed) each become a row with `usable` False and
+`problem` saying why; `load_runs` prints one warning line per such folder.
 """
 from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from vitlib.train import runfolder
+
 KINDS = ("train", "finetune", "inspect")
+RUNNER_RECORD = "run.json"  # the study runner's record of a run (vitlib.experiments.runner)
 # Statuses of run.json whose result.json may be stale or partial: listed, never used in claims.
 UNUSABLE_STATUS = ("failed", "running", "interrupted")
 REPO = Path(__file__).resolve().parents[2]
@@ -34,8 +41,12 @@ COLUMNS = [
     "source_run", "attention_distance", "image_size", "patch_size", "erf_radius",
     "pos_similarity_neighbour_minus_far", "figures",
     "pos_emb", "pool", "patch", "depth", "width",
-    "status", "usable", "runner_seconds", "study_file", "gpus", "torch", "cuda", "path",
+    "status", "usable", "problem", "runner_seconds", "study_file", "gpus", "torch", "cuda", "path",
 ]
+# What a run folder holds (any one of them makes a folder a run folder).
+RUN_FILES = (runfolder.RESULT, RUNNER_RECORD, runfolder.SUMMARY, runfolder.CONFIG)
+# Parameters that say where a run is, not what it is: a copy of a run differs only in these.
+PLACE_PARAMS = ("out_dir", "out", "resume", "data_dir")
 
 
 def display_root(results_dir) -> str:
@@ -48,24 +59,31 @@ def display_root(results_dir) -> str:
         return path.name
 
 
-def find_results(results_dir) -> list[Path]:
-    """Every `result.json` under `<results_dir>/runs/`, sorted, skipping `*.stale-*` folders."""
+def find_run_folders(results_dir) -> list[Path]:
+    """Every run folder under `<results_dir>/runs/`, sorted: a folder holding one of RUN_FILES
+    inside no other run folder (02's finetune/ and scratch/ belong to their run), `*.stale-*` skipped."""
     root = Path(results_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"results_dir {str(root)!r} is not a directory")
-    files = sorted((root / "runs").rglob("result.json"))
-    return [f for f in files if not any(".stale-" in part for part in f.relative_to(root).parts)]
+    folders = {f.parent for name in RUN_FILES for f in (root / "runs").rglob(name)}
+    folders = {d for d in folders if not any(".stale-" in part for part in d.relative_to(root).parts)}
+    return sorted(d for d in folders if not any(parent in folders for parent in d.parents))
 
 
-def _read_json(path: Path, required: bool = False):
+def _read_json(path: Path, required: bool = False, want=dict):
+    """The JSON object in `path` (None when absent and not required); a named ValueError when the
+    file is damaged or holds something other than a `want`."""
     if not path.is_file():
         if required:
             raise FileNotFoundError(f"{path} does not exist")
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path.name} is not valid JSON ({e})") from None
+    if want is not None and not isinstance(value, want):
+        raise ValueError(f"{path.name} holds a {type(value).__name__}, not a JSON object")
+    return value
 
 
 def _label(model, model_args: dict) -> str:
@@ -79,32 +97,61 @@ def _hardware(folder: Path) -> dict:
     """GPU names and versions from every env.json in the run folder (01 writes one, 02 two), and
     the precision every training in it resolved "auto" to (its summary.json)."""
     gpus, torch_versions, cuda_versions = set(), set(), set()
-    for env_file in sorted(folder.rglob("env.json")):
+    for env_file in sorted(folder.rglob(runfolder.ENV)):
         env = _read_json(env_file) or {}
         gpus.update(env.get("gpus") or [])
         torch_versions.add(env.get("torch"))
         cuda_versions.add(env.get("cuda"))
-    precisions = {(_read_json(f) or {}).get("precision") for f in folder.rglob("summary.json")}
+    precisions = {(_read_json(f) or {}).get("precision") for f in folder.rglob(runfolder.SUMMARY)}
     join = lambda values: ", ".join(sorted(str(v) for v in values if v)) or None  # noqa: E731
     return {"gpus": join(gpus), "torch": join(torch_versions), "cuda": join(cuda_versions),
             "precision": join(precisions)}
 
 
-def load_run(result_file: Path, root_name: str, results_dir: Path) -> dict:
-    """One row: result.json's fields plus status, runner time and hardware of its folder."""
-    record = _read_json(result_file, required=True)
-    if not isinstance(record, dict) or record.get("kind") not in KINDS:
-        raise ValueError(f"{result_file}: 'kind' must be one of {', '.join(KINDS)}, "
-                         f"got {record.get('kind') if isinstance(record, dict) else record!r}")
-    folder = result_file.parent
-    runner = _read_json(folder / "run.json") or {}
-    summary = _read_json(folder / "summary.json") or {}
-    row = dict(record)
+def load_run(folder: Path, root_name: str, results_dir: Path) -> dict:
+    """One row: result.json's fields plus status, runner time and hardware of its folder. A run
+    that cannot be used (no result.json, a failed/unfinished/diverged run, a damaged file) is a row
+    too, with `usable` False and `problem` saying why."""
+    folder = Path(folder)
+    row = {"run_dir": f"{root_name}/{folder.relative_to(results_dir).as_posix()}", "path": str(folder),
+           "run": folder.name}
+    try:
+        runner = _read_json(folder / RUNNER_RECORD) or {}
+        row["study"] = runner.get("study") or _folder_study(folder, results_dir)
+        row["status"] = runner.get("status", "unknown")
+        summary = _read_json(folder / runfolder.SUMMARY) or {}
+        record = _read_json(folder / runfolder.RESULT)
+        if record is None:
+            status = runner.get("status") or summary.get("status") or "incomplete"
+            return {**row, "status": status, "usable": False,
+                    "problem": f"no result.json (run status: {status})"}
+        if record.get("kind") not in KINDS:
+            raise ValueError(f"result.json: 'kind' must be one of {', '.join(KINDS)}, got {record.get('kind')!r}")
+        row = {**record, **row, "run": record.get("run") or folder.name}
+        row["study"] = record.get("study") or row["study"]
+        _derive(row)
+        if row.get("train_seconds") is None:
+            row["train_seconds"] = summary.get("train_seconds")
+        ended = summary.get("status") if summary.get("status") in ("diverged", "interrupted") else None
+        row["usable"] = row["status"] not in UNUSABLE_STATUS and ended is None
+        if not row["usable"]:
+            row["status"] = ended or row["status"]
+            row["problem"] = f"the run {row['status']}" + (f": {summary['error']}" if summary.get("error") else "")
+        row["runner_seconds"] = runner.get("duration_s")
+        row["study_file"] = runner.get("study_file")
+        row.update(_hardware(folder))
+    except (ValueError, OSError, TypeError, AttributeError) as err:
+        row.setdefault("study", _folder_study(folder, results_dir))
+        return {**row, "status": "unreadable", "usable": False, "problem": f"unreadable: {err}"}
+    return row
+
+
+def _derive(row: dict) -> None:
+    """The columns the claims read that result.json does not hold as such: label, accuracy, the
+    5-shot numbers and the ViT's shape."""
     model_args = row.get("model_args") or {}
     row["model_args"] = model_args
     family = row.get("family")
-    row["run_dir"] = f"{root_name}/{folder.relative_to(results_dir).as_posix()}"
-    row["path"] = str(folder)
     row["label"] = _label(row.get("model"), model_args)
     row["accuracy"] = row.get("finetune_top1") if row["kind"] == "finetune" else row.get("top1")
     row["few_shot_5"] = (row.get("few_shot") or {}).get("5")
@@ -115,15 +162,31 @@ def load_run(result_file: Path, root_name: str, results_dir: Path) -> dict:
             row[key] = shape.get(key, model_args.get(key, default))
     row["patch"], row["depth"], row["width"] = ((shape.get("patch_size"), shape.get("depth"), shape.get("embed_dim"))
                                                 if family == "vit" else (None, None, None))
-    if row.get("train_seconds") is None:
-        row["train_seconds"] = summary.get("train_seconds")
-    row["study"] = row.get("study") or runner.get("study") or _folder_study(folder, results_dir)
-    row["status"] = runner.get("status", "unknown")
-    row["usable"] = row["status"] not in UNUSABLE_STATUS and summary.get("status") not in ("diverged", "interrupted")
-    row["runner_seconds"] = runner.get("duration_s")
-    row["study_file"] = runner.get("study_file")
-    row.update(_hardware(folder))
-    return row
+
+
+def _identity(row: dict):
+    """What makes a run this run: its study, kind and recorded parameters, not where it lies (None
+    where result.json records no parameters). Two usable rows with one identity are one run
+    counted twice, e.g. a copied folder."""
+    params = row.get("parameters")
+    if not (isinstance(params, dict) and params):
+        return None
+    what = {k: v for k, v in params.items() if k not in PLACE_PARAMS}
+    return row.get("study"), row.get("kind"), json.dumps(what, sort_keys=True, default=str)
+
+
+def _mark_copies(rows: list[dict]) -> None:
+    """Keep the first folder of each identity; every later one is a copy, not another seed."""
+    first = {}
+    for row in rows:
+        key = _identity(row) if row.get("usable") else None
+        if key is None:
+            continue
+        if key in first:
+            row["usable"] = False
+            row["problem"] = f"a copy of {first[key]} (same study, configuration and seed): counted once"
+        else:
+            first[key] = row["run_dir"]
 
 
 def _folder_study(folder: Path, results_dir: Path) -> str:
@@ -132,12 +195,18 @@ def _folder_study(folder: Path, results_dir: Path) -> str:
     return parts[0] if len(parts) > 1 else "unnamed"
 
 
-def load_runs(results_dir) -> pd.DataFrame:
-    """Every run under `<results_dir>/runs/**` as one row (columns: `COLUMNS` plus any extra
-    field of result.json). Empty, with the same columns, when nothing has run yet."""
+def load_runs(results_dir, warn=None) -> pd.DataFrame:
+    """Every run folder under `<results_dir>/runs/**` as one row (columns: `COLUMNS` plus any
+    extra field of result.json). Empty, with the same columns, when nothing has run yet. `warn`
+    (default: print to stderr) gets one line per folder that cannot be used, naming why."""
     results_dir = Path(results_dir)
     root_name = display_root(results_dir)
-    rows = [load_run(f, root_name, results_dir) for f in find_results(results_dir)]
+    rows = [load_run(folder, root_name, results_dir) for folder in find_run_folders(results_dir)]
+    _mark_copies(rows)
+    warn = warn or (lambda line: print(line, file=sys.stderr))
+    for row in rows:
+        if not row.get("usable"):
+            warn(f"warning: {row['run_dir']} not used: {row.get('problem') or row.get('status')}")
     df = pd.DataFrame(rows)
     for col in COLUMNS:
         if col not in df.columns:

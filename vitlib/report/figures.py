@@ -14,10 +14,33 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from .ablations import POS_EMBS, base_shape, patch_depth_runs, pooling_runs, pos_emb_runs
+from .budgets import at_budget, budgets
 from .collect import usable
 from .scaling import compute_points, compute_runs, data_size_runs, pretrain_runs
 
 ACCURACY = "top-1 accuracy (%)"
+# one colour per family in every figure (seaborn's first three: blue, orange, green)
+FAMILY_COLORS = dict(zip(("vit", "resnet", "hybrid"), sns.color_palette("tab10", 3)))
+
+
+def family_palette(df: pd.DataFrame, hue: str = "label") -> dict:
+    """{hue value: colour}: each family's colour, lighter and darker for a family's several lines."""
+    palette = {}
+    for family, part in df.groupby(df["family"].fillna("other")):
+        values = sorted(part[hue].unique())
+        base = FAMILY_COLORS.get(family, (0.4, 0.4, 0.4))
+        shades = sns.light_palette(base, n_colors=len(values) + 2)[2:] if len(values) > 1 else [base]
+        palette.update(zip(values, shades))
+    return palette
+
+
+def _seeds(df: pd.DataFrame, by: list) -> str:
+    """`2 seeds` (or `2-3 seeds`): how many runs each point of a figure averages."""
+    n = df.groupby(by).size()
+    if n.empty:
+        return "no seeds"
+    seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+    return f"{seeds} seed{'s' if n.max() > 1 else ''}"
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -54,9 +77,17 @@ def _accuracy_vs_size(df: pd.DataFrame, x: str, y: str, path: Path, xlabel: str,
     df = _numeric(df, x, y)
     if df[x].nunique() < 2:
         return _skip(path)
+    steps = sorted({int(v) for v in df["steps"].dropna()})
+    if len(steps) > 1:  # a study trained at several budgets: one line per model and budget
+        df = df.assign(label=df["label"] + ", " + df["steps"].map(lambda s: f"{int(s):,} steps"))
+    pixels = sorted({int(v) for v in df["img_size"].dropna()})
+    scale = ", ".join(filter(None, ["/".join(f"{p} px" for p in pixels),
+                                    f"{steps[0]:,} steps" if len(steps) == 1 else None]))
     fig, (ax,) = _axes()
-    sns.lineplot(df, x=x, y=y, hue="label", errorbar="sd", marker="o", ax=ax)
-    ax.set(xscale="log", xlabel=xlabel, ylabel=ylabel, title=f"{title} {df['dataset'].iloc[0]}")
+    sns.lineplot(df, x=x, y=y, hue="label", errorbar="sd", marker="o", ax=ax, palette=family_palette(df))
+    ax.set(xscale="log", xlabel=xlabel, ylabel=ylabel,
+           title=f"{title} {df['dataset'].iloc[0]}" + (f" ({scale})" if scale else "")
+           + f"\nbands: ±1 sd over {_seeds(df, ['label', x])}")
     _model_legend(ax)
     return _save(fig, path)
 
@@ -65,6 +96,36 @@ def fig_data_size(runs: pd.DataFrame, path: Path):
     """Accuracy vs number of training images, trained from scratch."""
     return _accuracy_vs_size(data_size_runs(runs), "train_size", "accuracy", path,
                              "training images (log scale)", ACCURACY, "Trained from scratch on")
+
+
+def fig_budget_lead(runs: pd.DataFrame, path: Path):
+    """The ResNet's lead over the ViT (points) against training images, one line per budget, for a
+    study trained at several budgets; the band is ±1 sd of the lead over seeds (seed k's ResNet
+    minus seed k's ViT)."""
+    ladder = budgets(runs)
+    if len(ladder) < 2:
+        return _skip(path)
+    rows = []
+    for steps in ladder:
+        df = data_size_runs(at_budget(runs, steps))
+        by = df.groupby(["family", "train_size", "seed"])["accuracy"].mean()
+        for size, seed in {(s, k) for f, s, k in by.index if f == "vit"}:
+            if ("resnet", size, seed) in by.index:
+                rows.append({"budget": f"{steps:,} steps", "train_size": float(size),
+                             "lead": by[("resnet", size, seed)] - by[("vit", size, seed)]})
+    df = pd.DataFrame(rows, columns=["budget", "train_size", "lead"])
+    if df.empty:
+        return _skip(path)
+    fig, (ax,) = _axes()
+    sns.lineplot(df, x="train_size", y="lead", hue="budget", errorbar="sd", marker="o", ax=ax,
+                 hue_order=[f"{s:,} steps" for s in ladder])
+    ax.axhline(0, color="grey", linewidth=0.8)
+    seeds = df.groupby(["budget", "train_size"]).size()
+    n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+    ax.set(xscale="log", xlabel="training images (log scale)", ylabel="ResNet minus ViT, top-1 (points)",
+           title=f"The ResNet's lead at each training budget\n(band: ±1 sd over {n} seeds)")
+    ax.legend(title="budget (optimiser steps)", fontsize="small")
+    return _save(fig, path)
 
 
 def fig_pretrain_size(runs: pd.DataFrame, path: Path):
@@ -102,14 +163,15 @@ def fig_compute(runs: pd.DataFrame, path: Path):
     fig = Figure(figsize=(7.5, 5.2), layout="constrained")
     ax = fig.subplots()
     families = sorted(points["family"].unique())
-    palette = dict(zip(families, sns.color_palette(n_colors=len(families))))
+    palette = {f: FAMILY_COLORS.get(f, (0.4, 0.4, 0.4)) for f in families}
     sns.scatterplot(points, x="train_flops", y="top1", hue="family", style="family",
                     palette=palette, s=50, alpha=0.8, ax=ax)
     for family, pts in points.groupby("family"):
         best = pts.groupby("train_flops")["top1"].max().sort_index()
         frontier = best[best > best.cummax().shift(fill_value=-1.0)]  # points that raise the best
-        ax.plot(frontier.index, frontier.to_numpy(), color=palette[family], alpha=0.6,
-                drawstyle="steps-post", label=f"{family} frontier")
+        ax.plot(frontier.index, frontier.to_numpy(), color=palette[family], alpha=0.7, linewidth=2,
+                marker="D", markersize=7, markerfacecolor="none", drawstyle="steps-post",
+                label=f"{family} frontier")  # a marker: a frontier of one FLOP value is one point
     ax.set(xscale="log", xlabel="training FLOPs (log scale)", ylabel=ACCURACY,
            title=f"Accuracy vs training compute ({points['dataset'].iloc[0]})")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
@@ -144,9 +206,9 @@ def fig_pos_emb(runs: pd.DataFrame, path: Path):
     fig, (ax,) = _axes()
     order = [p for p in POS_EMBS if p in set(group["pos_emb"])]  # "none" first
     sns.barplot(group, x="pos_emb", y="accuracy", order=order, errorbar="sd", ax=ax)
-    low = group["accuracy"].min()
-    ax.set(xlabel="position embedding", ylabel=ACCURACY, ylim=(max(0, low - 5), None),
-           title=f"{group['label'].iloc[0].split(' ')[0]} on {group['dataset'].iloc[0]}")
+    ax.set(xlabel="position embedding", ylabel=ACCURACY, ylim=(0, None),  # from 0: bar lengths compare
+           title=f"{group['label'].iloc[0].split(' ')[0]} on {group['dataset'].iloc[0]}\n"
+                 f"(error bars: ±1 sd over {_seeds(group, ['pos_emb'])})")
     return _save(fig, path)
 
 
@@ -196,6 +258,6 @@ def make_figures(runs: pd.DataFrame, folder) -> dict[str, Path | None]:
     return {name: draw(runs, folder / f"{name}.png") for name, draw in FIGURES.items()}
 
 
-FIGURES = {"data_size": fig_data_size, "pretrain_size": fig_pretrain_size, "few_shot": fig_few_shot,
-           "compute": fig_compute, "throughput": fig_throughput, "pos_emb": fig_pos_emb,
+FIGURES = {"data_size": fig_data_size, "budget_lead": fig_budget_lead, "pretrain_size": fig_pretrain_size,
+           "few_shot": fig_few_shot, "compute": fig_compute, "throughput": fig_throughput, "pos_emb": fig_pos_emb,
            "pooling": fig_pooling, "patch_depth": fig_patch_depth}

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from vitlib.fileio import atomic_write_text
+
 from .claims import readable, to_markdown
 from .collect import REPO, StudyInfo, display_root
-from vitlib.fileio import atomic_write_text
 
 TITLE = 'Reproducing "An Image Is Worth 16x16 Words" (ViT, Dosovitskiy et al., ICLR 2021)'
 # (data sets it applies to, text): a caveat is shown when the report's runs use one of its sets
@@ -24,8 +25,9 @@ CAVEATS = (
      "  original pixels: accuracy is lower than on the originals, so comparisons inside this report\n"
      "  hold but absolute numbers are not comparable with published ones."),
     ({"cifar10", "tiny-imagenet"},
-     "The paper pre-trains on ImageNet-21k and JFT-300M at 224 px; this project trains on at most\n"
-     "  100,000 images of 32 × 32 px, so \"small data\" here is far smaller than the paper's smallest set."),
+     "The paper pre-trains on ImageNet-21k (14M images) and JFT-300M (303M) at 224 px; the runs here\n"
+     "  train on at most {images} images of {pixels} px (each study's scale is stated above its\n"
+     "  verdicts), so \"small data\" here is far smaller than the paper's smallest set."),
     ({"tiny-imagenet"},
      "Tiny-ImageNet's test split has no labels, so its labelled `val` split is the held-out set. Its\n"
      "  classes overlap in meaning with CIFAR-10's (cats, dogs, cars, trucks, frogs, ships, ...):\n"
@@ -42,7 +44,7 @@ DEMO_BANNER = ("> **Demo report.** Every run here trained on scikit-learn's 8 ×
                "claims. The measured report is `results/REPORT.md`.\n")
 # (title, claim ids, supporting table, figures) in the order of the report
 SECTIONS = (
-    ("Training-set size", ("data-size",), "data_size", ("data_size",)),
+    ("Training-set size", ("data-size",), "data_size", ("data_size", "budget_lead")),
     ("Pre-training-set size", ("pretrain-size",), "pretrain_size", ("pretrain_size",)),
     ("Few-shot transfer", ("pretrain-size-5shot",), "few_shot", ("few_shot",)),
     ("Compute", ("compute", "compute-hybrid"), "compute", ("compute", "throughput")),
@@ -52,8 +54,16 @@ SECTIONS = (
     ("Patch size, depth and width", ("patch-depth",), "patch_depth", ("patch_depth",)),
     ("Inspection", ("attention-distance", "pos-emb-similarity"), "inspection", ()),
 )
-CLAIM_COLUMNS = ["id", "claim", "ours", "verdict", "reason", "runs", "hardware", "command"]
-SCOREBOARD_COLUMNS = ["claim", "paper", "study", "ours", "verdict"]
+# the hardware is said once per study (What was run), not in every row; claims.csv keeps it per claim
+CLAIM_COLUMNS = ["id", "claim", "ours", "verdict", "by budget", "reason", "runs", "command"]
+SCOREBOARD_COLUMNS = ["claim", "paper", "study", "scale", "ours", "verdict", "by budget"]
+OPTIONAL_FIGURES = {"budget_lead"}  # drawn only for a study trained at several budgets
+
+
+def _present(table: pd.DataFrame, columns: list) -> pd.DataFrame:
+    """`columns` of `table`, the "by budget" column only where some row has one."""
+    budget = "by budget" in table and table["by budget"].fillna("").astype(bool).any()
+    return table[[c for c in columns if c != "by budget" or budget]]
 
 
 @dataclass
@@ -69,13 +79,13 @@ class StudyReport:
 def scoreboard(studies: list[StudyReport]) -> pd.DataFrame:
     """One line per claim and study that has runs: the paper's number, ours, the verdict; before
     any study has run, one line per claim with the paper's number and "not yet run"."""
-    rows = [{**row, "study": s.study.name} for s in studies if not s.runs.empty
-            for row in s.claims.to_dict("records")]
+    rows = [{**row, "study": s.study.name, "scale": scale_short(study_scale(s.runs))}
+            for s in studies if not s.runs.empty for row in s.claims.to_dict("records")]
     if not rows and studies:
         rows = [{**row, "study": "–"} for row in studies[0].claims.to_dict("records")]
     order = {c: i for i, c in enumerate(studies[0].claims["id"])} if studies else {}
     rows.sort(key=lambda r: order.get(r["id"], 0))
-    return pd.DataFrame(rows, columns=["id", *SCOREBOARD_COLUMNS])
+    return pd.DataFrame(rows, columns=["id", *SCOREBOARD_COLUMNS]).fillna({"by budget": "", "scale": ""})
 
 
 def _link(target: Path, md_dir: Path) -> str:
@@ -96,8 +106,12 @@ def what_was_run(runs: pd.DataFrame) -> str:
     and the total time on GPUs and CPUs."""
     if runs.empty:
         return "No run yet: every claim is _not yet run_.\n"
+    left_out = runs[~runs["usable"].astype(bool)]
+    runs = runs[runs["usable"].astype(bool)]
     counts = runs["kind"].value_counts()
-    lines = [f"{len(runs)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + ".", ""]
+    lines = [f"{len(runs) + len(left_out)} run folders: {len(runs)} used ("
+             + ", ".join(f"{n} {k}" for k, n in counts.items()) + ")"
+             + (f", {len(left_out)} not used (listed below, with why)" if len(left_out) else "") + ".", ""]
     labelled = runs.assign(device=runs["device"].fillna("unknown"), precision=runs["precision"].fillna("–"))
     by_device = labelled.groupby(["device", "precision"]).agg(
         runs=("run_dir", "count"), train_s=("train_seconds", lambda s: s.astype(float).sum()),
@@ -131,12 +145,15 @@ def _claim_section(title, ids, table_name, figure_names, report: StudyReport, ta
     for _, row in claims[claims["id"].isin(ids)].iterrows():
         out.append(f"**{row['claim']}** ({row['id']})\n\n- Paper: {row['paper']}\n"
                    f"- Ours: {row['ours']}\n- Verdict: **{row['verdict']}**: {row['reason']}\n"
-                   f"- Runs: {row['runs']}; hardware: {row['hardware']}\n")
+                   + (f"- By budget: {row['by budget']}\n" if row.get("by budget") else "") +
+                   f"- Runs: {row['runs']}\n")
     table = report.tables.get(table_name, pd.DataFrame())
     csv = _link(tables_dir / f"{table_name}.csv", md_dir)
     out.append(f"Table ([{table_name}.csv]({csv})):\n\n{to_markdown(readable(table))}")
     for name in figure_names:
         path = report.figures.get(name)
+        if path is None and name in OPTIONAL_FIGURES:
+            continue
         out.append(f"![{name}]({_link(path, md_dir)})\n" if path else f"_Figure {name}: not yet run._\n")
     return "\n".join(out)
 
@@ -159,23 +176,80 @@ def _study(report: StudyReport, results_dir: Path, md_dir: Path) -> str:
                 "claims are _not yet run_ for this study.\n")
     tables_dir = results_dir / "tables" / study.name
     parts = [f"## Study `{study.name}`\n", where + " Its claims are judged on its own runs only.\n",
+             scale_text(study_scale(report.runs)),
              "### What was run\n", what_was_run(report.runs),
              "### Claims\n",
              f"Tables: [{_link(tables_dir, md_dir)}/]({_link(tables_dir, md_dir)}). Verdicts follow "
              "fixed rules, written in the docstring of each claim function "
              "(`vitlib/report/scaling.py`, `vitlib/report/ablations.py`); a difference within the "
              "seed spread is _within noise_, never _reproduced_.\n",
-             to_markdown(claims[CLAIM_COLUMNS])]
+             to_markdown(_present(claims, CLAIM_COLUMNS))]
     for title, ids, table, figs in SECTIONS:
         parts.append(_claim_section(title, ids, table, figs, report, tables_dir, md_dir))
-    parts += ["#### Inspection figures\n", _inspection_figures(report.runs, md_dir)]
+    parts += ["#### Inspection figures\n", _inspection_figures(report.runs, md_dir), _not_used(report.runs)]
     return "\n".join(parts)
 
 
 def _caveats(runs: pd.DataFrame) -> str:
     used = set(runs["dataset"].dropna()) | set(runs["pretrain_dataset"].dropna())
     used = used or {"cifar10", "tiny-imagenet"}  # the data of the studies that have not run yet
-    return "\n".join(f"- {text}" for sets, text in CAVEATS if sets & used) + "\n"
+    trained = runs[runs["usable"].astype(bool)] if len(runs) else runs
+    sizes = pd.concat([trained["train_size"], trained["pretrain_size"]]).dropna()
+    pixels = sorted({int(p) for p in trained["img_size"].dropna()})
+    facts = {"images": f"{int(sizes.max()):,}" if len(sizes) else "100,000",
+             "pixels": " or ".join(f"{p} × {p}" for p in pixels) or "32 × 32"}
+    return "\n".join(f"- {text.format(**facts)}" for sets, text in CAVEATS if sets & used) + "\n"
+
+
+def study_scale(runs: pd.DataFrame) -> dict:
+    """What decides how far a study's numbers are from the paper's: image resolution, training
+    length, model size, time per run, precision and device, from its used training runs; {} when
+    none."""
+    df = runs[runs["usable"].astype(bool) & runs["kind"].isin(["train", "finetune"])] if len(runs) else runs
+    if df.empty:
+        return {}
+
+    def span(values, fmt):
+        values = sorted(set(values.dropna()))
+        if not values:
+            return None
+        return fmt(values[0]) if len(values) == 1 else f"{fmt(values[0])}–{fmt(values[-1])}"
+
+    seconds = df["train_seconds"].dropna().astype(float)
+    on_gpu = df["device"].map(_is_gpu)
+    return {
+        "px": span(df["img_size"].astype(float), lambda v: f"{int(v)} px"),
+        "steps": span(df["steps"].astype(float), lambda v: f"{int(v):,}"),
+        "images": span(df["train_size"].astype(float), lambda v: f"{int(v):,}"),
+        "params": span(df["params"].astype(float), lambda v: f"{v / 1e6:.1f}M"),
+        "minutes": (f"{seconds.median() / 60:.0f} min (median; {seconds.max() / 60:.0f} at most)"
+                    if len(seconds) else None),
+        "precision": ", ".join(sorted(set(df["precision"].dropna()))) or None,
+        "device": "GPU" if on_gpu.all() else "CPU" if not on_gpu.any() else "CPU and GPU",
+    }
+
+
+def scale_text(scale: dict) -> str:
+    """The study's box: one sentence of its scale."""
+    if not scale:
+        return ""
+    parts = [f"images of {scale['px']}" if scale["px"] else None,
+             f"{scale['images']} training images" if scale["images"] else None,
+             f"{scale['steps']} optimiser steps per run" if scale["steps"] else None,
+             f"models of {scale['params']} parameters" if scale["params"] else None,
+             f"{scale['minutes']} of {scale['device']} training per run" if scale["minutes"] else None,
+             f"precision {scale['precision']}" if scale["precision"] else None]
+    return ("> **Scale of this study**: " + "; ".join(p for p in parts if p) + ". The paper's models "
+            "are 86M-632M parameters trained for days on TPUs at 224 px: compare directions and "
+            "differences here, not absolute numbers.\n")
+
+
+def scale_short(scale: dict) -> str:
+    """The scoreboard's scale cell: `16 px, 1,500–3,000 steps, 0.3–2.6M params, CPU`."""
+    if not scale:
+        return ""
+    return ", ".join(p for p in (scale["px"], scale["steps"] and f"{scale['steps']} steps",
+                                 scale["params"] and f"{scale['params']} params", scale["device"]) if p)
 
 
 def _benchmarks(results_dir: Path, md_dir: Path) -> str:
@@ -192,18 +266,36 @@ def _benchmarks(results_dir: Path, md_dir: Path) -> str:
             table = pd.read_csv(f)
             shared = [c for c in table.columns if len(table) > 1 and table[c].nunique(dropna=False) == 1]
             common = "; ".join(f"{c}: {table[c].iloc[0]}" for c in shared if pd.notna(table[c].iloc[0]))
-            table = table.drop(columns=shared)
+            table, notes = _long_repeats(table.drop(columns=shared))
             out.append(f"### {f.stem}\n\n{link}" + (f" (every row: {common})" if common else "")
-                       + f"\n\n{to_markdown(readable(table))}")
+                       + f"\n\n{to_markdown(readable(table))}"
+                       + "".join(f"\n[{i}] {text}\n" for i, text in enumerate(notes, 1)))
     return "\n".join(out)
 
 
-def _excluded(runs: pd.DataFrame) -> str:
+def _long_repeats(table: pd.DataFrame, longer_than: int = 60):
+    """A long text that several rows share (a "skipped: ..." message) once, below the table: the
+    cells say `[1]`; returns (table, the notes in order)."""
+    notes, table = [], table.copy()
+    for col in table.columns:
+        if table[col].dtype != object:
+            continue
+        counts = table[col].value_counts()
+        for text in counts[(counts > 1)].index:
+            if isinstance(text, str) and len(text) > longer_than:
+                notes.append(text)
+                table.loc[table[col] == text, col] = f"[{len(notes)}]"
+    return table, notes
+
+
+def _not_used(runs: pd.DataFrame) -> str:
+    """Every run folder of a study that its claims do not use, with its status and why."""
     bad = runs[~runs["usable"].astype(bool)]
     if bad.empty:
         return ""
-    rows = "\n".join(f"- {r.run_dir}: {r.status}" for r in bad.itertuples())
-    return f"## Runs left out of the claims\n\nFailed, unfinished or diverged:\n\n{rows}\n"
+    rows = "\n".join(f"- `{r.run_dir}`: {r.status}; {r.problem if isinstance(r.problem, str) else ''}".rstrip("; ")
+                     for r in bad.itertuples())
+    return f"#### Runs not used\n\nFailed, unfinished, diverged, damaged or copies of another run:\n\n{rows}\n"
 
 
 def _remake(studies: list[StudyReport], results_dir: Path) -> str:
@@ -230,13 +322,12 @@ def write_report(results_dir, runs: pd.DataFrame, studies: list[StudyReport], ou
              "study is judged on its own runs: runs of different studies (different scales, "
              "hardware) never meet in one comparison.\n",
              "## Scoreboard\n",
-             to_markdown(board[SCOREBOARD_COLUMNS]) if len(board) else "No study yet.\n",
+             to_markdown(_present(board, SCOREBOARD_COLUMNS)) if len(board) else "No study yet.\n",
              ("Not yet run: " + ", ".join(f"study `{n}`" for n in waiting)
               + " (every claim _not yet run_).\n") if waiting else "",
              "## Data caveats\n", _caveats(runs)]
     parts += [_study(s, results_dir, md_dir) for s in studies]
-    parts += ["## Benchmarks\n", _benchmarks(results_dir, md_dir), _excluded(runs),
-              _remake(studies, results_dir)]
+    parts += ["## Benchmarks\n", _benchmarks(results_dir, md_dir), _remake(studies, results_dir)]
     md_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_md, "\n".join(p for p in parts if p))
     return out_md

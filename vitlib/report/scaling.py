@@ -12,8 +12,7 @@ import math
 import pandas as pd
 
 from .collect import fmt_cell, summarise, usable
-from .verdict import (bar_text, best_per, join_columns, make_row, not_run, on_dataset, seed_spread,
-                      weigh)
+from .verdict import bar_text, best_per, join_columns, make_row, not_run, on_dataset, seed_spread, weigh
 
 FAMILIES = ("vit", "resnet", "hybrid")
 

@@ -19,7 +19,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 class TrainConfig:
     # length of the run
     epochs: int = 10                  # passes over the training set
-    steps: int | None = None          # total optimiser steps; when set it overrides epochs (the last epoch may be partial)
+    steps: int | None = None          # total optimiser steps; when set it overrides epochs
+                                      # (the last epoch may be partial)
     batch_size: int = 128             # global batch: images per optimiser step, summed over GPUs and accumulation
     grad_accum: int = 1               # micro-batches per optimiser step (batch_size must divide evenly)
     # optimiser
@@ -41,19 +42,25 @@ class TrainConfig:
     augment: dict = field(default_factory=dict)  # vitlib.data.AugmentConfig fields (filled in); {} = none
     # evaluation, checkpoints, logging
     eval_every: int = 1               # epochs between evaluations (the last epoch is always evaluated) ...
-    eval_every_steps: int = 0         # ... or optimiser steps between them, mid-epoch too (0: by epochs)
-    patience: int = 0                 # stop once validation accuracy has not improved for this many evaluations (0: never)
+    eval_every_steps: int = 0         # ... or optimiser steps between them, mid-epoch too (0: by epochs) ...
+    evaluations: int = 0              # ... or this many, evenly spaced in steps, whatever the run's length,
+                                      # each with a checkpoint (0: unused)
+    patience: int = 0                 # stop once validation accuracy has not improved for this many evaluations
+                                      # (0: never)
     tta_flip: bool = False            # also report accuracy averaged over the image and its mirror
     checkpoint_every: int = 1         # epochs between checkpoints (the end of the run always saves one) ...
     checkpoint_every_steps: int = 0   # ... or at the first epoch end after every this many steps (0: by epochs)
     log_every: int = 50               # optimiser steps between loss read-outs on the progress bar
     # system
-    precision: str = "auto"           # "auto" (bf16 autocast where the GPU/CPU has native bf16, else fp32) | "bf16" | "fp32"
-    memory_format: str = "auto"       # "auto" (channels_last for conv nets on the CPU in fp32) | "contiguous" | "channels_last"
+    precision: str = "auto"           # "auto" (bf16 autocast where the GPU/CPU has native bf16, else fp32)
+                                      # | "bf16" | "fp32"
+    memory_format: str = "auto"       # "auto" (channels_last for conv nets on the CPU in fp32)
+                                      # | "contiguous" | "channels_last"
     compile: bool = False             # torch.compile the model
     compile_mode: str = "default"     # torch.compile mode
     seed: int = 0                     # seeds the data order, augmentation and dropout
-    num_workers: int = 4              # DataLoader workers for a FolderDataset (decoded from disk); in-memory data needs none
+    num_workers: int = 4              # DataLoader workers for a FolderDataset (decoded from disk);
+                                      # in-memory data needs none
     device: str = "auto"              # "auto" | "cpu" | "cuda" | "cuda:N" (under torchrun: cuda:LOCAL_RANK)
     zero_init_head: bool = False      # zero the classifier before training (the fine-tuning recipe, App. B.1.1)
 
@@ -82,9 +89,12 @@ class TrainConfig:
             ("eval_every", _is_int(self.eval_every) and self.eval_every > 0, "an integer > 0 (epochs)"),
             ("eval_every_steps", _is_int(self.eval_every_steps) and self.eval_every_steps >= 0,
              "an integer >= 0 (steps; 0 = every eval_every epochs)"),
+            ("evaluations", _is_int(self.evaluations) and self.evaluations >= 0,
+             "an integer >= 0 (evaluations per run; 0 = eval_every / eval_every_steps decide)"),
             ("patience", _is_int(self.patience) and self.patience >= 0, "an integer >= 0 (evaluations; 0 = off)"),
             ("tta_flip", isinstance(self.tta_flip, bool), "True | False"),
-            ("checkpoint_every", _is_int(self.checkpoint_every) and self.checkpoint_every > 0, "an integer > 0 (epochs)"),
+            ("checkpoint_every", _is_int(self.checkpoint_every) and self.checkpoint_every > 0,
+             "an integer > 0 (epochs)"),
             ("checkpoint_every_steps", _is_int(self.checkpoint_every_steps) and self.checkpoint_every_steps >= 0,
              "an integer >= 0 (steps; 0 = every checkpoint_every epochs)"),
             ("log_every", _is_int(self.log_every) and self.log_every > 0, "an integer > 0 (steps)"),
@@ -95,7 +105,8 @@ class TrainConfig:
             ("seed", _is_int(self.seed) and self.seed >= 0, "an integer >= 0"),
             ("num_workers", _is_int(self.num_workers) and self.num_workers >= 0, "an integer >= 0"),
             ("device", isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda")
-                                                        or self.device.startswith("cuda:")), "auto | cpu | cuda | cuda:N"),
+                                                        or self.device.startswith("cuda:")),
+             "auto | cpu | cuda | cuda:N"),
             ("zero_init_head", isinstance(self.zero_init_head, bool), "True | False"),
         ]
         for name, ok, allowed in checks:
@@ -107,6 +118,10 @@ class TrainConfig:
         if self.warmup_steps and self.warmup_epochs:
             raise ValueError(f"TrainConfig: set warmup_steps={self.warmup_steps} or "
                              f"warmup_epochs={self.warmup_epochs}, not both")
+        if self.evaluations and (self.eval_every_steps or self.checkpoint_every_steps):
+            raise ValueError(f"TrainConfig: set evaluations={self.evaluations} or eval_every_steps="
+                             f"{self.eval_every_steps} / checkpoint_every_steps={self.checkpoint_every_steps}, "
+                             "not both")
         if self.augment:  # every AugmentConfig field, defaults included, so config.json is complete
             object.__setattr__(self, "augment", dataclasses.asdict(self.augment_config()))
 
@@ -120,6 +135,24 @@ class TrainConfig:
         except (TypeError, ValueError) as e:
             names = [f.name for f in dataclasses.fields(AugmentConfig)]
             raise ValueError(f"TrainConfig.augment: {e}; allowed keys: {', '.join(names)}") from None
+
+    def with_settings(self, settings: dict):
+        """A copy with `settings` (field -> value, as a command line's --set gives them): a key
+        `augment.<field>` sets that one augmentation field and keeps the others."""
+        changes = {}
+        for key, value in settings.items():
+            if key.startswith("augment."):
+                changes.setdefault("augment", dict(self.augment))[key[len("augment."):]] = value
+            else:
+                changes[key] = value
+        return self.replace(**changes)
+
+    def cadence(self, total_steps):
+        """(evaluate every, checkpoint every) in optimiser steps for a run of `total_steps`; 0: by epochs."""
+        if self.evaluations:
+            every = math.ceil(total_steps / self.evaluations)
+            return every, every
+        return self.eval_every_steps, self.checkpoint_every_steps
 
     def warmup(self, steps_per_epoch):
         """Warm-up length in optimiser steps."""

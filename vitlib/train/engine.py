@@ -29,14 +29,14 @@ import torch
 from tqdm import tqdm
 
 from vitlib.data import BatchStream
-from vitlib.device import (autocast_context, configure_backends, resolve_memory_format, resolve_precision,
-                           synchronize)
+from vitlib.device import autocast_context, configure_backends, resolve_memory_format, resolve_precision, synchronize
 from vitlib.flops import count_flops, count_params
 from vitlib.provenance import environment_info
 from vitlib.train import distributed, runfolder
-from vitlib.train.step import evaluate, make_optimizer, train_step
 from vitlib.train.config import TrainConfig
 from vitlib.train.schedule import lr_at
+from vitlib.train.step import evaluate, make_optimizer, train_step
+
 
 def show_progress() -> bool:
     """A live progress bar where someone watches one (a terminal, a Jupyter front end); in logs and
@@ -114,6 +114,7 @@ def fit(model, train_data, eval_data, config, out_dir, *, val_data=None, resume=
     total_steps = config.steps or config.epochs * steps_per_epoch
     num_epochs = math.ceil(total_steps / steps_per_epoch)
     warmup = config.warmup(steps_per_epoch)
+    eval_every_steps, checkpoint_every_steps = config.cadence(total_steps)
     if warmup >= total_steps:
         raise ValueError(f"warm-up ({warmup} steps) must be shorter than the run ({total_steps} steps)")
     if config.patience and val_data is None:
@@ -136,7 +137,7 @@ def fit(model, train_data, eval_data, config, out_dir, *, val_data=None, resume=
     distributed.barrier(dist)
     log = tqdm.write if dist.is_main else lambda message: None  # printed above the progress bar
     if dist.is_main:
-        start_run_folder(out_dir, record, ckpt, resume, log, env=dict(
+        runfolder.start(out_dir, record, ckpt, resume, log, env=dict(environment_info(),
             device=str(device), precision=precision, world_size=dist.world_size,
             memory_format="channels_last" if memory_format == torch.channels_last else "contiguous",
             attention_kernel=(model.attention_kernels(device.type, precision == "bf16")
@@ -159,6 +160,10 @@ def fit(model, train_data, eval_data, config, out_dir, *, val_data=None, resume=
         train_model = torch.nn.parallel.DistributedDataParallel(
             fwd_model, device_ids=[device.index] if device.type == "cuda" else None)
 
+    parts = Parts(config=config, dist=dist, device=device, out_dir=out_dir, raw_model=raw_model,
+                  fwd_model=fwd_model, train_model=train_model, ema_model=ema_model, optimizer=optimizer,
+                  eval_stream=eval_stream, val_stream=val_stream, autocast=autocast)
+
     # ---- resume -----------------------------------------------------------------------------------
     state = RunState()
     if ckpt is not None:
@@ -172,48 +177,12 @@ def fit(model, train_data, eval_data, config, out_dir, *, val_data=None, resume=
     # the loss and correct-prediction sums since the last evaluation stay on the device (no host sync
     # per step); each rank adds its share, and the checkpoint's sums over ranks come back on rank 0
     state.to_device(device, keep=dist.is_main)
-    session_start_step, last_checkpoint_epoch = state.step, state.epoch
-    t_start = time.perf_counter() - state.clock["elapsed_s"]
-
-    def record_evaluation(epoch, lr):
-        """Evaluate (validation, raw, flip-TTA, EMA), append a metrics row, rewrite metrics.csv, keep
-        the selection on validation (best.pt) up to date; the row's text. epoch: epochs done (float)."""
-        t_eval = time.perf_counter()
-        val_acc = evaluate(fwd_model, val_stream, autocast, False, dist)[0] if val_stream is not None else None
-        acc, acc_tta = evaluate(fwd_model, eval_stream, autocast, config.tta_flip, dist)
-        acc_ema = evaluate(ema_model, eval_stream, autocast, False, dist)[0] if ema_model is not None else None
-        state.clock["eval_s"] += time.perf_counter() - t_eval
-        loss_total, correct = distributed.all_reduce_sum(torch.stack([state.loss, state.correct]), dist).tolist()
-        images = state.images
-        state.metrics.append(dict(
-            epoch=epoch if isinstance(epoch, int) else round(epoch, 3), step=state.step, lr=lr,
-            train_loss=loss_total / dist.world_size / (images // config.batch_size),
-            train_acc=correct / images, val_acc=val_acc, eval_acc=acc, eval_acc_ema=acc_ema, eval_acc_tta=acc_tta,
-            images_per_s=images / state.pending_train_s, train_s=state.clock["train_s"],
-            elapsed_s=time.perf_counter() - t_start))
-        state.reset_pending()
-        if val_acc is not None and state.select(state.metrics[-1]) and dist.is_main:
-            runfolder.save_checkpoint(out_dir / "best.pt", dict(model=raw_model.state_dict(), step=state.step,
-                                                                  val_acc=val_acc, eval_acc=acc))
-        if dist.is_main:
-            runfolder.write_csv(out_dir / "metrics.csv", state.metrics, runfolder.METRIC_FIELDS)
-        return format_eval(state.metrics[-1])
-
-    def save_checkpoint():
-        """checkpoint.pt: weights, optimiser, EMA, random generators and the run state, as one."""
-        state.clock["elapsed_s"] = time.perf_counter() - t_start
-        sums = distributed.all_reduce_sum(torch.stack([state.loss, state.correct]), dist).cpu()
-        if dist.is_main:
-            runfolder.save_checkpoint(out_dir / "checkpoint.pt", dict(
-                model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
-                ema=ema_model.state_dict() if ema_model is not None else None,
-                rng=runfolder.rng_state(), config=config.to_dict(), **state.checkpoint_items(sums)))
+    state.start_session(checkpoint_every_steps)
 
     # ---- the loop -------------------------------------------------------------------------------
     bar = progress_bar(total=total_steps, initial=state.step, unit="step", dynamic_ncols=True,
                        disable=not ((show_progress() if progress is None else progress) and dist.is_main))
-    by_steps = config.eval_every_steps > 0  # evaluations and log lines every N steps, else per epoch
-    next_checkpoint = state.step + config.checkpoint_every_steps
+    by_steps = eval_every_steps > 0  # evaluations and log lines every N steps, else per epoch
     try:
         for epoch in range(state.epoch, num_epochs):
             # dropout / drop-path draw from the global torch generator: seed it per (seed, epoch, rank)
@@ -233,19 +202,20 @@ def fit(model, train_data, eval_data, config, out_dir, *, val_data=None, resume=
                                                 autocast=autocast, raw_model=raw_model, ema_model=ema_model)
                 state.correct += correct
                 state.step += 1
-                if config.compile and state.step == session_start_step + 1:  # the first step compiles
+                if config.compile and state.step == state.session_start_step + 1:  # the first step compiles
                     synchronize(device)
                     state.clock["compile_s"] += time.perf_counter() - t0
                     t0 = time.perf_counter()
                 bar.update(1)
                 if (i + 1) % config.log_every == 0 or i + 1 == epoch_steps:  # a sync: not every step
-                    epoch_loss = check_finite(losses[:i + 1], state.step - i - 1, dist, out_dir, last_checkpoint_epoch)
+                    epoch_loss = check_finite(losses[:i + 1], state.step - i - 1, parts, state)
                     bar.set_postfix(loss=f"{epoch_loss:.4f}", lr=f"{lr:.2e}")
-                if by_steps and state.step % config.eval_every_steps == 0 and state.step < total_steps:
-                    epoch_loss = check_finite(losses[:i + 1], state.step - i - 1, dist, out_dir, last_checkpoint_epoch)
+                if by_steps and state.step % eval_every_steps == 0 and state.step < total_steps:
+                    epoch_loss = check_finite(losses[:i + 1], state.step - i - 1, parts, state)
                     epoch_s += state.add_segment(time_since(t0, device), (i + 1 - segment) * config.batch_size,
                                                  losses[segment:i + 1].sum())
-                    log(step_line(state, total_steps, lr, record_evaluation(state.step / steps_per_epoch, lr)))
+                    evaluation = record_evaluation(parts, state, state.step / steps_per_epoch, lr)
+                    log(step_line(state, total_steps, lr, evaluation))
                     segment, t0 = i + 1, time.perf_counter()
                     if state.stop_early(config.patience):
                         break
@@ -258,7 +228,7 @@ def fit(model, train_data, eval_data, config, out_dir, *, val_data=None, resume=
             line = (f"epoch {epoch + 1}/{num_epochs}, step {state.step}/{total_steps}: loss {epoch_loss:.4f}, "
                     f"lr {lr:.2e}, {done * config.batch_size / max(epoch_s, 1e-9):.0f} images/s")
             if state.stopped_early is None and (last or not by_steps and (epoch + 1) % config.eval_every == 0):
-                evaluation = record_evaluation(epoch + 1 if done == steps_per_epoch or last else
+                evaluation = record_evaluation(parts, state, epoch + 1 if done == steps_per_epoch or last else
                                                state.step / steps_per_epoch, lr)
                 state.stop_early(config.patience)
                 log(step_line(state, total_steps, lr, evaluation) if by_steps else f"{line} | {evaluation}")
@@ -267,20 +237,20 @@ def fit(model, train_data, eval_data, config, out_dir, *, val_data=None, resume=
             if state.stopped_early is not None:
                 log(f"stopped early at step {state.step}: validation accuracy has not improved for "
                     f"{config.patience} evaluations; selected: step {state.selected['step']}")
-            checkpoint_due = (state.step >= next_checkpoint if config.checkpoint_every_steps
+            checkpoint_due = (state.step >= state.next_checkpoint if checkpoint_every_steps
                               else (epoch + 1) % config.checkpoint_every == 0)
             if checkpoint_due or last or state.stopped_early is not None:
-                save_checkpoint()
-                last_checkpoint_epoch = epoch + 1
-                next_checkpoint = state.step + config.checkpoint_every_steps
+                save_checkpoint(parts, state)
+                state.checkpointed(checkpoint_every_steps)
             if state.stopped_early is not None:
                 break
     except KeyboardInterrupt:  # Ctrl-C: say so in the run folder; the last checkpoint stays as it was
         if dist.is_main:
-            runfolder.write_json(out_dir / "summary.json", {
+            runfolder.write_summary(out_dir, {
                 "status": "interrupted", "step": state.step,
-                "error": f"interrupted at step {state.step}; {out_dir / 'checkpoint.pt'} (epoch {last_checkpoint_epoch}) "
-                         "is the last saved state: continue with resume=True (--resume)" if last_checkpoint_epoch
+                "error": f"interrupted at step {state.step}; {out_dir / 'checkpoint.pt'} "
+                         f"(epoch {state.last_checkpoint_epoch}) is the last saved state: "
+                         "continue with resume=True (--resume)" if state.last_checkpoint_epoch
                          else f"interrupted at step {state.step}, before the first checkpoint"})
         raise
     finally:
@@ -291,24 +261,68 @@ def fit(model, train_data, eval_data, config, out_dir, *, val_data=None, resume=
                                      count_params(raw_model), dist.world_size, precision,
                                      selected=state.selected, stopped_early=state.stopped_early)
     if dist.is_main:
-        runfolder.write_json(out_dir / "summary.json", summary)
+        runfolder.write_summary(out_dir, summary)
     distributed.barrier(dist)
     return summary
 
 
-def start_run_folder(out_dir, record, ckpt, resume, log, env):
-    """Create the run folder: config.json on a fresh start, env.json with this process's
-    environment (a resume keeps the first start's record and adds one entry per resume)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    env = {**environment_info(), **env}
-    if ckpt is not None:
-        first = runfolder.read_json(out_dir / "env.json")
-        env = {**first, "resumes": first.get("resumes", []) + [env]}
-    else:
-        if resume:
-            log(f"resume: no checkpoint in {out_dir}, starting from scratch")
-        runfolder.write_json(out_dir / "config.json", record)
-    runfolder.write_json(out_dir / "env.json", env)
+@dataclasses.dataclass
+class Parts:
+    """What a run trains and measures with, fixed once it is set up: the model as built
+    (raw_model), as called for evaluation (fwd_model: compiled or not), as stepped (train_model:
+    DDP-wrapped or not) and its EMA; the optimiser, the evaluation streams, the autocast context,
+    the config, the process group and the run folder."""
+    config: TrainConfig
+    dist: distributed.DistInfo
+    device: torch.device
+    out_dir: Path
+    raw_model: torch.nn.Module
+    fwd_model: torch.nn.Module
+    train_model: torch.nn.Module
+    ema_model: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    eval_stream: BatchStream
+    val_stream: BatchStream | None
+    autocast: object
+
+
+def record_evaluation(parts: Parts, state: "RunState", epoch, lr) -> str:
+    """Evaluate (validation, raw, flip-TTA, EMA), append a metrics row, rewrite metrics.csv, keep
+    the selection on validation (best.pt) up to date; the row's text. epoch: epochs done (float)."""
+    config, dist, autocast = parts.config, parts.dist, parts.autocast
+    t_eval = time.perf_counter()
+    val_acc = (evaluate(parts.fwd_model, parts.val_stream, autocast, False, dist)[0]
+               if parts.val_stream is not None else None)
+    acc, acc_tta = evaluate(parts.fwd_model, parts.eval_stream, autocast, config.tta_flip, dist)
+    acc_ema = (evaluate(parts.ema_model, parts.eval_stream, autocast, False, dist)[0]
+               if parts.ema_model is not None else None)
+    state.clock["eval_s"] += time.perf_counter() - t_eval
+    loss_total, correct = distributed.all_reduce_sum(torch.stack([state.loss, state.correct]), dist).tolist()
+    images = state.images
+    state.metrics.append(dict(
+        epoch=epoch if isinstance(epoch, int) else round(epoch, 3), step=state.step, lr=lr,
+        train_loss=loss_total / dist.world_size / (images // config.batch_size),
+        train_acc=correct / images, val_acc=val_acc, eval_acc=acc, eval_acc_ema=acc_ema, eval_acc_tta=acc_tta,
+        images_per_s=images / state.pending_train_s, train_s=state.clock["train_s"],
+        elapsed_s=time.perf_counter() - state.t_start))
+    state.reset_pending()
+    if val_acc is not None and state.select(state.metrics[-1]) and dist.is_main:
+        runfolder.save_checkpoint(parts.out_dir / runfolder.BEST, dict(model=parts.raw_model.state_dict(),
+                                                                  step=state.step, val_acc=val_acc, eval_acc=acc))
+    if dist.is_main:
+        runfolder.write_metrics(parts.out_dir, state.metrics)
+    return format_eval(state.metrics[-1])
+
+
+def save_checkpoint(parts: Parts, state: "RunState") -> None:
+    """checkpoint.pt: weights, optimiser, EMA, random generators and the run state, as one."""
+    state.clock["elapsed_s"] = time.perf_counter() - state.t_start
+    sums = distributed.all_reduce_sum(torch.stack([state.loss, state.correct]), parts.dist).cpu()
+    if parts.dist.is_main:
+        ema = parts.ema_model.state_dict() if parts.ema_model is not None else None
+        runfolder.save_checkpoint(parts.out_dir / runfolder.CHECKPOINT, dict(
+            model=parts.raw_model.state_dict(), optimizer=parts.optimizer.state_dict(), ema=ema,
+            rng=runfolder.rng_state(), config=parts.config.to_dict(), **state.checkpoint_items(sums)))
 
 
 @dataclasses.dataclass
@@ -333,6 +347,21 @@ class RunState:
     selected: dict | None = None      # the metrics row with the best validation accuracy so far
     evals_since_best: int = 0
     stopped_early: int | None = None  # the step at which patience ran out
+    # this session's, not checkpointed: where it started, the wall clock's origin (elapsed_s
+    # continues across resumes), the last epoch checkpointed and the step the next checkpoint is due
+    session_start_step: int = 0
+    t_start: float = 0.0
+    last_checkpoint_epoch: int = 0
+    next_checkpoint: int = 0
+
+    def start_session(self, checkpoint_every_steps):
+        self.session_start_step, self.last_checkpoint_epoch = self.step, self.epoch
+        self.t_start = time.perf_counter() - self.clock["elapsed_s"]
+        self.next_checkpoint = self.step + checkpoint_every_steps
+
+    def checkpointed(self, checkpoint_every_steps):
+        """A checkpoint was written at the end of epoch `self.epoch`."""
+        self.last_checkpoint_epoch, self.next_checkpoint = self.epoch, self.step + checkpoint_every_steps
 
     def to_device(self, device, keep=True):
         """Move the loss and correct sums to `device` (zeros unless `keep`: other ranks start at 0)."""
@@ -399,10 +428,11 @@ def step_line(state, total_steps, lr, evaluation):
             f"{row['images_per_s']:.0f} images/s | {evaluation}")
 
 
-def check_finite(losses, first_step, dist, out_dir, last_checkpoint_epoch):
+def check_finite(losses, first_step, parts, state):
     """Stop on a NaN/inf loss (agreed by all ranks), naming the first bad step; otherwise return the
     mean loss so far this epoch. Raising here, before the epoch's checkpoint, keeps the last good
     one on disk."""
+    dist, out_dir, last_checkpoint_epoch = parts.dist, parts.out_dir, state.last_checkpoint_epoch
     losses = distributed.all_reduce_sum(losses.clone(), dist) / dist.world_size
     mean = losses.mean().item()  # the one host sync: a NaN/inf anywhere makes the mean non-finite
     if math.isfinite(mean):
@@ -411,12 +441,12 @@ def check_finite(losses, first_step, dist, out_dir, last_checkpoint_epoch):
     if len(bad) == 0:  # finite losses so large that their sum overflowed
         return mean
     i = bad[0].item()
-    kept = (f"{out_dir / 'checkpoint.pt'} (epoch {last_checkpoint_epoch}) is the last good state" if last_checkpoint_epoch
-            else "no checkpoint had been written yet")
+    kept = (f"{out_dir / 'checkpoint.pt'} (epoch {last_checkpoint_epoch}) is the last good state"
+            if last_checkpoint_epoch else "no checkpoint had been written yet")
     message = (f"loss is {losses[i].item()} at step {first_step + i + 1}; training stopped. {kept}: "
                "lower lr or enable clip_grad")
     if dist.is_main:
-        runfolder.write_json(out_dir / "summary.json", {"status": "diverged", "error": message})
+        runfolder.write_summary(out_dir, {"status": "diverged", "error": message})
     raise FloatingPointError(message)
 
 

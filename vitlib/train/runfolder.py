@@ -1,11 +1,17 @@
-"""The run folder: every file a training run leaves behind, and the only code that writes them.
+"""The run folder: every file a training run leaves behind, and the only code that writes them
+(fit calls the writers below; the file names are these constants, which the report reads too).
 
     config.json    what was run: TrainConfig, model, data (+ run_info from the caller)
     env.json       where and with what code: git commit, versions, hardware, start time(s)
                    (vitlib.provenance)
     metrics.csv    one row per evaluation
-    summary.json   final and best accuracy, time, compute; status "complete" (or "diverged")
+    summary.json   final and best accuracy, time, compute; status "complete" (or "diverged",
+                   "interrupted")
     checkpoint.pt  everything needed to continue the run exactly (see fit's resume)
+    best.pt        the weights of the evaluation selected on validation (runs with a validation set)
+
+A notebook or `vitlib train` then adds result.json (vitlib.experiments.results: the record the
+report reads) and, when asked, weights.safetensors; the study runner adds run.json.
 
 Every write goes through vitlib.fileio (temporary file + rename), so a run killed at any moment
 leaves files that parse.
@@ -22,10 +28,14 @@ import numpy as np
 import torch
 
 from vitlib.fileio import atomic_write_bytes, load_checkpoint, read_json, write_json  # noqa: F401 (re-exported)
+from vitlib.train.config import TrainConfig
 
-RUN_FILES = ("config.json", "env.json", "metrics.csv", "summary.json", "checkpoint.pt")
-METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_acc", "eval_acc", "eval_acc_ema", "eval_acc_tta",
-                 "images_per_s", "train_s", "elapsed_s")  # train_s: cumulative optimiser-step seconds
+CONFIG, ENV, METRICS, SUMMARY, CHECKPOINT, BEST = ("config.json", "env.json", "metrics.csv", "summary.json",
+                                                  "checkpoint.pt", "best.pt")
+RESULT, WEIGHTS = "result.json", "weights.safetensors"
+RUN_FILES = (CONFIG, ENV, METRICS, SUMMARY, CHECKPOINT)
+METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_acc", "eval_acc", "eval_acc_ema",
+                 "eval_acc_tta", "images_per_s", "train_s", "elapsed_s")  # train_s: cumulative optimiser-step seconds
 # what fit's checkpoint holds (all of it is needed to resume)
 CHECKPOINT_KEYS = ("model", "optimizer", "ema", "rng", "step", "epoch", "metrics", "clock", "pending")
 # TrainConfig keys that may differ when a run is resumed: they change how fast it runs or how much
@@ -41,6 +51,31 @@ def write_csv(path, rows, fieldnames):
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def start(out_dir, record, ckpt, resume, log, env):
+    """Create the run folder: config.json on a fresh start, env.json with this process's
+    environment `env` (a resume keeps the first start's record and adds one entry per resume)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if ckpt is not None:
+        first = read_json(out_dir / ENV)
+        env = {**first, "resumes": first.get("resumes", []) + [env]}
+    else:
+        if resume:
+            log(f"resume: no checkpoint in {out_dir}, starting from scratch")
+        write_json(out_dir / CONFIG, record)
+    write_json(out_dir / ENV, env)
+
+
+def write_metrics(out_dir, rows):
+    write_csv(Path(out_dir) / METRICS, rows, METRIC_FIELDS)
+
+
+def write_summary(out_dir, summary):
+    """summary.json: make_summary's record of a finished run, or {"status": "diverged" |
+    "interrupted", "error": ...} of one that stopped."""
+    write_json(Path(out_dir) / SUMMARY, summary)
 
 
 def save_checkpoint(path, state):
@@ -160,10 +195,14 @@ def _flatten(d, prefix=""):
 
 
 def differing_keys(old, new, ignore=RUNTIME_KEYS):
-    """Dotted keys whose values differ between two config records (JSON-normalised). Keys that
-    records of earlier versions lack (LATER_KEYS) count only where the old record has them."""
+    """Dotted keys whose values differ between two config records (JSON-normalised). What records
+    of earlier versions lack counts only where the old record has it: the resolved precision, the
+    data's fingerprints, and TrainConfig fields added since, at their defaults (the value the older
+    version had without naming it)."""
     a, b = _flatten(json.loads(json.dumps(old, default=str))), _flatten(json.loads(json.dumps(new, default=str)))
-    later = {k for k in b if k not in a and (k == "precision" or k.endswith(".fingerprint"))}
+    defaults = {f"train.{k}": v for k, v in TrainConfig().to_dict().items()}
+    later = {k for k in b if k not in a and (k == "precision" or k.endswith(".fingerprint")
+                                             or k in defaults and b[k] == defaults[k])}
     return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>") and k not in ignore
                   and k not in later)
 
@@ -187,7 +226,7 @@ def check_run_folder(out_dir, record, resume):
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir={str(out_dir)!r} exists and is not a folder")
-    config_path = out_dir / "config.json"
+    config_path = out_dir / CONFIG
     if not config_path.exists():
         present = [f for f in RUN_FILES if (out_dir / f).exists()]
         if present:
@@ -202,11 +241,11 @@ def check_run_folder(out_dir, record, resume):
         raise ValueError(f"out_dir={str(out_dir)!r} holds a different run; config.json differs in: "
                          f"{', '.join(diff)}{' (' + '; '.join(hints) + ')' if hints else ''}. Choose a new folder")
     if not resume:
-        summary = out_dir / "summary.json"
+        summary = out_dir / SUMMARY
         status = read_json(summary).get("status", "unknown") if summary.exists() else "unfinished"
         raise ValueError(f"out_dir={str(out_dir)!r} already holds this run (status: {status}); pass "
                          "resume=True (--resume) to continue it, or choose a new folder")
-    path = out_dir / "checkpoint.pt"
+    path = out_dir / CHECKPOINT
     if not path.exists():
         return None
     remedy = "restore it, or start the run again in a new folder"
