@@ -412,7 +412,7 @@ def plot(curves, rows, path, title):
         for target, budget, style in goals:
             drawn.add((target, budget))
             ax.axhline(100 * target, color=family, ls=style, lw=1, alpha=0.7)
-            ax.axvline(budget, color=family, ls=style, lw=1, alpha=0.7)
+            ax.axvline(budget, color="0.45", ls=style, lw=1, alpha=0.7)  # a budget the models may share: grey
         if goals:  # one label per model, at its lower target: "resnet: 88% (stretch 90%) in 3600 s"
             text = f"{kind.split('_')[0]}: {100 * goals[0][0]:.0f}%" + (
                 f" (stretch {100 * goals[1][0]:.0f}%)" if len(goals) > 1 else "") + f" in {goals[0][1]:.0f} s "
