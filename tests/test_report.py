@@ -117,11 +117,15 @@ def test_the_report_lists_every_run_folder_of_a_study(tmp_path, capsys):
     """A study with a good, a failed, a diverged and a result-less run: the report is built, says
     4 run folders, 1 used, and lists the other three with why; stderr has one line for each."""
     write_run(tmp_path, "s", "good")
+    compare = write_run(tmp_path, "s", "compare")  # a comparison notebook's run: no result.json by design
+    (compare / "result.json").unlink()
+    (compare / "run.json").write_text(json.dumps({"status": "complete", "notebook": "notebooks/03_vit_vs_cnn.ipynb"}))
     write_run(tmp_path, "s", "failed", status="failed")
     (write_run(tmp_path, "s", "diverged") / "summary.json").write_text(json.dumps({"status": "diverged"}))
     (write_run(tmp_path, "s", "lost") / "result.json").unlink()
     report = build_report(tmp_path).read_text()
-    assert "4 run folders: 1 used (1 train), 3 not used (listed below, with why)." in report
+    assert "5 run folders: 1 used (1 train), 4 not used (listed below, with why)." in report
+    assert "its notebook writes no result.json (a comparison or report run: no claim input)" in report
     for name, why in (("failed", "failed; the run failed"), ("diverged", "diverged; the run diverged"),
                       ("lost", "complete; no result.json (run status: complete)")):
         assert f"- `{tmp_path.name}/runs/s/{name}`: {why}" in report

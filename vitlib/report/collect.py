@@ -24,6 +24,8 @@ from vitlib.train import runfolder
 
 KINDS = ("train", "finetune", "inspect")
 RUNNER_RECORD = "run.json"  # the study runner's record of a run (vitlib.experiments.runner)
+# notebooks whose runs leave no result.json by design: their own figures and tables, no claim input
+NO_RECORD_NOTEBOOKS = ("00_how_vit_works.ipynb", "03_vit_vs_cnn.ipynb", "05_report.ipynb", "06_attention.ipynb")
 # Statuses of run.json whose result.json may be stale or partial: listed, never used in claims.
 UNUSABLE_STATUS = ("failed", "running", "interrupted")
 REPO = Path(__file__).resolve().parents[2]
@@ -123,6 +125,10 @@ def load_run(folder: Path, root_name: str, results_dir: Path) -> dict:
         record = _read_json(folder / runfolder.RESULT)
         if record is None:
             status = runner.get("status") or summary.get("status") or "incomplete"
+            if status == "complete" and Path(str(runner.get("notebook", ""))).name in NO_RECORD_NOTEBOOKS:
+                # a notebook that measures nothing for the claims (a comparison, the report): listed, not a problem
+                return {**row, "status": status, "usable": False, "quiet": True,
+                        "problem": "its notebook writes no result.json (a comparison or report run: no claim input)"}
             return {**row, "status": status, "usable": False,
                     "problem": f"no result.json (run status: {status})"}
         if record.get("kind") not in KINDS:
@@ -205,7 +211,7 @@ def load_runs(results_dir, warn=None) -> pd.DataFrame:
     _mark_copies(rows)
     warn = warn or (lambda line: print(line, file=sys.stderr))
     for row in rows:
-        if not row.get("usable"):
+        if not row.get("usable") and not row.pop("quiet", False):
             warn(f"warning: {row['run_dir']} not used: {row.get('problem') or row.get('status')}")
     df = pd.DataFrame(rows)
     for col in COLUMNS:

@@ -295,7 +295,7 @@ def _not_used(runs: pd.DataFrame) -> str:
         return ""
     rows = "\n".join(f"- `{r.run_dir}`: {r.status}; {r.problem if isinstance(r.problem, str) else ''}".rstrip("; ")
                      for r in bad.itertuples())
-    return f"#### Runs not used\n\nFailed, unfinished, diverged, damaged or copies of another run:\n\n{rows}\n"
+    return f"#### Runs not used\n\nThe run folders its claims do not use, and why:\n\n{rows}\n"
 
 
 def _remake(studies: list[StudyReport], results_dir: Path) -> str:
