@@ -43,8 +43,11 @@ BY_STEPS = ["--val-fraction", "0.2", "--eval-every-steps", "9", "--checkpoint-ev
 def cli(out, *extra, args=ARGS):
     """The CLI in a subprocess, with one CPU thread as the in-process reference run uses."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    # SIGINT as a terminal delivers it, even where this test process was started in the background
+    # (which leaves SIGINT ignored in every child, so Python would install no KeyboardInterrupt)
     return subprocess.Popen([sys.executable, "-m", "vitlib", *args, "--out", str(out), *extra], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def eval_columns(run):
