@@ -10,7 +10,7 @@ import pytest
 from fake_runs import model_description
 
 from vitlib.analysis import uniform_attention_distance
-from vitlib.report import build_report, collect, evaluate_claims, fmt_mean_std, load_runs, summarise
+from vitlib.report import build_report, collect, evaluate_claims, fmt_mean_std, load_runs, summarise, verdict
 from vitlib.report.__main__ import main as report_main
 from vitlib.report.verdict import shorten_runs
 
@@ -140,6 +140,13 @@ def test_summarise_and_format():
     assert fmt_mean_std(2.0, 1.0, 3) == "2.00 ± 1.00 (n=3)"
     assert fmt_mean_std(7.0, float("nan"), 1) == "7.00 (n=1)"
     assert fmt_mean_std(float("nan"), None, 0) == "not yet run"
+
+
+def test_runs_of_one_study_command_are_re_made_by_one_pattern():
+    runs = pd.DataFrame({"command": [f"python -m vitlib.experiments run experiments/a.yaml --only size-{m}-s{s}"
+                                     for m in ("vit", "resnet") for s in (0, 1)]})
+    assert verdict._commands(runs) == "python -m vitlib.experiments run experiments/a.yaml --only 'size-*' (4 runs)"
+    assert verdict._commands(runs.iloc[:1]) == runs["command"].iloc[0]
 
 
 def test_shorten_runs_globs_many_folders():
@@ -281,9 +288,14 @@ def test_pos_emb_rule(tmp_path, accs, verdict):
         args = {} if pos == "learned" else {"pos_emb": pos}  # "learned" is the default
         write_seeds(tmp_path, "pos", f"pos-{pos}", acc, model_args=args)
     write_run(tmp_path, "pos", "other-size", model_args={"pos_emb": "none"}, train_size=1000, top1=1.0)
-    row = claim(load_runs(tmp_path), "pos-emb")
+    claims, tables = evaluate_claims(load_runs(tmp_path))
+    row = claims.set_index("id").loc["pos-emb"]
     assert row["verdict"] == verdict
     assert "none 80.00 ± 0.14 (n=2)" in row["ours"] and "other-size" not in row["runs"]
+    # the table holds exactly the compared runs, with the verdict's numbers
+    table = tables["pos_emb"].set_index("pos_emb")
+    assert set(table["train_size"]) == {50000} and "other-size" not in " ".join(table["runs"])
+    assert f"{table.at['none', 'mean']:.2f}" == "80.00"
 
 
 def test_pooling_rule(tmp_path):
@@ -397,8 +409,21 @@ def test_build_report_writes_everything_relative_to_results_dir(tmp_path, monkey
     other = pd.read_csv(demo / "tables" / "other" / "claims.csv").set_index("id")
     assert other.at["data-size", "verdict"] == "not yet run"
     board = pd.read_csv(demo / "tables" / "scoreboard.csv")
-    assert list(board["study"].unique()) == ["size", "other"] and len(board) == 22
+    # a study whose runs judge no claim yet waits below the scoreboard instead of filling it
+    assert list(board["study"].unique()) == ["size"] and len(board) == 11
+    assert "Not yet run: study `other` (every claim _not yet run_ so far)" in text
     assert text.index("## Scoreboard") < text.index("## Study `size`") < text.index("## Study `other`")
+    # every number leads to its rows and run folders: the scoreboard and the claims table link
+    # each claim's section; its table links the run folders of each cell; sizes are whole numbers
+    assert "](#size-data-size)" in text and '<a id="size-data-size"></a>' in text
+    assert "[vit-1000-s0](runs/size/vit-1000-s0) [vit-1000-s1](runs/size/vit-1000-s1)" in text
+    assert "](tables/size/runs.md)" in text
+    sizes = pd.read_csv(demo / "tables" / "size" / "data_size.csv")
+    assert sizes["train_size"].dtype.kind == "i" and "results/demo/runs/size/slow" in sizes["runs"].iloc[-1]
+    assert "[slow](../../runs/size/slow)" in (demo / "tables" / "size" / "runs.md").read_text()
+    # the command sits in the claim's section, whole, as code (runs of no common name: the first)
+    assert "- Re-make: `python -m vitlib.experiments run experiments/size.yaml --only res-1000-s0` " \
+           "(and 8 more like it)" in text
     assert not (tmp_path / "results" / "REPORT.md").exists()
     elsewhere = build_report(demo, out_md=tmp_path / "docs" / "R.md")  # links follow the file
     assert "](../results/demo/figures/size/data_size.png)" in elsewhere.read_text()

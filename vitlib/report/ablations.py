@@ -89,7 +89,8 @@ def claim_pos_emb(runs: pd.DataFrame):
             "Table 8 (ViT-B/16, ImageNet 5-shot): none 0.61382; 1-D learned 0.64206; 2-D learned "
             "0.64001; relative 0.64032", "pos_emb")
     df, group = pos_emb_runs(runs)
-    table = summarise(df, ["dataset", "train_size", "label", "pos_emb"])
+    # the table holds the compared runs (all of them while no comparison exists: what there is)
+    table = summarise(df if group.empty else group, ["dataset", "train_size", "label", "pos_emb"])
     if group.empty:
         return not_run(*meta, df, "train runs of one ViT configuration with pos_emb none and "
                        "at least one other type"), table
@@ -133,7 +134,7 @@ def claim_pooling(runs: pd.DataFrame):
             "App. D.3 / Fig. 9: class token and global average pooling work equally well, each "
             "with its own learning rate", "pooling")
     df, group = pooling_runs(runs)
-    table = summarise(df, ["dataset", "train_size", "label", "pool", "lr"])
+    table = summarise(df if group.empty else group, ["dataset", "train_size", "label", "pool", "lr"])
     if group.empty:
         return not_run(*meta, df, "train runs of one ViT configuration with pool token and gap"), table
     cells = summarise(group, ["pool", "lr"])
@@ -193,7 +194,7 @@ def claim_patch_depth(runs: pd.DataFrame):
             "App. D.2 / Fig. 8: depth helps most, smaller patches help, width helps least",
             "patch_depth")
     df, group = patch_depth_runs(runs)
-    table = summarise(df, ["dataset", "train_size", "patch", "depth", "width"])
+    table = summarise(df if group.empty else group, ["dataset", "train_size", "patch", "depth", "width"])
     if group.empty:
         return not_run(*meta, df, "train runs of ViTs differing in patch size or depth"), table
     patch, depth, width = base_shape(group)

@@ -7,7 +7,8 @@ missing runs says "not yet run" and never shows a number. `evaluate_claims` runs
 """
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -34,6 +35,10 @@ RUNS_COLUMNS = {"run_dir": "run folder", "kind": "kind", "label": "model", "data
                 "train_size": "size", "seed": "seed", "accuracy": "top1", "device": "device",
                 "precision": "precision", "train_seconds": "seconds", "status": "status", "usable": "used",
                 "problem": "why not used"}
+# columns that name run folders (readable() links them) and that count (whole_numbers())
+LINKED_COLUMNS = ("runs", "run_dir", "run folder")
+INTEGER_COLUMNS = {"train_size", "pretrain_size", "size", "seed", "img_size", "steps", "epochs", "n", "patch",
+                   "depth", "width", "layers", "layer0_far_heads", "params", "selected_step"}
 
 
 def evaluate_claims(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
@@ -63,16 +68,42 @@ def _number(value) -> str:
     return f"{value:.3g}" if abs(value) >= 1e5 or abs(value) < 1 else f"{value:.2f}"
 
 
-def readable(table: pd.DataFrame) -> pd.DataFrame:
-    """The Markdown form of a table: mean/std/n merged into `top1 (%)`, numbers as short text."""
+def whole_numbers(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with its counting columns (sizes, seeds, steps, shapes) as integers where every
+    value is whole: a CSV says 20000, not 20000.0."""
+    out = table.copy()
+    for col in INTEGER_COLUMNS & set(out.columns):
+        values = pd.to_numeric(out[col], errors="coerce")
+        if values.notna().equals(out[col].notna()) and (values.dropna() % 1 == 0).all():
+            out[col] = values.astype("Int64")
+    return out
+
+
+def run_links(runs: pd.DataFrame, md_dir: Path) -> dict[str, str]:
+    """{run_dir: the run folder's path relative to `md_dir`}: the link targets of readable()."""
+    return {d: Path(os.path.relpath(p, md_dir)).as_posix() for d, p in zip(runs["run_dir"], runs["path"])}
+
+
+def _linked(cell, links: dict[str, str]) -> str:
+    """A cell of run folders (space-separated run_dir values) as Markdown links named by folder."""
+    if not isinstance(cell, str) or not cell:
+        return ""
+    return " ".join(f"[{PurePosixPath(d).name}]({links[d]})" if d in links else d for d in cell.split())
+
+
+def readable(table: pd.DataFrame, links: dict[str, str] | None = None) -> pd.DataFrame:
+    """The Markdown form of a table: mean/std/n merged into `top1 (%)`, numbers as short text,
+    and each run folder a link where `links` (run_links) knows it."""
     if {"mean", "std", "n"} <= set(table.columns):
         table = format_summary(table)
     out = table.copy()
     for col in out.columns:
-        if pd.api.types.is_float_dtype(out[col]):
+        if col in LINKED_COLUMNS and links is not None:
+            out[col] = out[col].map(lambda cell: _linked(cell, links))
+        elif pd.api.types.is_float_dtype(out[col]):
             out[col] = out[col].map(_number)
         else:  # an empty cell of a text column (a CSV's mean/std rows) reads as NaN: show it empty
-            out[col] = out[col].where(out[col].notna(), "")
+            out[col] = out[col].astype(object).where(out[col].notna(), "")
     return out
 
 
@@ -87,20 +118,23 @@ def to_markdown(table: pd.DataFrame) -> str:
     return escaped.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
-def write_table(table: pd.DataFrame, folder: Path, name: str) -> None:
+def write_table(table: pd.DataFrame, folder: Path, name: str, links: dict[str, str] | None = None) -> None:
+    """`<folder>/<name>.csv` (numbers) and `.md` (readable, run folders linked through `links`)."""
     folder.mkdir(parents=True, exist_ok=True)
+    table = whole_numbers(table)
     table.to_csv(folder / f"{name}.csv", index=False)
-    atomic_write_text(folder / f"{name}.md", to_markdown(readable(table)))
+    atomic_write_text(folder / f"{name}.md", to_markdown(readable(table, links)))
 
 
 def write_tables(folder, runs: pd.DataFrame, claims: pd.DataFrame,
                  tables: dict[str, pd.DataFrame]) -> Path:
     """Write claims, runs and every supporting table of one study to `folder`; returns it."""
     folder = Path(folder)
+    links = run_links(runs, folder)
     write_table(claims, folder, "claims")
-    write_table(runs_table(runs), folder, "runs")
+    write_table(runs_table(runs), folder, "runs", links)
     for name in TABLES:
-        write_table(tables.get(name, pd.DataFrame()), folder, name)
+        write_table(tables.get(name, pd.DataFrame()), folder, name, links)
     if "by_budget" in tables:
-        write_table(tables["by_budget"], folder, "by_budget")
+        write_table(tables["by_budget"], folder, "by_budget", links)
     return folder

@@ -270,14 +270,17 @@ def usable(runs: pd.DataFrame, kind: str | None = None) -> pd.DataFrame:
 
 
 def summarise(df: pd.DataFrame, by: list[str], value: str = "accuracy") -> pd.DataFrame:
-    """Mean, sample std (NaN for one seed) and n of `value` per group of `by`, rows with a
-    missing value dropped; sorted by `by`."""
+    """Mean, sample std (NaN for one seed) and n of `value` per group of `by`, and the run folders
+    each cell came from (`runs`: run_dir values, space-separated); rows with a missing value
+    dropped; sorted by `by`."""
     data = df.dropna(subset=[value])
     if data.empty:
-        return pd.DataFrame(columns=[*by, "mean", "std", "n"])
-    out = (data.groupby(by, dropna=False)[value].agg(["mean", "std", "count"])
-           .rename(columns={"count": "n"}).reset_index())
-    return out.sort_values(by).reset_index(drop=True)
+        return pd.DataFrame(columns=[*by, "mean", "std", "n", "runs"])
+    groups = data.groupby(by, dropna=False)
+    out = groups[value].agg(["mean", "std", "count"]).rename(columns={"count": "n"})
+    if "run_dir" in data:
+        out["runs"] = groups["run_dir"].agg(lambda dirs: " ".join(sorted(dirs)))
+    return out.reset_index().sort_values(by).reset_index(drop=True)
 
 
 def fmt_mean_std(mean, std=None, n=None, digits: int = 2) -> str:
@@ -298,6 +301,7 @@ def fmt_cell(row) -> str:
 def format_summary(table: pd.DataFrame, name: str = "top1 (%)", digits: int = 2) -> pd.DataFrame:
     """A summarise() table with its mean/std/n columns merged into one readable column."""
     out = table.drop(columns=["mean", "std", "n"])
-    out[name] = [fmt_mean_std(m, s, n, digits) for m, s, n in
-                 zip(table["mean"], table["std"], table["n"])]
+    cells = [fmt_mean_std(m, s, n, digits) for m, s, n in zip(table["mean"], table["std"], table["n"])]
+    # the number, then the runs it came from
+    out.insert(out.columns.get_loc("runs") if "runs" in out else len(out.columns), name, cells)
     return out

@@ -14,8 +14,9 @@ import pandas as pd
 
 from vitlib.fileio import atomic_write_text
 
-from .claims import readable, to_markdown
+from .claims import readable, run_links, to_markdown
 from .collect import REPO, StudyInfo, display_root
+from .verdict import NOT_RUN
 
 TITLE = 'Reproducing "An Image Is Worth 16x16 Words" (ViT, Dosovitskiy et al., ICLR 2021)'
 # (data sets it applies to, text): a caveat is shown when the report's runs use one of its sets
@@ -54,8 +55,9 @@ SECTIONS = (
     ("Patch size, depth and width", ("patch-depth",), "patch_depth", ("patch_depth",)),
     ("Inspection", ("attention-distance", "pos-emb-similarity"), "inspection", ()),
 )
-# the hardware is said once per study (What was run), not in every row; claims.csv keeps it per claim
-CLAIM_COLUMNS = ["id", "claim", "ours", "verdict", "by budget", "reason", "runs", "command"]
+# the hardware is said once per study (What was run), not in every row, and the reason and the
+# command in the claim's own section; claims.csv keeps them all per claim
+CLAIM_COLUMNS = ["id", "claim", "ours", "verdict", "by budget", "runs"]
 SCOREBOARD_COLUMNS = ["claim", "paper", "study", "scale", "ours", "verdict", "by budget"]
 OPTIONAL_FIGURES = {"budget_lead"}  # drawn only for a study trained at several budgets
 
@@ -80,12 +82,34 @@ def scoreboard(studies: list[StudyReport]) -> pd.DataFrame:
     """One line per claim and study that has runs: the paper's number, ours, the verdict; before
     any study has run, one line per claim with the paper's number and "not yet run"."""
     rows = [{**row, "study": s.study.name, "scale": scale_short(study_scale(s.runs))}
-            for s in studies if not s.runs.empty for row in s.claims.to_dict("records")]
+            for s in studies if _judged(s) for row in s.claims.to_dict("records")]
     if not rows and studies:
         rows = [{**row, "study": "–"} for row in studies[0].claims.to_dict("records")]
     order = {c: i for i, c in enumerate(studies[0].claims["id"])} if studies else {}
     rows.sort(key=lambda r: order.get(r["id"], 0))
-    return pd.DataFrame(rows, columns=["id", *SCOREBOARD_COLUMNS]).fillna({"by budget": "", "scale": ""})
+    for row in rows:  # each claim leads to its section: the numbers' table and runs
+        if row["study"] != "–":
+            row["claim"] = f"[{row['claim']}](#{anchor(row['study'], row['id'])})"
+    board = pd.DataFrame(rows, columns=["id", *SCOREBOARD_COLUMNS])
+    return board.astype({"by budget": object, "scale": object}).fillna({"by budget": "", "scale": ""})
+
+
+def _judged(report: StudyReport) -> bool:
+    """Whether a study has a verdict yet (a study whose runs so far judge no claim waits)."""
+    return not report.runs.empty and (report.claims["verdict"] != NOT_RUN).any()
+
+
+def anchor(study: str, claim_id: str) -> str:
+    """The id of a claim's section in the report (`laptop-data-size`)."""
+    return f"{study}-{claim_id}"
+
+
+def _command(text: str) -> str:
+    """A claim's command as code (a trailing `(19 runs)` or `(and 19 more like it)` stays text)."""
+    if not isinstance(text, str) or text in ("", "–"):
+        return "–"
+    command, more = (text.rsplit(" (", 1) + [""])[:2] if text.endswith(")") else (text, "")
+    return f"`{command}`" + (f" ({more}" if more else "")
 
 
 def _link(target: Path, md_dir: Path) -> str:
@@ -112,7 +136,8 @@ def what_was_run(runs: pd.DataFrame) -> str:
     lines = [f"{len(runs) + len(left_out)} run folders: {len(runs)} used ("
              + ", ".join(f"{n} {k}" for k, n in counts.items()) + ")"
              + (f", {len(left_out)} not used (listed below, with why)" if len(left_out) else "") + ".", ""]
-    labelled = runs.assign(device=runs["device"].fillna("unknown"), precision=runs["precision"].fillna("–"))
+    labelled = runs.assign(device=runs["device"].astype(object).fillna("unknown"),
+                           precision=runs["precision"].astype(object).fillna("–"))
     by_device = labelled.groupby(["device", "precision"]).agg(
         runs=("run_dir", "count"), train_s=("train_seconds", lambda s: s.astype(float).sum()),
         runner_s=("runner_seconds", lambda s: s.astype(float).sum()))
@@ -143,19 +168,27 @@ def _claim_section(title, ids, table_name, figure_names, report: StudyReport, ta
     out = [f"### {title}\n"]
     claims = report.claims
     for _, row in claims[claims["id"].isin(ids)].iterrows():
-        out.append(f"**{row['claim']}** ({row['id']})\n\n- Paper: {row['paper']}\n"
+        out.append(f'<a id="{anchor(report.study.name, row["id"])}"></a>**{row["claim"]}** ({row["id"]})\n\n'
+                   f"- Paper: {row['paper']}\n"
                    f"- Ours: {row['ours']}\n- Verdict: **{row['verdict']}**: {row['reason']}\n"
                    + (f"- By budget: {row['by budget']}\n" if row.get("by budget") else "") +
-                   f"- Runs: {row['runs']}\n")
+                   f"- Runs: {row['runs']} (each row below links the run folders of its number)\n"
+                   f"- Re-make: {_command(row['command'])}\n")
     table = report.tables.get(table_name, pd.DataFrame())
     csv = _link(tables_dir / f"{table_name}.csv", md_dir)
-    out.append(f"Table ([{table_name}.csv]({csv})):\n\n{to_markdown(readable(table))}")
+    rows = to_markdown(readable(table, run_links(report.runs, md_dir)))
+    out.append(f"Table ([{table_name}.csv]({csv})):\n\n{rows}")
     for name in figure_names:
         path = report.figures.get(name)
         if path is None and name in OPTIONAL_FIGURES:
             continue
         out.append(f"![{name}]({_link(path, md_dir)})\n" if path else f"_Figure {name}: not yet run._\n")
     return "\n".join(out)
+
+
+def _linked_ids(claims: pd.DataFrame, study: str) -> pd.DataFrame:
+    """The claims table with each id a link to its section."""
+    return claims.assign(id=[f"[{c}](#{anchor(study, c)})" for c in claims["id"]])
 
 
 def _inspection_figures(runs: pd.DataFrame, md_dir: Path) -> str:
@@ -179,11 +212,13 @@ def _study(report: StudyReport, results_dir: Path, md_dir: Path) -> str:
              scale_text(study_scale(report.runs)),
              "### What was run\n", what_was_run(report.runs),
              "### Claims\n",
-             f"Tables: [{_link(tables_dir, md_dir)}/]({_link(tables_dir, md_dir)}). Verdicts follow "
+             f"Tables: [{_link(tables_dir, md_dir)}/]({_link(tables_dir, md_dir)}); every run folder of the "
+             f"study, with its numbers and whether the claims use it: "
+             f"[runs.md]({_link(tables_dir / 'runs.md', md_dir)}). Verdicts follow "
              "fixed rules, written in the docstring of each claim function "
              "(`vitlib/report/scaling.py`, `vitlib/report/ablations.py`); a difference within the "
              "seed spread is _within noise_, never _reproduced_.\n",
-             to_markdown(_present(claims, CLAIM_COLUMNS))]
+             to_markdown(_present(_linked_ids(claims, study.name), CLAIM_COLUMNS))]
     for title, ids, table, figs in SECTIONS:
         parts.append(_claim_section(title, ids, table, figs, report, tables_dir, md_dir))
     parts += ["#### Inspection figures\n", _inspection_figures(report.runs, md_dir), _not_used(report.runs)]
@@ -314,7 +349,7 @@ def write_report(results_dir, runs: pd.DataFrame, studies: list[StudyReport], ou
     md_dir = out_md.parent
     demo = len(runs) and set(runs["dataset"].dropna()) <= {"digits"}
     board = scoreboard(studies)
-    waiting = [s.study.name for s in studies if s.runs.empty]
+    waiting = [s.study.name for s in studies if not _judged(s)]
     parts = [f"# {TITLE}\n", DEMO_BANNER if demo else "",
              f"Built by `python -m vitlib.report {display_root(results_dir)}` from the run records "
              "under `runs/` only: no number here is typed by hand, and a claim without runs says "
@@ -324,7 +359,7 @@ def write_report(results_dir, runs: pd.DataFrame, studies: list[StudyReport], ou
              "## Scoreboard\n",
              to_markdown(_present(board, SCOREBOARD_COLUMNS)) if len(board) else "No study yet.\n",
              ("Not yet run: " + ", ".join(f"study `{n}`" for n in waiting)
-              + " (every claim _not yet run_).\n") if waiting else "",
+              + " (every claim _not yet run_ so far).\n") if waiting else "",
              "## Data caveats\n", _caveats(runs)]
     parts += [_study(s, results_dir, md_dir) for s in studies]
     parts += ["## Benchmarks\n", _benchmarks(results_dir, md_dir), _remake(studies, results_dir)]

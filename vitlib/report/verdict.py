@@ -39,11 +39,18 @@ def shorten_runs(run_dirs, max_listed: int = 3) -> str:
 
 
 def _commands(df: pd.DataFrame) -> str:
+    """The command that re-makes the runs: one study command with `--only '<prefix>*'` when they
+    differ only in the run named, else the first and how many more."""
     commands = [c for c in dict.fromkeys(df["command"].dropna().astype(str)) if c]
     if not commands:
         return "–"
-    more = f" (and {len(commands) - 1} more like it)" if len(commands) > 1 else ""
-    return commands[0] + more
+    if len(commands) == 1:
+        return commands[0]
+    heads, names = zip(*(c.rsplit(" --only ", 1) if " --only " in c else (c, "") for c in commands))
+    prefix = os.path.commonprefix(names)
+    if len(set(heads)) == 1 and prefix and all(names):
+        return f"{heads[0]} --only '{prefix}*' ({len(commands)} runs)"
+    return f"{commands[0]} (and {len(commands) - 1} more like it)"
 
 
 def _device_label(device, precision) -> str:
