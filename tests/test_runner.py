@@ -16,6 +16,7 @@ import pytest
 from vitlib.experiments import at_least, between, load_study, notebook_params, plan_study, run_study, validate_params
 from vitlib.experiments.__main__ import main
 from vitlib.experiments.cluster import run_on_executor
+from vitlib.experiments.params import cell_params, given_params, satisfies
 from vitlib.experiments.runner import command_line
 from vitlib.experiments.study import expand_study
 from vitlib.keyvalue import parse_override
@@ -27,10 +28,8 @@ HEADER = """# Study: a test study
 """
 
 CHECK_CELL = """\
-from vitlib.experiments import at_least, notebook_params, validate_params
-SPEC = {"x": (int, at_least(0), "a count"), "mode": (str, ["a", "b"], "the mode"),
-        "out_dir": (str, None, "run folder")}
-params = validate_params(notebook_params(globals(), SPEC), SPEC)
+from vitlib.experiments import at_least, notebook_params
+params = notebook_params(globals(), {"x": at_least(0), "mode": ["a", "b"]})
 """
 
 WORK_CELL = """\
@@ -163,24 +162,52 @@ def test_validate_params_reports_missing_and_all_problems_at_once():
 
 def test_notebook_params_finds_injected_names():
     history = ["", 'model = "vit"\nlr = 0.1', '# Parameters\nlr = 0.2\nlrr = 0.3\n', "check cell"]
-    namespace = {"In": history, "model": "vit", "lr": 0.2, "lrr": 0.3, "np": object(), "SPEC": SPEC}
-    assert notebook_params(namespace, {"model": 0, "lr": 0}) == {"model": "vit", "lr": 0.2, "lrr": 0.3}
-    assert notebook_params({"model": "vit", "other": 1}, {"model": 0}) == {"model": "vit"}
+    namespace = {"In": history, "model": "vit", "lr": 0.2, "lrr": 0.3, "np": object()}
+    assert given_params(namespace, ["model", "lr"]) == {"model": "vit", "lr": 0.2, "lrr": 0.3}
+    assert given_params({"model": "vit", "other": 1}, ["model"]) == {"model": "vit"}
+
+
+PARAMS_CELL = """\
+model: str = "vit"  # model name, vit or res
+lr: float = 0.1  # peak learning rate
+steps: int = 10
+"""
+
+
+def test_the_parameters_cell_declares_names_types_and_descriptions_once():
+    assert cell_params(PARAMS_CELL) == {"model": ("str", "model name, vit or res"),
+                                            "lr": ("float", "peak learning rate"), "steps": ("int", "steps")}
+    history = ["", "import vitlib", PARAMS_CELL, '# Parameters\nlr = 1\nlrr = 0.3\n', "check cell"]
+    namespace = {"In": history, "model": "vit", "lr": 1, "steps": 10}
+    assert notebook_params(namespace, {"model": ["vit", "res"]}) == {"model": "vit", "lr": 1.0, "steps": 10}
+    with pytest.raises(ValueError, match="unknown parameter 'lrr'"):
+        notebook_params({**namespace, "lrr": 0.3}, {})
+    with pytest.raises(ValueError, match=r"parameter 'model' = 'vgg' is not allowed \(model name, vit or res\)"):
+        notebook_params({**namespace, "model": "vgg"}, {"model": ["vit", "res"]})
+    with pytest.raises(ValueError, match="parameter 'steps' .*must be int, got str"):
+        notebook_params({**namespace, "steps": "ten"}, {})
+    with pytest.raises(ValueError, match="must be > 0"):
+        notebook_params({**namespace, "lr": -1}, {"lr": satisfies(lambda v: v > 0, "> 0")})
+    with pytest.raises(ValueError, match="checks for depth: the parameters cell declares no such name"):
+        notebook_params(namespace, {"depth": at_least(1)})
+    with pytest.raises(ValueError, match="no parameters cell has run"):
+        notebook_params({"In": ["", "x = 1"]}, {})
+    with pytest.raises(ValueError, match="line 1: declare each parameter as `name: type = value"):
+        cell_params("x = 1\n")
 
 
 def test_path_parameters_resolve_from_the_repository_root(monkeypatch, tmp_path):
     from vitlib.experiments.params import REPO
     monkeypatch.chdir(REPO / "notebooks")  # where Jupyter starts a notebook's kernel
     namespace = {"results_dir": "results", "out_dir": "scratch/x", "data_dir": "", "model": "vit"}
-    spec = {name: 0 for name in namespace}
-    given = notebook_params(namespace, spec)
+    given = given_params(namespace, list(namespace))
     assert given["results_dir"] == namespace["results_dir"] == str(REPO / "results")
     assert given["out_dir"] == str(REPO / "scratch" / "x") and given["data_dir"] == ""
     assert given["model"] == "vit"  # not a path
     monkeypatch.chdir(REPO)  # the batch runner's working directory: paths stay as written
-    assert notebook_params({"out_dir": "scratch/x"}, {"out_dir": 0}) == {"out_dir": "scratch/x"}
+    assert given_params({"out_dir": "scratch/x"}, ["out_dir"]) == {"out_dir": "scratch/x"}
     monkeypatch.chdir(tmp_path)  # outside the repository: the working directory's
-    assert notebook_params({"out_dir": "runs/x"}, {"out_dir": 0}) == {"out_dir": "runs/x"}
+    assert given_params({"out_dir": "runs/x"}, ["out_dir"]) == {"out_dir": "runs/x"}
 
 
 # ---------------------------------------------------------------- planning and CLI (no kernel)

@@ -5,9 +5,9 @@ parameter checks every notebook runs first (`params`).
 """
 
 from .kernel import python_kernel
-from .params import at_least, between, notebook_params, training_spec, validate_params
+from .params import NOT_EMPTY, at_least, between, notebook_params, satisfies, training_checks, validate_params
 from .runner import plan_study, run_study
 from .study import Run, Study, load_study
 
-__all__ = ["Run", "Study", "at_least", "between", "load_study", "notebook_params", "plan_study", "training_spec",
-           "python_kernel", "run_study", "validate_params"]
+__all__ = ["NOT_EMPTY", "Run", "Study", "at_least", "between", "load_study", "notebook_params", "plan_study",
+           "python_kernel", "run_study", "satisfies", "training_checks", "validate_params"]

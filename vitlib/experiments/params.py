@@ -1,26 +1,27 @@
 """Validate a notebook's parameters before it does any work.
 
-Every notebook opens with a cell tagged `parameters` that holds only literal assignments (papermill
-injects its own cell right after it to override them), then a cell like
+Every notebook opens with a cell tagged `parameters` that declares each parameter once, with its
+type and what it means (papermill injects its own cell right after it to override the values):
 
-    from vitlib.experiments import notebook_params, validate_params, between
-    SPEC = {  # name: (type, allowed values or check, description)
-        "model":   (str, vitlib.list_models(), "model name"),
-        "epochs":  (int, between(1, 10_000), "training epochs"),
-        "lr":      (float, lambda v: v > 0, "peak learning rate, > 0"),
-        "out_dir": (str, None, "run folder"),
-    }
-    params = validate_params(notebook_params(globals(), SPEC), SPEC)
+    model: str = "vit_ti4"  # model name, one of vitlib.list_models()
+    epochs: int = 10  # training epochs
+    out_dir: str = "scratch/run"  # run folder
 
-`notebook_params` picks the declared names out of the notebook's globals plus every name papermill
-injected, so a mistyped `-p lrr 0.1` is reported instead of silently ignored; `validate_params`
-rejects unknown names, wrong types and impossible values with a ValueError that names the
-parameter and what is allowed.
+and then a cell that adds what a type cannot say, the allowed values or a check per name:
+
+    from vitlib.experiments import between, notebook_params
+    params = notebook_params(globals(), {"model": vitlib.list_models(), "epochs": between(1, 10_000)})
+
+`notebook_params` reads the names, types and descriptions from the parameters cell, picks the
+values out of the notebook's globals plus every name papermill injected, so a mistyped
+`-p lrr 0.1` is reported instead of silently ignored, and rejects unknown names, wrong types and
+impossible values with one ValueError that names each parameter and what is allowed.
 """
 
 import ast
 import difflib
 import io
+import tokenize
 from pathlib import Path
 
 # papermill opens the cell it injects with this comment (papermill.parameterize, comment="Parameters")
@@ -43,18 +44,87 @@ def at_least(low):
     return check
 
 
-def notebook_params(namespace: dict, spec: dict) -> dict:
-    """The parameters of a running notebook: the names `spec` declares, read from `namespace`
-    (the notebook's `globals()`), plus every name assigned in papermill's injected cell.
+def satisfies(predicate, allowed: str):
+    """A check that explains itself in error messages: `satisfies(lambda v: v % 2 == 0, "even")`."""
+    def check(value):
+        return bool(predicate(value))
+    check.allowed = allowed
+    return check
 
-    The injected cell is found in IPython's input history (`In`), so outside a kernel only the
-    declared names are returned."""
+
+NOT_EMPTY = satisfies(lambda v: v != "", "not empty")
+
+
+def notebook_params(namespace: dict, checks: dict | None = None, *, cell: str | None = None) -> dict:
+    """The validated parameters of a running notebook, in the order its parameters cell declares
+    them (validate_params' rules).
+
+    namespace: the notebook's `globals()`. checks: {name: allowed values or a check} for the names
+    that need more than their type. cell: the parameters cell's source; by default the one in
+    IPython's input history (`In`): the latest cell made only of annotated assignments, before
+    papermill's injected cell. Relative paths among PATH_PARAMS are rebound in `namespace` too
+    (project_path)."""
+    cell = cell if cell is not None else parameters_cell(namespace.get("In", ()))
+    if cell is None:
+        raise ValueError("no parameters cell has run: run the notebook's first code cell (its "
+                         "`name: type = value  # description` lines) before this one")
+    spec = params_spec(cell, checks or {})
+    return validate_params(given_params(namespace, spec), spec)
+
+
+def params_spec(cell: str, checks: dict) -> dict:
+    """validate_params' spec of a parameters cell: {name: (type, check, description)}."""
+    declared = cell_params(cell)
+    undeclared = sorted(set(checks) - set(declared))
+    if undeclared:
+        raise ValueError(f"checks for {', '.join(undeclared)}: the parameters cell declares no such name")
+    return {name: (SPEC_TYPES[type_name], checks.get(name), description)
+            for name, (type_name, description) in declared.items()}
+
+
+def cell_params(cell: str) -> dict:
+    """{name: (type name, description)} of a parameters cell: every `name: type = value  #
+    description` line, in order. Raises ValueError for a line without a plain type (int, float,
+    str, bool, dict, list)."""
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(cell).readline) if tok.type == tokenize.COMMENT}
+    out = {}
+    for node in ast.parse(cell).body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(node.annotation, ast.Name) and node.annotation.id in PLAIN_TYPES):
+            raise ValueError(f"parameters cell line {node.lineno}: declare each parameter as "
+                             f"`name: type = value  # description` with type one of {', '.join(PLAIN_TYPES)}")
+        out[node.target.id] = (node.annotation.id, comments.get(node.end_lineno, node.target.id))
+    return out
+
+
+def parameters_cell(history) -> str | None:
+    """The latest cell of IPython's input history `In` made only of annotated assignments (the
+    parameters cell; papermill's injected cell has plain ones), or None."""
+    for source in reversed(list(history)):
+        if isinstance(source, str) and not source.startswith(_INJECTED_MARK) and _only_annotations(source):
+            return source
+    return None
+
+
+def _only_annotations(source: str) -> bool:
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return False
+    return bool(body) and all(isinstance(node, ast.AnnAssign) for node in body)
+
+
+def given_params(namespace: dict, names) -> dict:
+    """The values of `names` in `namespace` plus every name assigned in papermill's injected cell
+    (found in IPython's input history `In`; outside a kernel only `names`), paths among
+    PATH_PARAMS made project paths (in `namespace` too: the notebook's code uses the names)."""
     show_figures_inline()
-    given = {name: namespace[name] for name in spec if name in namespace}
+    given = {name: namespace[name] for name in names if name in namespace}
     for name in _injected_names(namespace.get("In", ())):
         if name in namespace:
             given[name] = namespace[name]
-    for name in PATH_PARAMS & set(given):  # rebound in the notebook too: its code uses the names
+    for name in PATH_PARAMS & set(given):
         if isinstance(given[name], str) and given[name]:
             given[name] = namespace[name] = project_path(given[name])
     return given
@@ -114,6 +184,7 @@ def annotated_types(source: str) -> dict:
 
 
 PLAIN_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict, "list": list}
+SPEC_TYPES = {**PLAIN_TYPES, "float": float}  # validate_params converts an int given for a float
 
 
 def type_problem(name: str, value, type_name: str):
@@ -188,24 +259,12 @@ def _check_one(name, value, types, check, description):
     return value, None
 
 
-def training_spec():
-    """The parameters 01_pretrain and 02_finetune share (data, run length, seed, run folder), as
-    a SPEC fragment: `SPEC = {**training_spec(), "model": ...}`."""
+def training_checks() -> dict:
+    """The checks of the parameters 01_pretrain and 02_finetune share (data, run length, seed, run
+    folder): `notebook_params(globals(), {**training_checks(), "model": ...})`."""
     from vitlib.data import DATASETS  # here, not at the top: the runner imports this module
     from vitlib.device import PRECISIONS
 
-    return {
-        "dataset": (str, list(DATASETS), "dataset name"),
-        "data_dir": (str, None, "data folder or archive"),
-        "img_size": (int, between(4, 1024), "pixels"),
-        "train_size": (int, at_least(0), "images, 0 = all"),
-        "epochs": (int, at_least(0), "passes, 0 = the recipe's"),
-        "steps": (int, at_least(0), "optimiser steps, 0 = unused"),
-        "batch_size": (int, at_least(0), "images per step, 0 = the recipe's"),
-        "lr": (float, at_least(0), "peak learning rate, 0 = the recipe's"),
-        "train_args": (dict, None, "TrainConfig fields"),
-        "precision": (str, PRECISIONS, "auto: bf16 where the hardware computes it natively, else fp32"),
-        "seed": (int, at_least(0), "seed"),
-        "out_dir": (str, lambda v: v != "", "run folder"),
-        "resume": (bool, None, "continue an interrupted run"),
-    }
+    return {"dataset": list(DATASETS), "img_size": between(4, 1024), "train_size": at_least(0),
+            "epochs": at_least(0), "steps": at_least(0), "batch_size": at_least(0), "lr": at_least(0),
+            "precision": list(PRECISIONS), "seed": at_least(0), "out_dir": NOT_EMPTY}
