@@ -1,13 +1,13 @@
 """`fit`: the one training loop of vitlib, read top to bottom in the order things happen.
 
-    set-up:  device, run folder checks, batch streams, model (+ compile, DDP), optimiser, EMA, resume
-    per epoch:  seed dropout from (seed, epoch), replay the epoch's batches
+    prepare:  device, run folder checks, batch streams, model (+ compile, DDP), optimiser, EMA, resume
+    train_epoch, once per epoch:  seed dropout from (seed, epoch), replay the epoch's batches
         per step:  lr from the schedule, then train_step (step.py): forward/backward over grad_accum
                    micro-batches, clip, optimiser step, EMA update; with eval_every_steps, every N
-                   steps an evaluation (and the patience check)
-        end of epoch:  NaN check, record_evaluation (validation, raw, flip-TTA, EMA; metrics.csv;
+                   steps an evaluation (evaluate_now: record_evaluation and the patience check)
+        end of epoch:  NaN check, the epoch's evaluation (validation, raw, flip-TTA, EMA; metrics.csv;
                        the selection on validation, best.pt), a log line, save_checkpoint (checkpoint.pt)
-    end:  summary.json (with the selected evaluation and where patience stopped the run)
+    finish:  summary.json (with the selected evaluation and where patience stopped the run)
 
 The run's progress (steps, epochs, metrics rows, clocks, sums since the last evaluation, the
 selection on validation) lives in one RunState, saved and restored as one.
@@ -16,6 +16,8 @@ Exact resume: checkpoints are taken at epoch boundaries, every random choice ins
 function of (seed, epoch, batch index, rank), so a resumed run replays the lost epochs
 bit-for-bit on the same hardware.
 """
+from __future__ import annotations
+
 import copy
 import dataclasses
 import math
@@ -87,6 +89,26 @@ def fit(model, train_data, eval_data, config, out_dir, *, val_data=None, resume=
     refused; see runfolder.check_run_folder for the rules. A NaN/inf loss raises FloatingPointError
     and leaves the last good checkpoint. Under torchrun every rank calls fit; only rank 0 writes.
     """
+    parts, state = prepare(model, train_data, eval_data, config, out_dir, val_data, resume, run_info)
+    bar = progress_bar(total=parts.total_steps, initial=state.step, unit="step", dynamic_ncols=True,
+                       disable=not ((show_progress() if progress is None else progress) and parts.dist.is_main))
+    try:
+        for epoch in range(state.epoch, parts.num_epochs):
+            train_epoch(parts, state, epoch, bar)
+            if state.stopped_early is not None:
+                break
+    except KeyboardInterrupt:  # Ctrl-C: say so in the run folder; the last checkpoint stays as it was
+        mark_interrupted(parts, state)
+        raise
+    finally:
+        bar.close()
+    return finish(parts, state)
+
+
+def prepare(model, train_data, eval_data, config, out_dir, val_data, resume, run_info):
+    """Everything before the first step, in order: device and precision, batch sizes and run
+    length, the run folder (checked on every rank before any writes), the model (+ compile, DDP),
+    optimiser and EMA, and the resumed state. Returns (Parts, RunState)."""
     config = TrainConfig.from_dict(config) if isinstance(config, dict) else config
     dist = distributed.setup(config.device)
     device, out_dir = dist.device, Path(out_dir)
@@ -160,9 +182,12 @@ def fit(model, train_data, eval_data, config, out_dir, *, val_data=None, resume=
         train_model = torch.nn.parallel.DistributedDataParallel(
             fwd_model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    parts = Parts(config=config, dist=dist, device=device, out_dir=out_dir, raw_model=raw_model,
-                  fwd_model=fwd_model, train_model=train_model, ema_model=ema_model, optimizer=optimizer,
-                  eval_stream=eval_stream, val_stream=val_stream, autocast=autocast)
+    parts = Parts(config=config, dist=dist, device=device, out_dir=out_dir, log=log, precision=precision,
+                  raw_model=raw_model, fwd_model=fwd_model, train_model=train_model, ema_model=ema_model,
+                  optimizer=optimizer, autocast=autocast, train_stream=train_stream, eval_stream=eval_stream,
+                  val_stream=val_stream, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                  num_epochs=num_epochs, warmup=warmup, eval_every_steps=eval_every_steps,
+                  checkpoint_every_steps=checkpoint_every_steps, flops_per_image=flops_per_image)
 
     # ---- resume -----------------------------------------------------------------------------------
     state = RunState()
@@ -178,112 +203,157 @@ def fit(model, train_data, eval_data, config, out_dir, *, val_data=None, resume=
     # per step); each rank adds its share, and the checkpoint's sums over ranks come back on rank 0
     state.to_device(device, keep=dist.is_main)
     state.start_session(checkpoint_every_steps)
+    return parts, state
 
-    # ---- the loop -------------------------------------------------------------------------------
-    bar = progress_bar(total=total_steps, initial=state.step, unit="step", dynamic_ncols=True,
-                       disable=not ((show_progress() if progress is None else progress) and dist.is_main))
-    by_steps = eval_every_steps > 0  # evaluations and log lines every N steps, else per epoch
-    try:
-        for epoch in range(state.epoch, num_epochs):
-            # dropout / drop-path draw from the global torch generator: seed it per (seed, epoch, rank)
-            torch.manual_seed(int(np.random.SeedSequence([config.seed, epoch, dist.rank]).generate_state(1)[0]))
-            train_stream.set_epoch(epoch)
-            batches = iter(train_stream)
-            epoch_steps = min(steps_per_epoch, total_steps - state.step)
-            losses = torch.zeros(epoch_steps, device=device)  # per step, on the device: no sync per step
-            segment, epoch_s = 0, 0.0  # segment: the epoch's first step not yet on the clocks
-            synchronize(device)
-            t0 = time.perf_counter()
-            for i in range(epoch_steps):
-                lr = lr_at(state.step, peak_lr=config.lr, total_steps=total_steps, warmup_steps=warmup,
-                           schedule=config.schedule, min_lr=config.min_lr)
-                micro_batches = [next(batches) for _ in range(config.grad_accum)]
-                losses[i], correct = train_step(train_model, optimizer, micro_batches, config, lr=lr,
-                                                autocast=autocast, raw_model=raw_model, ema_model=ema_model)
-                state.correct += correct
-                state.step += 1
-                if config.compile and state.step == state.session_start_step + 1:  # the first step compiles
-                    synchronize(device)
-                    state.clock["compile_s"] += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                bar.update(1)
-                if (i + 1) % config.log_every == 0 or i + 1 == epoch_steps:  # a sync: not every step
-                    epoch_loss = check_finite(losses[:i + 1], state.step - i - 1, parts, state)
-                    bar.set_postfix(loss=f"{epoch_loss:.4f}", lr=f"{lr:.2e}")
-                if by_steps and state.step % eval_every_steps == 0 and state.step < total_steps:
-                    epoch_loss = check_finite(losses[:i + 1], state.step - i - 1, parts, state)
-                    epoch_s += state.add_segment(time_since(t0, device), (i + 1 - segment) * config.batch_size,
-                                                 losses[segment:i + 1].sum())
-                    evaluation = record_evaluation(parts, state, state.step / steps_per_epoch, lr)
-                    log(step_line(state, total_steps, lr, evaluation))
-                    segment, t0 = i + 1, time.perf_counter()
-                    if state.stop_early(config.patience):
-                        break
-            done = state.step - epoch * steps_per_epoch  # steps taken this epoch (fewer when stopped early)
-            if done > segment:
-                epoch_s += state.add_segment(time_since(t0, device), (done - segment) * config.batch_size,
-                                             losses[segment:done].sum())
-            state.epoch = epoch + 1
-            last = state.stopped_early is not None or epoch == num_epochs - 1
-            line = (f"epoch {epoch + 1}/{num_epochs}, step {state.step}/{total_steps}: loss {epoch_loss:.4f}, "
-                    f"lr {lr:.2e}, {done * config.batch_size / max(epoch_s, 1e-9):.0f} images/s")
-            if state.stopped_early is None and (last or not by_steps and (epoch + 1) % config.eval_every == 0):
-                evaluation = record_evaluation(parts, state, epoch + 1 if done == steps_per_epoch or last else
-                                               state.step / steps_per_epoch, lr)
-                state.stop_early(config.patience)
-                log(step_line(state, total_steps, lr, evaluation) if by_steps else f"{line} | {evaluation}")
-            elif not by_steps:
-                log(line)
-            if state.stopped_early is not None:
-                log(f"stopped early at step {state.step}: validation accuracy has not improved for "
-                    f"{config.patience} evaluations; selected: step {state.selected['step']}")
-            checkpoint_due = (state.step >= state.next_checkpoint if checkpoint_every_steps
-                              else (epoch + 1) % config.checkpoint_every == 0)
-            if checkpoint_due or last or state.stopped_early is not None:
-                save_checkpoint(parts, state)
-                state.checkpointed(checkpoint_every_steps)
+
+def train_epoch(parts: Parts, state: RunState, epoch: int, bar) -> None:
+    """One epoch, or its part up to the run's end or an early stop: the steps, with the
+    evaluations due among them (eval_every_steps), then the epoch's end: its evaluation or log
+    line, and a checkpoint when one is due."""
+    config, log = parts.config, parts.log
+    # dropout / drop-path draw from the global torch generator: seed it per (seed, epoch, rank)
+    torch.manual_seed(int(np.random.SeedSequence([config.seed, epoch, parts.dist.rank]).generate_state(1)[0]))
+    parts.train_stream.set_epoch(epoch)
+    batches = iter(parts.train_stream)
+    steps = min(parts.steps_per_epoch, parts.total_steps - state.step)
+    clock = EpochClock(steps, parts.device, config.batch_size)
+    for i in range(steps):
+        lr = lr_at(state.step, peak_lr=config.lr, total_steps=parts.total_steps, warmup_steps=parts.warmup,
+                   schedule=config.schedule, min_lr=config.min_lr)
+        micro_batches = [next(batches) for _ in range(config.grad_accum)]
+        clock.losses[i], correct = train_step(parts.train_model, parts.optimizer, micro_batches, config, lr=lr,
+                                              autocast=parts.autocast, raw_model=parts.raw_model,
+                                              ema_model=parts.ema_model)
+        state.correct += correct
+        state.step += 1
+        if config.compile and state.step == state.session_start_step + 1:  # the first step compiles
+            state.clock["compile_s"] += clock.restart()
+        bar.update(1)
+        if (i + 1) % config.log_every == 0 or i + 1 == steps:  # a sync: not every step
+            bar.set_postfix(loss=f"{clock.check(i + 1, parts, state):.4f}", lr=f"{lr:.2e}")
+        if parts.eval_every_steps and state.step % parts.eval_every_steps == 0 and state.step < parts.total_steps:
+            clock.check(i + 1, parts, state)
+            clock.close_segment(state, i + 1)
+            evaluate_now(parts, state, state.step / parts.steps_per_epoch, lr)
+            clock.restart()
             if state.stopped_early is not None:
                 break
-    except KeyboardInterrupt:  # Ctrl-C: say so in the run folder; the last checkpoint stays as it was
-        if dist.is_main:
-            runfolder.write_summary(out_dir, {
-                "status": "interrupted", "step": state.step,
-                "error": f"interrupted at step {state.step}; {out_dir / 'checkpoint.pt'} "
-                         f"(epoch {state.last_checkpoint_epoch}) is the last saved state: "
-                         "continue with resume=True (--resume)" if state.last_checkpoint_epoch
-                         else f"interrupted at step {state.step}, before the first checkpoint"})
-        raise
-    finally:
-        bar.close()
 
-    # ---- summary --------------------------------------------------------------------------------
-    summary = runfolder.make_summary(state.metrics, state.clock, config, state.step, flops_per_image,
-                                     count_params(raw_model), dist.world_size, precision,
+    done = state.step - epoch * parts.steps_per_epoch  # fewer than steps_per_epoch when stopped early
+    clock.close_segment(state, done)
+    state.epoch = epoch + 1
+    last = state.stopped_early is not None or epoch == parts.num_epochs - 1
+    by_steps = parts.eval_every_steps > 0
+    line = (f"epoch {epoch + 1}/{parts.num_epochs}, step {state.step}/{parts.total_steps}: loss "
+            f"{clock.mean_loss:.4f}, lr {lr:.2e}, {done * config.batch_size / max(clock.seconds, 1e-9):.0f} images/s")
+    if state.stopped_early is None and (last or not by_steps and (epoch + 1) % config.eval_every == 0):
+        whole = done == parts.steps_per_epoch or last
+        evaluate_now(parts, state, epoch + 1 if whole else state.step / parts.steps_per_epoch, lr,
+                     line=None if by_steps else line)
+    elif not by_steps:
+        log(line)
+    if state.stopped_early is not None:
+        log(f"stopped early at step {state.step}: validation accuracy has not improved for "
+            f"{config.patience} evaluations; selected: step {state.selected['step']}")
+    checkpoint_due = (state.step >= state.next_checkpoint if parts.checkpoint_every_steps
+                      else (epoch + 1) % config.checkpoint_every == 0)
+    if checkpoint_due or last or state.stopped_early is not None:
+        save_checkpoint(parts, state)
+        state.checkpointed(parts.checkpoint_every_steps)
+
+
+def evaluate_now(parts: Parts, state: RunState, epochs_done, lr, line=None) -> None:
+    """An evaluation (record_evaluation), the patience rule, and its log line: `line | evaluation`
+    in a run evaluated by epochs, the step line in one evaluated by steps."""
+    evaluation = record_evaluation(parts, state, epochs_done, lr)
+    state.stop_early(parts.config.patience)
+    parts.log(f"{line} | {evaluation}" if line else step_line(state, parts.total_steps, lr, evaluation))
+
+
+def mark_interrupted(parts: Parts, state: RunState) -> None:
+    """summary.json says the run was interrupted, and where its last saved state is."""
+    if parts.dist.is_main:
+        checkpoint, epoch = parts.out_dir / runfolder.CHECKPOINT, state.last_checkpoint_epoch
+        runfolder.write_summary(parts.out_dir, {
+            "status": "interrupted", "step": state.step,
+            "error": f"interrupted at step {state.step}; {checkpoint} (epoch {epoch}) is the last saved state: "
+                     "continue with resume=True (--resume)" if epoch
+                     else f"interrupted at step {state.step}, before the first checkpoint"})
+
+
+def finish(parts: Parts, state: RunState) -> dict:
+    """summary.json (rank 0) from the finished run's state; returns it."""
+    summary = runfolder.make_summary(state.metrics, state.clock, parts.config, state.step, parts.flops_per_image,
+                                     count_params(parts.raw_model), parts.dist.world_size, parts.precision,
                                      selected=state.selected, stopped_early=state.stopped_early)
-    if dist.is_main:
-        runfolder.write_summary(out_dir, summary)
-    distributed.barrier(dist)
+    if parts.dist.is_main:
+        runfolder.write_summary(parts.out_dir, summary)
+    distributed.barrier(parts.dist)
     return summary
+
+
+class EpochClock:
+    """One epoch's step losses (on the device: no host sync per step) and its training time, put
+    on the run's clocks and sums (RunState.add_segment) in segments: up to each evaluation, then
+    the rest of the epoch. mean_loss: the epoch's mean step loss at the last check."""
+
+    def __init__(self, steps, device, batch_size):
+        self.losses = torch.zeros(steps, device=device)
+        self.device, self.batch_size = device, batch_size
+        self.segment, self.seconds, self.mean_loss = 0, 0.0, math.nan
+        self.t0 = None
+        self.restart()
+
+    def restart(self) -> float:
+        """Time from now on; returns the seconds since the last (re)start (0 for the first)."""
+        synchronize(self.device)
+        now = time.perf_counter()
+        since, self.t0 = (now - self.t0 if self.t0 is not None else 0.0), now
+        return since
+
+    def check(self, steps_done, parts, state) -> float:
+        """check_finite over the epoch's first `steps_done` steps; their mean loss."""
+        self.mean_loss = check_finite(self.losses[:steps_done], state.step - steps_done, parts, state)
+        return self.mean_loss
+
+    def close_segment(self, state, steps_done) -> None:
+        """The steps since the segment began, up to `steps_done`, onto the run's clocks and sums."""
+        if steps_done > self.segment:
+            self.seconds += state.add_segment(time_since(self.t0, self.device),
+                                              (steps_done - self.segment) * self.batch_size,
+                                              self.losses[self.segment:steps_done].sum())
+        self.segment = steps_done
 
 
 @dataclasses.dataclass
 class Parts:
-    """What a run trains and measures with, fixed once it is set up: the model as built
+    """What a run trains and measures with, fixed once it is set up (prepare): the model as built
     (raw_model), as called for evaluation (fwd_model: compiled or not), as stepped (train_model:
-    DDP-wrapped or not) and its EMA; the optimiser, the evaluation streams, the autocast context,
-    the config, the process group and the run folder."""
+    DDP-wrapped or not) and its EMA; the optimiser, the batch streams, the autocast context, the
+    config, the process group, the run folder, and the run's length and cadence."""
     config: TrainConfig
     dist: distributed.DistInfo
     device: torch.device
     out_dir: Path
+    log: object  # prints above the progress bar (rank 0; a no-op elsewhere)
+    precision: str
     raw_model: torch.nn.Module
     fwd_model: torch.nn.Module
     train_model: torch.nn.Module
     ema_model: torch.nn.Module | None
     optimizer: torch.optim.Optimizer
+    autocast: object
+    train_stream: BatchStream
     eval_stream: BatchStream
     val_stream: BatchStream | None
-    autocast: object
+    # the run's length and cadence (TrainConfig.cadence: 0 = by epochs)
+    steps_per_epoch: int
+    total_steps: int
+    num_epochs: int
+    warmup: int
+    eval_every_steps: int
+    checkpoint_every_steps: int
+    flops_per_image: int
 
 
 def record_evaluation(parts: Parts, state: "RunState", epoch, lr) -> str:
