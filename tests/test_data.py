@@ -509,6 +509,9 @@ def test_shared_tiny_imagenet(shared_data):
     train, test = loaded["tiny-imagenet"]
     assert train.images.shape == (100000, 3, 32, 32) and test.images.shape == (10000, 3, 32, 32)
     assert len(train.classes) == 200 and train.classes == sorted(train.classes)
+    # the labels stay WordNet ids; words.txt names them (first synonym), each name once
+    assert (train.classes[0], train.class_names[0]) == ("n01443537", "goldfish")
+    assert test.class_names == train.class_names and len(set(train.class_names)) == 200
     assert train.labels.bincount().tolist() == [500] * 200 and test.labels.bincount().tolist() == [50] * 200
 
 

@@ -33,12 +33,16 @@ DEFAULT_IMG_SIZE = {"digits": 16, "fake": 32}
 class ImageDataset:
     images: torch.Tensor  # (N, C, H, W) uint8, CPU
     labels: torch.Tensor  # (N,) int64
-    classes: list[str]  # label i is classes[i]
+    classes: list[str]  # label i is classes[i]: its id (a folder name; Tiny-ImageNet: a WordNet id)
     mean: tuple[float, ...]  # per channel, 0..1 units: normalise with (x / 255 - mean) / std
     std: tuple[float, ...]
     name: str
     split: str = ""
     source: str = ""  # the archive/folder/package read, for provenance
+    class_names: list[str] | None = None  # label i's readable name ("goldfish" for n01443537); None: the ids
+
+    def __post_init__(self):
+        self.class_names = list(self.classes if self.class_names is None else self.class_names)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -107,13 +111,13 @@ def get_dataset(name: str, split: str, data_dir=None, *, img_size: int | None = 
         mean, std = folder.estimate_stats(raw, img_size)
         return folder.FolderDataset([raw.paths[i] for i in index.tolist()], raw.labels[index], raw.classes,
                                     mean, std, name, img_size=img_size, split=split, source=raw.origin,
-                                    channels=folder.folder_channels(raw))
+                                    channels=folder.folder_channels(raw), class_names=raw.class_names)
     mean, std = (raw.mean, raw.std) if raw.mean is not None else _train_stats(raw)
     images = _take(raw.images, index)
     if img_size:
         images = resize_images(images, img_size)
     return ImageDataset(images, raw.labels[index], raw.classes, tuple(mean), tuple(std), name,
-                        split=split, source=raw.origin)
+                        split=split, source=raw.origin, class_names=raw.class_names)
 
 
 def _take(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

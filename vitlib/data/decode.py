@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - torchvision is a dependency, but keep 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 TEXT_SUFFIXES = (".txt", ".csv", ".json")
 MAX_TEXT_BYTES = 1 << 20  # class lists and annotations are small; skip anything bigger
+MAX_NAMED_TEXT_BYTES = 64 << 20  # read_named_texts: one named file, read on its own
 CHUNK = 512  # images per decode task
 
 
@@ -126,10 +127,11 @@ def _wanted(name: str, size: int) -> bool:
     return lower.endswith(IMAGE_SUFFIXES) or (lower.endswith(TEXT_SUFFIXES) and size <= MAX_TEXT_BYTES)
 
 
-def _iter_members(path: Path):
-    """(name, bytes) of image and small text members, in archive order."""
+def _iter_members(path: Path, wanted=_wanted):
+    """(name, bytes) of the members `wanted(name, size)` keeps (image and small text members), in
+    archive order."""
     if path.is_dir():
-        for file in list_folder(path):
+        for file in list_folder(path, wanted):
             yield file.relative_to(path).as_posix(), file.read_bytes()
         return
     with open(path, "rb") as f:
@@ -137,18 +139,29 @@ def _iter_members(path: Path):
     if magic.startswith(b"PK"):
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
-                if not info.is_dir() and _wanted(info.filename, info.file_size):
+                if not info.is_dir() and wanted(info.filename, info.file_size):
                     yield info.filename, archive.read(info)
         return
-    yield from iter_tar(path, gzipped=magic[:2] == b"\x1f\x8b", wanted=_wanted)
+    yield from iter_tar(path, gzipped=magic[:2] == b"\x1f\x8b", wanted=wanted)
 
 
-def list_folder(root: Path) -> list[Path]:
+def read_named_texts(path: Path, file_name: str) -> dict[str, str]:
+    """The text of every member called `file_name`, at any depth, of an archive or folder, by member
+    name: for a text file too large for the decode cache's small texts (Tiny-ImageNet's words.txt,
+    2.6 MB). One pass over the archive."""
+    wanted = lambda name, size: name.split("/")[-1] == file_name and size <= MAX_NAMED_TEXT_BYTES  # noqa: E731
+    try:
+        return {name: data.decode("utf-8", errors="replace") for name, data in _iter_members(path, wanted)}
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a readable archive (corrupted or truncated): {err}") from err
+
+
+def list_folder(root: Path, wanted=_wanted) -> list[Path]:
     files = []
     for folder, subdirs, filenames in os.walk(root):
         subdirs.sort()
         for filename in sorted(filenames):
             file = Path(folder) / filename
-            if _wanted(filename, file.stat().st_size):
+            if wanted(filename, file.stat().st_size):
                 files.append(file)
     return files

@@ -62,12 +62,15 @@ class FolderDataset(torch.utils.data.Dataset):
 
     `dataset[i]` -> (uint8 (3, H, W) tensor, int label); with `img_size` every image is resized to
     (img_size, img_size), which batching needs when the images differ in size. Same `classes`,
-    `mean`, `std` as an ImageDataset; use it through `BatchStream`, which wraps it in a DataLoader.
+    `class_names`, `mean`, `std` as an ImageDataset; use it through `BatchStream`, which wraps it in
+    a DataLoader.
     """
 
-    def __init__(self, paths, labels, classes, mean, std, name, img_size=None, split="", source="", channels=3):
+    def __init__(self, paths, labels, classes, mean, std, name, img_size=None, split="", source="", channels=3,
+                 class_names=None):
         self.paths, self.labels = list(paths), torch.as_tensor(labels, dtype=torch.int64)
         self.classes, self.mean, self.std, self.name = list(classes), tuple(mean), tuple(std), name
+        self.class_names = list(self.classes if class_names is None else class_names)
         self.img_size, self.split, self.source, self.channels = img_size, split, source, channels
 
     def __len__(self) -> int:

@@ -6,13 +6,15 @@ order). `vitlib.data.datasets.get_dataset` then holds out, subsets, resizes and 
 """
 import os
 import pickle
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vitlib.data.cache import load_decoded, memoize_file
+from vitlib.data.cache import load_decoded, memoize, memoize_file
+from vitlib.data.decode import read_named_texts
 
 # JPEG copy stats are measured on cifar10-jpeg.tar.gz (quality-75 JPEGs); the
 # pickle stats are the usual published values for the original pixels.
@@ -34,13 +36,14 @@ TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 class RawData:
     labels: torch.Tensor  # (N,) int64; -1 for unlabelled members (never in a split)
     split_index: dict[str, torch.Tensor]  # split -> int64 indices into labels/images
-    classes: list[str]
+    classes: list[str]  # the label ids: folder names (Tiny-ImageNet: WordNet ids)
     origin: str  # what was read, for provenance
     images: torch.Tensor | None = None  # (N, C, H, W) uint8; None for a lazily decoded folder
     paths: list[str] | None = None  # lazy folder: one file per example
     mean: tuple | None = None  # known constants; None = compute from the train split
     std: tuple | None = None
     stats_key: str | None = None  # memo key for computed stats (None: cheap, compute each time)
+    class_names: list[str] | None = None  # a readable name per class where the ids are not (None: the ids)
 
 
 def data_root(data_dir=None) -> Path:
@@ -180,7 +183,8 @@ def _cifar_pickles(name: str, folder: Path) -> RawData:
 def load_tiny_imagenet(root: Path, size: int | None = None) -> RawData:
     """Tiny-ImageNet-200 at any resolution: train/<wnid>/images/*, val/images/* + val_annotations.txt.
 
-    Its test set has no labels, so the labelled val set becomes split "test".
+    Its test set has no labels, so the labelled val set becomes split "test". The classes are its
+    WordNet ids; their readable names come from words.txt (see `wordnet_names`).
     """
     candidates = [root / n for n in TINY_ARCHIVES + TINY_FOLDERS]
     if root.is_file() or (root / "wnids.txt").exists():
@@ -191,7 +195,27 @@ def load_tiny_imagenet(root: Path, size: int | None = None) -> RawData:
             f"tiny-imagenet not found; searched {[str(p) for p in candidates]}. To get it: put "
             f"{TINY_ARCHIVES[0]} (the project's 32 px copy) or {TINY_ARCHIVES[1]} ({TINY_URL}) there and "
             f"point data_dir or $VITLIB_DATA at that folder")
-    return raw_from_decoded(load_decoded(path, size=size), str(path), "tiny-imagenet", _tiny_layout(path))
+    raw = raw_from_decoded(load_decoded(path, size=size), str(path), "tiny-imagenet", _tiny_layout(path))
+    # words.txt (2.6 MB) is too large for the decode cache's texts: read once per archive, remembered
+    raw.class_names = memoize("class-names", f"{raw.stats_key}|words.txt",
+                              lambda: wordnet_names(read_named_texts(path, "words.txt"), raw.classes))
+    return raw
+
+
+def wordnet_names(words_files: dict[str, str], wnids: list[str]) -> list[str]:
+    """A readable name per WordNet id from the text of words.txt (by member name; the shallowest is
+    read): the first synonym of the id's line ("n01443537\tgoldfish, Carassius auratus" ->
+    "goldfish"), followed by the id where two ids share a name, the id itself where words.txt is
+    missing or lacks it."""
+    words = {}
+    if words_files:
+        shallowest = min(words_files, key=lambda name: (name.count("/"), name))
+        for line in words_files[shallowest].splitlines():
+            wnid, _, synonyms = line.partition("\t")
+            words.setdefault(wnid.strip(), synonyms.split(",")[0].strip())
+    names = [words.get(wnid) or wnid for wnid in wnids]
+    repeated = Counter(names)
+    return [f"{name} ({wnid})" if repeated[name] > 1 and name != wnid else name for name, wnid in zip(names, wnids)]
 
 
 def _tiny_layout(path: Path):

@@ -15,7 +15,18 @@ from vitlib.device import default_device, device_name, resolve_device
 from vitlib.models import create_model
 from vitlib.models.weights import load_pretrained, read_state_dict
 from vitlib.train import get_recipe
-from vitlib.train.runfolder import CHECKPOINT, RESULT, WEIGHTS, describe_model, image_shape, write_json
+from vitlib.train.runfolder import (
+    CHECKPOINT,
+    CONFIG,
+    RESULT,
+    SUMMARY,
+    WEIGHTS,
+    describe_model,
+    image_shape,
+    read_json,
+    recorded_data,
+    write_json,
+)
 
 KINDS = ("train", "finetune", "inspect")
 COMMON_FIELDS = ("kind", "run", "model", "model_args", "family")
@@ -119,6 +130,30 @@ def read_result(run_dir):
     return json.loads(path.read_text())
 
 
+# what describe_model adds to create_model's arguments in config.json's model record
+DESCRIBED_MODEL_KEYS = ("class", "name", "num_classes", "img_size", "in_chans", "family", "shape")
+
+
+def run_record(run_dir):
+    """The record that names a finished run's model and data: its result.json, or for a run folder
+    that fit wrote without one (the speedruns': config.json, summary.json, weights), the same keys
+    read from config.json (the image size is the training data's, the size the weights last saw)."""
+    run = Path(run_dir)
+    if (run / RESULT).is_file() or not (run / CONFIG).is_file():
+        return read_result(run)
+    config = read_json(run / CONFIG)
+    status = read_json(run / SUMMARY).get("status") if (run / SUMMARY).is_file() else "unfinished"
+    if status != "complete":
+        raise FileNotFoundError(f"{run_dir} is not a finished vitlib run folder (no result.json; run status: {status})")
+    model, train = config["model"], config["data"]["train"]
+    if "name" not in model:
+        raise ValueError(f"{run / CONFIG} does not name its model (a model not built by vitlib.create_model)")
+    return {"kind": "train", "run": run.name, "model": model["name"],
+            "model_args": {k: v for k, v in model.items() if k not in DESCRIBED_MODEL_KEYS},
+            "family": model.get("family"), "dataset": train["name"], "img_size": train["image_shape"][-1],
+            "num_classes": model["num_classes"], "in_chans": train["image_shape"][0]}
+
+
 def plot_learning_curves(metrics_csv, title=""):
     """Training loss and evaluation accuracy against epochs, from a run's metrics.csv."""
     import pandas as pd
@@ -148,13 +183,21 @@ WEIGHTS_FILE = WEIGHTS
 def save_run_weights(model, run_dir, dtype=torch.bfloat16) -> Path:
     """The trained weights alone, as `<run_dir>/weights.safetensors` in bf16 (a few MB for the
     laptop-sized models): what a later run (fine-tuning, inspection) needs from this one, small
-    enough to commit, where checkpoint.pt (with the optimiser state) is not."""
+    enough to commit, where checkpoint.pt (with the optimiser state) is not. The file's metadata
+    carries the class ids and names that the run's config.json records (JSON lists under "classes"
+    and "class_names"), so the weights name their classes wherever they are copied."""
     from safetensors.torch import save_file
 
     state = {k.removeprefix("_orig_mod.").removeprefix("module."): v.detach().to("cpu", dtype).contiguous()
              if v.is_floating_point() else v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": "pt"}
+    if Path(run_dir, CONFIG).is_file():
+        train = read_json(Path(run_dir, CONFIG)).get("data", {}).get("train", {})
+        if "classes" in train:
+            metadata.update(classes=json.dumps(train["classes"]),
+                            class_names=json.dumps(train.get("class_names", train["classes"])))
     path = Path(run_dir, WEIGHTS_FILE)
-    save_file(state, str(path))
+    save_file(state, str(path), metadata=metadata)
     return path
 
 
@@ -162,10 +205,11 @@ def load_run_model(run_dir):
     """The trained model of a finished run folder (eval mode, CPU) and its result record; a
     fine-tuning run's model is its `finetune/` sub-run. The weights come from weights.safetensors
     when the run saved them (always, so a run continued on another machine starts from the same
-    numbers), else from checkpoint.pt."""
-    record = read_result(run_dir)
+    numbers), else from checkpoint.pt. A run folder without result.json is read from its config.json
+    (`run_record`)."""
+    record = run_record(run_dir)
     weights = Path(run_dir, WEIGHTS_FILE)
-    ckpt = Path(run_dir, "finetune" if record["kind"] == "finetune" else "", CHECKPOINT)
+    ckpt = model_folder(run_dir, record) / CHECKPOINT
     if not weights.is_file() and not ckpt.is_file():
         raise FileNotFoundError(f"{run_dir} has neither {WEIGHTS_FILE} nor {ckpt.relative_to(run_dir)} to load")
     model = create_model(record["model"], num_classes=record["num_classes"], img_size=record["img_size"],
@@ -174,6 +218,18 @@ def load_run_model(run_dir):
     own = model.state_dict()
     model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()})
     return model.eval(), record
+
+
+def model_folder(run_dir, record) -> Path:
+    """The fit run folder that trained a run's model: the run folder, or a fine-tuning run's `finetune/`."""
+    return Path(run_dir, "finetune" if record["kind"] == "finetune" else "")
+
+
+def recorded_run_data(run_dir, record):
+    """The training data a run's config.json records, without its images (classes, their names,
+    normalisation, image shape: runfolder.recorded_data); None when the run did not record its classes."""
+    config = model_folder(run_dir, record) / CONFIG
+    return recorded_data(read_json(config)) if config.is_file() else None
 
 
 def model_for_finetuning(init, num_classes, img_size, *, model=None, model_args=None, in_chans=None):

@@ -1,7 +1,8 @@
 """The run folder: every file a training run leaves behind, and the only code that writes them
 (fit calls the writers below; the file names are these constants, which the report reads too).
 
-    config.json    what was run: TrainConfig, model, data (+ run_info from the caller)
+    config.json    what was run: TrainConfig, model, data (its classes, their readable names, its
+                   normalisation: what naming a prediction needs; + run_info from the caller)
     env.json       where and with what code: git commit, versions, hardware, start time(s)
                    (vitlib.provenance)
     metrics.csv    one row per evaluation
@@ -132,10 +133,29 @@ def image_shape(ds):
 
 def describe_data(ds):
     """What identifies a data set across machines (its file location goes to env.json instead),
-    down to its content: a resume on other data is refused."""
+    down to its content: a resume on other data is refused. Its classes (label ids) and, where they
+    differ from the ids, their readable names travel with the run: `recorded_data` reads them back."""
+    names = list(getattr(ds, "class_names", ds.classes))
     return {"name": ds.name, "split": ds.split, "num_images": len(ds),
             "num_classes": ds.num_classes, "image_shape": list(image_shape(ds)), "mean": list(ds.mean),
-            "std": list(ds.std), "fingerprint": data_fingerprint(ds)}
+            "std": list(ds.std), "fingerprint": data_fingerprint(ds), "classes": list(ds.classes),
+            **({"class_names": names} if names != list(ds.classes) else {})}
+
+
+def recorded_data(record):
+    """The training data a run's config.json `record` describes, as an ImageDataset without images:
+    its classes and their names, normalisation, image shape and name; what a prediction on a new
+    image needs (vitlib.data.image_batch), without the data set at hand. None for a record made
+    before runs recorded their classes."""
+    from vitlib.data import ImageDataset
+
+    train = record.get("data", {}).get("train", {})
+    if "classes" not in train:
+        return None
+    channels, height, width = train["image_shape"]
+    return ImageDataset(torch.empty(0, channels, height, width, dtype=torch.uint8), torch.empty(0, dtype=torch.int64),
+                        train["classes"], tuple(train["mean"]), tuple(train["std"]), train["name"],
+                        split=train["split"], source=CONFIG, class_names=train.get("class_names"))
 
 
 def data_fingerprint(ds):
@@ -197,14 +217,15 @@ def _flatten(d, prefix=""):
 def differing_keys(old, new, ignore=RUNTIME_KEYS):
     """Dotted keys whose values differ between two config records (JSON-normalised). What records
     of earlier versions lack counts only where the old record has it: the resolved precision, the
-    data's fingerprints, and TrainConfig fields added since, at their defaults (the value the older
-    version had without naming it)."""
+    data's fingerprints and class lists, and TrainConfig fields added since, at their defaults (the
+    value the older version had without naming it). Readable class names never count: they name
+    the classes for people, the class ids and the fingerprint say what the run computes."""
     a, b = _flatten(json.loads(json.dumps(old, default=str))), _flatten(json.loads(json.dumps(new, default=str)))
     defaults = {f"train.{k}": v for k, v in TrainConfig().to_dict().items()}
-    later = {k for k in b if k not in a and (k == "precision" or k.endswith(".fingerprint")
+    later = {k for k in b if k not in a and (k == "precision" or k.endswith((".fingerprint", ".classes"))
                                              or k in defaults and b[k] == defaults[k])}
     return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>") and k not in ignore
-                  and k not in later)
+                  and k not in later and not k.endswith(".class_names"))
 
 
 def check_run_folder(out_dir, record, resume):
