@@ -15,10 +15,11 @@ A seed is one `vitlib.train.fit` run of the spec's recipe on the spec's model,
 evaluated on the test set every epoch, in <runs-dir>/<model>-seed<k>. Training seconds are fit's
 clock: optimiser steps with their batch gathering and augmentation; not evaluation, checkpoints,
 nor the first step (it compiles: compile_s; the evaluation graphs compile inside eval_s).
-Columns: `met` (airbench's criterion: final accuracy >= target and training seconds <= budget;
-the mean row applies it to the means), `time_to_target_s` (DAWNBench's first crossing, linear
-between evaluations), `acc_at_budget` (last evaluation within the budget), flip-TTA apart, and
-`epochs_in_budget` (epochs that fit the budget at the measured speed: set --epochs from it). As in
+Columns (accuracies in percent, `_pct`, as every result of the project): `met` (airbench's criterion:
+final accuracy >= target and training seconds <= budget; the mean row applies it to the means),
+`time_to_target_s` (DAWNBench's first crossing, linear between evaluations), `acc_at_budget_pct`
+(last evaluation within the budget), flip-TTA apart, and `epochs_in_budget` (epochs that fit the
+budget at the measured speed: set --epochs from it). As in
 airbench and DAWNBench, the recipes were chosen on the test set: this measures speed, not
 generalisation. Writes results/bench/speedrun.csv (per seed, mean, std), speedrun_curves.csv
 (every evaluation), both with the environment columns, and results/figures/speedrun.png.
@@ -41,6 +42,7 @@ from bench.common import RESULTS, check_positive, free_memory, parse_list, print
 from vitlib import create_model
 from vitlib.data import get_dataset
 from vitlib.device import resolve_device
+from vitlib.experiments.results import percent
 from vitlib.keyvalue import parse_overrides
 from vitlib.train import fit, get_recipe
 from vitlib.train.runfolder import read_json
@@ -82,14 +84,15 @@ CPU_SPECS["vit_convstem"] = dict(CPU_SPECS["vit"], model="c_vit_ti4")
 TINY_ARGS = {"vit": dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64, pool="gap", pos_emb="sincos2d"),
              "resnet": dict(blocks=(1, 1, 1, 1), widths=(8, 16, 32, 64))}
 TINY_TRAIN = dict(batch_size=128, epochs=2, warmup_epochs=0.5, compile=False)
-COLUMNS = ("model", "machine", "seed", "status", "epochs", "batch", "target", "budget_s", "met", "final_acc", "train_s",
-           "time_to_target_s", "acc_at_budget", "final_acc_tta", "time_to_target_tta_s", "final_acc_ema",
-           "stretch_target", "stretch_budget_s", "time_to_stretch_s", "compile_s", "eval_s", "elapsed_s",
+COLUMNS = ("model", "machine", "seed", "status", "epochs", "batch", "target_pct", "budget_s", "met", "final_acc_pct",
+           "train_s", "time_to_target_s", "acc_at_budget_pct", "final_acc_tta_pct", "time_to_target_tta_s",
+           "final_acc_ema_pct", "stretch_target_pct", "stretch_budget_s", "time_to_stretch_s", "compile_s", "eval_s",
+           "elapsed_s",
            "images_per_s", "epochs_in_budget", "params", "data", "run")
-TABLE = ("model", "machine", "seed", "epochs", "train_s", "final_acc", "final_acc_tta", "time_to_target_s",
-         "acc_at_budget", "target", "budget_s", "met", "compile_s", "images_per_s", "epochs_in_budget")
-CURVE_COLUMNS = ("model", "machine", "seed", "epoch", "step", "lr", "train_s", "eval_acc", "eval_acc_tta",
-                 "eval_acc_ema", "run")
+TABLE = ("model", "machine", "seed", "epochs", "train_s", "final_acc_pct", "final_acc_tta_pct", "time_to_target_s",
+         "acc_at_budget_pct", "target_pct", "budget_s", "met", "compile_s", "images_per_s", "epochs_in_budget")
+CURVE_COLUMNS = ("model", "machine", "seed", "epoch", "step", "lr", "train_s", "eval_acc_pct", "eval_acc_tta_pct",
+                 "eval_acc_ema_pct", "run")
 
 
 def parse_args(argv):
@@ -136,6 +139,13 @@ def parse_args(argv):
 def specs(hardware):
     """The models, recipes and targets of a speedrun on "gpu" or "cpu"."""
     return CPU_SPECS if hardware == "cpu" else SPECS
+
+
+def model_family(kind):
+    """The report's family of a speedrun model (runfolder.describe_model): "resnet", "hybrid" (a ViT
+    on a convolutional stem) or "vit"."""
+    model = {**SPECS, **CPU_SPECS}.get(kind, {}).get("model", kind)
+    return "resnet" if "resnet" in model else "hybrid" if model.startswith(("c_vit", "r_vit", "r50_vit")) else "vit"
 
 
 def seeds(args):
@@ -322,12 +332,13 @@ def load_run(path, args):
                status="complete" if complete else (last_summary.get("status") or "unfinished"),
                hardware=info.get("hardware", "gpu"),
                epochs="+".join(map(str, epochs)) if len(epochs) > 1 else epochs[0],
-               batch=last_record["train"]["batch_size"], target=target, budget_s=budget,
-               time_to_target_s=time_to(secs, acc, target, chance), acc_at_budget=within[-1] if within else math.nan,
+               batch=last_record["train"]["batch_size"], target_pct=percent(target), budget_s=budget,
+               time_to_target_s=time_to(secs, acc, target, chance),
+               acc_at_budget_pct=percent(within[-1] if within else math.nan),
                time_to_target_tta_s=time_to(secs, tta, target, chance), params=last_summary.get("params", ""),
                data=Path(last_env.get("data_source", {}).get("train") or data["name"]).name, run=str(path))
     if spec.get("stretch_target"):
-        row.update(stretch_target=spec["stretch_target"], stretch_budget_s=spec["stretch_budget_s"],
+        row.update(stretch_target_pct=percent(spec["stretch_target"]), stretch_budget_s=spec["stretch_budget_s"],
                    time_to_stretch_s=time_to(secs, acc, spec["stretch_target"], chance))
     if secs:  # speed from the curve, so that a run cut by a timeout still says how fast it was
         row.update(train_s=secs[-1], images_per_s=images / secs[-1])
@@ -335,21 +346,23 @@ def load_run(path, args):
     if complete:
         final = last_summary["final"]
         total = lambda key: sum(_num(s[key]) for s in summaries)  # noqa: E731
-        row.update(final_acc=final["eval_acc"], final_acc_tta=_num(final["eval_acc_tta"]),
-                   final_acc_ema=_num(final["eval_acc_ema"]), compile_s=total("compile_seconds"),
+        row.update(final_acc_pct=percent(final["eval_acc"]), final_acc_tta_pct=percent(_num(final["eval_acc_tta"])),
+                   final_acc_ema_pct=percent(_num(final["eval_acc_ema"])), compile_s=total("compile_seconds"),
                    eval_s=total("eval_seconds"), elapsed_s=total("elapsed_seconds"))
-        row["met"] = row["final_acc"] >= target and row["train_s"] <= budget
+        row["met"] = final["eval_acc"] >= target and row["train_s"] <= budget
     epoch_offsets = [sum(epochs[:i]) for i in range(len(epochs))]
     stage_of = {str(folder): i for i, folder in enumerate(folders)}
     curve = [dict(model=kind, machine=row["machine"], seed=row["seed"],
                   epoch=epoch_offsets[stage_of[r["run"]]] + int(r["epoch"]), step=n,
-                  lr=float(r["lr"]), train_s=t, eval_acc=a, eval_acc_tta=b, eval_acc_ema=c, run=r["run"])
+                  lr=float(r["lr"]), train_s=t, eval_acc_pct=percent(a), eval_acc_tta_pct=percent(b),
+                  eval_acc_ema_pct=percent(c), run=r["run"])
              for r, n, t, a, b, c in zip(metrics, steps, secs, acc, tta, ema)]
     return row, curve, env
 
 
-NUMERIC = ("final_acc", "train_s", "time_to_target_s", "acc_at_budget", "final_acc_tta", "time_to_target_tta_s",
-           "final_acc_ema", "time_to_stretch_s", "compile_s", "eval_s", "elapsed_s", "images_per_s", "epochs_in_budget")
+NUMERIC = ("final_acc_pct", "train_s", "time_to_target_s", "acc_at_budget_pct", "final_acc_tta_pct",
+           "time_to_target_tta_s", "final_acc_ema_pct", "time_to_stretch_s", "compile_s", "eval_s", "elapsed_s",
+           "images_per_s", "epochs_in_budget")
 
 
 def mean_rows(rows):
@@ -358,13 +371,13 @@ def mean_rows(rows):
     out = []
     for kind, machine in dict.fromkeys((r["model"], r.get("machine", "")) for r in rows):
         group = [r for r in rows if r["model"] == kind and r.get("machine", "") == machine]
-        same = {k: group[0].get(k, "") for k in ("epochs", "batch", "target", "budget_s", "stretch_target",
+        same = {k: group[0].get(k, "") for k in ("epochs", "batch", "target_pct", "budget_s", "stretch_target_pct",
                                                   "stretch_budget_s", "params", "data")}
         values = {k: np.array([_num(r.get(k)) for r in group]) for k in NUMERIC}
         complete = sum(r["status"] == "complete" for r in group)
         mean = dict(model=kind, machine=machine, seed="mean", status=f"{complete}/{len(group)} complete", **same,
                     **{k: float(v.mean()) for k, v in values.items()})
-        mean["met"] = bool(mean["final_acc"] >= mean["target"] and mean["train_s"] <= mean["budget_s"])
+        mean["met"] = bool(mean["final_acc_pct"] >= mean["target_pct"] and mean["train_s"] <= mean["budget_s"])
         std = {k: float(v.std(ddof=1)) if len(v) > 1 else math.nan for k, v in values.items()}
         out += [mean, dict(model=kind, machine=machine, seed="std", **std)]
     return out
@@ -381,8 +394,8 @@ def environment_of(envs):
                 commit=joined(commits), date=max((e.get("start_time", "") for e in envs), default="unknown"))
 
 
-# one colour per model, the family's hue as in the report's figures (ViTs blue, the ResNet orange)
-MODEL_COLORS = {"vit": "C0", "vit_lowres": "#6baed6", "vit_convstem": "#08519c", "resnet": "C1"}
+# a ViT variant's own shade of the ViTs' blue; every other model its family's colour (FAMILY_COLORS)
+VARIANT_COLORS = {"vit_lowres": "#6baed6"}
 
 
 def plot(curves, rows, path, title):
@@ -392,31 +405,33 @@ def plot(curves, rows, path, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from vitlib.report.figures import FAMILY_COLORS
+
     fig, ax = plt.subplots(figsize=(8, 5.4))
     drawn = set()  # (target, budget) goals already drawn: models that share one get one line
     machines = list(dict.fromkeys(r.get("machine", "") for r in rows))
-    for i, kind in enumerate(dict.fromkeys(r["model"] for r in rows)):
-        color, first = MODEL_COLORS.get(kind, f"C{i + 2}"), next(r for r in rows if r["model"] == kind)
+    for kind in dict.fromkeys(r["model"] for r in rows):
+        family = FAMILY_COLORS.get(model_family(kind), (0.4, 0.4, 0.4))
+        color, first = VARIANT_COLORS.get(kind, family), next(r for r in rows if r["model"] == kind)
         for machine in machines:  # one line style per machine, one colour per model
             runs = [c for c in curves if c["model"] == kind and c.get("machine", "") == machine]
             for j, seed in enumerate(dict.fromkeys(c["seed"] for c in runs)):
-                points = [(c["train_s"], 100 * c["eval_acc"]) for c in runs if c["seed"] == seed]
+                points = [(c["train_s"], c["eval_acc_pct"]) for c in runs if c["seed"] == seed]
                 ax.plot(*zip(*points), ["-", "--", "-.", ":"][machines.index(machine) % 4], marker="osD^v"[j % 5],
                         ms=2.5, color=color, alpha=0.8, lw=1.1,
                         label=f"{kind}, {machine}, seed {seed}" if len(machines) > 1 else f"{kind} seed {seed}")
-        goals = [(first["target"], first["budget_s"], "--")]
-        if first.get("stretch_target"):
-            goals.append((first["stretch_target"], first["stretch_budget_s"], ":"))
+        goals = [(first["target_pct"], first["budget_s"], "--")]
+        if first.get("stretch_target_pct"):
+            goals.append((first["stretch_target_pct"], first["stretch_budget_s"], ":"))
         goals = [g for g in goals if g[:2] not in drawn]
-        family = "C0" if kind.startswith("vit") else color  # a goal shared by the ViTs in the ViTs' blue
         for target, budget, style in goals:
             drawn.add((target, budget))
-            ax.axhline(100 * target, color=family, ls=style, lw=1, alpha=0.7)
+            ax.axhline(target, color=family, ls=style, lw=1, alpha=0.7)
             ax.axvline(budget, color="0.45", ls=style, lw=1, alpha=0.7)  # a budget the models may share: grey
         if goals:  # one label per model, at its lower target: "resnet: 88% (stretch 90%) in 3600 s"
-            text = f"{kind.split('_')[0]}: {100 * goals[0][0]:.0f}%" + (
-                f" (stretch {100 * goals[1][0]:.0f}%)" if len(goals) > 1 else "") + f" in {goals[0][1]:.0f} s "
-            ax.annotate(text, (goals[0][1], 100 * goals[0][0]), color=family, fontsize=8, ha="right", va="top",
+            text = f"{kind.split('_')[0]}: {goals[0][0]:.0f}%" + (
+                f" (stretch {goals[1][0]:.0f}%)" if len(goals) > 1 else "") + f" in {goals[0][1]:.0f} s "
+            ax.annotate(text, (goals[0][1], goals[0][0]), color=family, fontsize=8, ha="right", va="top",
                         xytext=(0, -2), textcoords="offset points")
     ax.set(xlabel="training seconds (optimiser steps; compilation and evaluation excluded)",
            ylabel="CIFAR-10 test accuracy (%)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vitlib import count_flops, count_params, create_model
 from vitlib.__main__ import build_parser, main, resolve_config
 from vitlib.train import RECIPES, TrainConfig, get_recipe
 
@@ -39,6 +40,9 @@ def test_list_commands(capsys):
     assert {"vit_ti4", "vit_b16", "resnet18_cifar"} <= set(rows)
     assert rows["vit_b16"][:2] == ["86,567,656", "35.13"]  # ViT-B/16 at 224 px: the paper's 86M
     assert rows["resnet18_cifar"][2:] == ["32", "px"] and rows["vit_ti4"][2:] == ["32", "px"]  # their own sizes
+    for name in ("vit_ti4", "r_vit_ti4", "resnet18_cifar"):  # built without weights, counted cut: as the real model
+        model = create_model(name)
+        assert rows[name][:2] == [f"{count_params(model):,}", f"{count_flops(model, 32) / 1e9:.2f}"], name
     assert main(["list-recipes"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "None" not in "\n".join(lines)

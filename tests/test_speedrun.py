@@ -18,6 +18,7 @@ sys.path.insert(0, str(REPO))  # bench/ is a folder of scripts beside the packag
 from bench import common, speedrun  # noqa: E402
 from vitlib import count_flops, create_model  # noqa: E402
 from vitlib.device import cpu_description  # noqa: E402
+from vitlib.experiments.results import percent  # noqa: E402
 from vitlib.train import RECIPES, lr_at  # noqa: E402
 from vitlib.train.runfolder import read_json  # noqa: E402
 
@@ -40,7 +41,7 @@ def test_speedrun_tiny_cpu_trains_reports_and_rebuilds_from_the_run_folders(tmp_
         ("resnet", "mean"), ("resnet", "std")]
     seeds, means = rows[:4], rows[4:]
     assert all(r["status"] == "complete" and r["epochs"] == 2 and r["batch"] == 128 for r in seeds)
-    assert all(r["target"] == 0.25 and r["data"] == "sklearn.datasets.load_digits" for r in seeds)
+    assert all(r["target_pct"] == 25.0 and r["data"] == "sklearn.datasets.load_digits" for r in seeds)
     assert [r["budget_s"] for r in seeds] == [3600.0] * 4  # --device cpu: the CPU specs' hour
 
     for row in seeds:
@@ -53,11 +54,13 @@ def test_speedrun_tiny_cpu_trains_reports_and_rebuilds_from_the_run_folders(tmp_
         assert row["train_s"] == curve[-1]["train_s"] == pytest.approx(summary["train_seconds"], rel=1e-9)
         assert row["images_per_s"] == pytest.approx(summary["images_per_s"], rel=1e-9)
         assert 0 < curve[0]["train_s"] < curve[1]["train_s"]
-        assert row["final_acc"] == summary["final"]["eval_acc"] == curve[-1]["eval_acc"]
-        assert row["final_acc_tta"] == summary["final"]["eval_acc_tta"] and math.isnan(row["final_acc_ema"])
-        assert row["met"] == (row["final_acc"] >= 0.25 and row["train_s"] <= row["budget_s"])
+        # accuracies in percent, as every result of the project (fit records fractions)
+        assert row["final_acc_pct"] == percent(summary["final"]["eval_acc"]) == curve[-1]["eval_acc_pct"]
+        assert row["final_acc_tta_pct"] == percent(summary["final"]["eval_acc_tta"])
+        assert math.isnan(row["final_acc_ema_pct"])
+        assert row["met"] == (summary["final"]["eval_acc"] >= 0.25 and row["train_s"] <= row["budget_s"])
         assert row["epochs_in_budget"] == pytest.approx(row["budget_s"] * row["images_per_s"] / 1438)
-        reached = [c for c in curve if c["eval_acc"] >= 0.25]
+        reached = [c for c in curve if c["eval_acc_pct"] >= 25.0]
         if reached:  # the crossing lies between the evaluation before the first hit and the hit
             before = [c["train_s"] for c in curve if c["train_s"] < reached[0]["train_s"]]
             assert (before[-1] if before else 0.0) <= row["time_to_target_s"] <= reached[0]["train_s"]
@@ -66,14 +69,16 @@ def test_speedrun_tiny_cpu_trains_reports_and_rebuilds_from_the_run_folders(tmp_
         assert math.isnan(row["compile_s"])  # no torch.compile on the CPU test
 
     vit_mean = means[0]
-    assert vit_mean["final_acc"] == pytest.approx((seeds[0]["final_acc"] + seeds[1]["final_acc"]) / 2)
-    assert vit_mean["status"] == "2/2 complete" and vit_mean["stretch_target"] == 0.80
-    assert means[1]["final_acc"] == pytest.approx(abs(seeds[0]["final_acc"] - seeds[1]["final_acc"]) / math.sqrt(2))
+    assert vit_mean["final_acc_pct"] == pytest.approx((seeds[0]["final_acc_pct"] + seeds[1]["final_acc_pct"]) / 2)
+    assert vit_mean["status"] == "2/2 complete" and vit_mean["stretch_target_pct"] == 80.0
+    assert means[1]["final_acc_pct"] == pytest.approx(
+        abs(seeds[0]["final_acc_pct"] - seeds[1]["final_acc_pct"]) / math.sqrt(2))
 
     lines = capsys.readouterr().out.rstrip().splitlines()
     assert lines[-len(rows) - 2].split() == list(speedrun.TABLE)  # the table is printed last
     columns, data = read_csv(out)
     assert columns == [*speedrun.COLUMNS, *common.ENV_COLUMNS] and len(data) == 8
+    assert [float(d["final_acc_pct"]) for d in data[:4]] == [r["final_acc_pct"] for r in seeds]
     assert ({d["gpu"] for d in data} == {f"cpu ({cpu_description()})"}
             and {d["torch"] for d in data} == {torch.__version__})
     columns, curve_data = read_csv(tmp_path / "speedrun_curves.csv")
@@ -83,8 +88,8 @@ def test_speedrun_tiny_cpu_trains_reports_and_rebuilds_from_the_run_folders(tmp_
     # the report is a function of the run folders alone: rebuilt without training, it is the same
     again, _ = speedrun.main(["--from-runs", str(runs), "--target", "0.25", "--out", str(tmp_path / "again.csv"),
                               "--figure", str(tmp_path / "again.png")])
-    assert [{k: r.get(k) for k in ("model", "seed", "final_acc", "train_s", "time_to_target_s")} for r in again[:4]] \
-        == [{k: r.get(k) for k in ("model", "seed", "final_acc", "train_s", "time_to_target_s")} for r in seeds]
+    keys = ("model", "seed", "final_acc_pct", "train_s", "time_to_target_s")
+    assert [{k: r.get(k) for k in keys} for r in again[:4]] == [{k: r.get(k) for k in keys} for r in seeds]
     # and an existing run folder is never overwritten: refused before any work
     with pytest.raises(ValueError, match="vit-seed0 exists: pass --resume"):
         speedrun.parse_args(flags)
@@ -103,11 +108,12 @@ def test_time_to_target_interpolates_linearly_from_chance(accs, target, expected
 
 
 def test_mean_row_applies_the_criterion_to_the_means_and_a_missed_target_spoils_the_mean_time():
-    rows = [dict(model="vit", seed=s, status="complete", target=0.85, budget_s=120.0, final_acc=acc, train_s=t,
-                 time_to_target_s=ttt) for s, acc, t, ttt in [(0, 0.86, 110.0, 100.0), (1, 0.85, 125.0, math.nan)]]
+    rows = [dict(model="vit", seed=s, status="complete", target_pct=85.0, budget_s=120.0, final_acc_pct=acc,
+                 train_s=t, time_to_target_s=ttt)
+            for s, acc, t, ttt in [(0, 86.0, 110.0, 100.0), (1, 85.0, 125.0, math.nan)]]
     mean, std = speedrun.mean_rows(rows)
     assert (mean["seed"], std["seed"]) == ("mean", "std")
-    assert mean["final_acc"] == pytest.approx(0.855) and mean["train_s"] == pytest.approx(117.5)
+    assert mean["final_acc_pct"] == pytest.approx(85.5) and mean["train_s"] == pytest.approx(117.5)
     assert mean["met"] is True  # 85.5% in 117.5 s on average, though seed 1 alone ran over
     assert math.isnan(mean["time_to_target_s"]) and math.isnan(std["time_to_target_s"])
     assert std["train_s"] == pytest.approx(10.606601717798213)
@@ -119,12 +125,13 @@ def test_runs_of_two_machines_get_their_own_mean_rows():
            "precision": "bf16", "gpus": []}
     assert speedrun.machine_of(avx2) == "avx2 fp32" and speedrun.machine_of(amx) == "amx-bf16 bf16"
     assert speedrun.machine_of({"gpus": ["NVIDIA H100 80GB HBM3"], "precision": "bf16"}) == "NVIDIA H100 80GB HBM3 bf16"
-    rows = [dict(model="resnet", machine=m, seed=s, status="complete", target=0.88, budget_s=3600.0, final_acc=acc,
-                 train_s=t) for m, s, acc, t in [("avx2 fp32", 0, 0.868, 3530.0), ("avx2 fp32", 1, 0.867, 3499.0),
-                                                 ("amx-bf16 bf16", 0, 0.90, 1500.0)]]
+    rows = [dict(model="resnet", machine=m, seed=s, status="complete", target_pct=88.0, budget_s=3600.0,
+                 final_acc_pct=acc, train_s=t)
+            for m, s, acc, t in [("avx2 fp32", 0, 86.8, 3530.0), ("avx2 fp32", 1, 86.7, 3499.0),
+                                 ("amx-bf16 bf16", 0, 90.0, 1500.0)]]
     means = [r for r in speedrun.mean_rows(rows) if r["seed"] == "mean"]
-    assert [(r["machine"], r["status"], round(r["final_acc"], 4)) for r in means] == [
-        ("avx2 fp32", "2/2 complete", 0.8675), ("amx-bf16 bf16", "1/1 complete", 0.9)]
+    assert [(r["machine"], r["status"], round(r["final_acc_pct"], 2)) for r in means] == [
+        ("avx2 fp32", "2/2 complete", 86.75), ("amx-bf16 bf16", "1/1 complete", 90.0)]
 
 
 def test_speedrun_recipes_and_the_vit_spec():
@@ -165,14 +172,14 @@ def test_staged_speedrun_adds_up_its_stages_and_rebuilds_from_the_folders(tmp_pa
     assert read_json(stage1 / "config.json")["model"]["img_size"] == 8
     assert (row["status"], row["epochs"], row["run"]) == ("complete", "2+1", str(runs / "vit_lowres-seed0"))
     assert row["train_s"] == pytest.approx(first["train_seconds"] + second["train_seconds"], rel=1e-9)
-    assert row["final_acc"] == second["final"]["eval_acc"]
+    assert row["final_acc_pct"] == percent(second["final"]["eval_acc"])
     assert [c["epoch"] for c in curves] == [1, 2, 3] and [c["run"] for c in curves] == [str(stage1)] * 2 + [str(stage2)]
     assert [c["step"] for c in curves] == [first["steps"] // 2, first["steps"], first["steps"] + second["steps"]]
     assert curves[2]["train_s"] == pytest.approx(row["train_s"]) and curves[1]["train_s"] < curves[2]["train_s"]
     again, _ = speedrun.main(["--from-runs", str(runs), "--target", "0.25", "--out", str(tmp_path / "again.csv"),
                               "--figure", str(tmp_path / "again.png")])
-    assert {k: again[0][k] for k in ("final_acc", "train_s", "epochs", "status")} == {
-        k: row[k] for k in ("final_acc", "train_s", "epochs", "status")}
+    assert {k: again[0][k] for k in ("final_acc_pct", "train_s", "epochs", "status")} == {
+        k: row[k] for k in ("final_acc_pct", "train_s", "epochs", "status")}
     with pytest.raises(ValueError, match="vit_lowres has 2 stages"):
         speedrun.parse_args([*flags[:-6], "--stage-epochs", "3", "--runs-dir", str(tmp_path / "other")])
     with pytest.raises(ValueError, match="--stage-epochs: vit trains in one stage"):

@@ -6,6 +6,7 @@ import torch
 import torchvision
 
 import vitlib
+from vitlib.flops import shapes_only
 from vitlib.models.posemb import resize_grid, sincos_2d
 from vitlib.models.weights import load_pretrained, to_official_npz
 
@@ -344,6 +345,46 @@ def test_count_flops_matches_the_closed_form():
     embed = 2 * 64 * dim * 3 * 4 * 4
     head = 2 * dim * 10
     assert vitlib.count_flops(model, 32) == depth * per_block + embed + head
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("vit_ti4", dict(depth=4)), ("c_vit_ti4", dict(depth=3)), ("r_vit_ti4", dict(depth=3)),
+    ("bit_r50x1", {}),  # ResNet stages: the first unit projects, the others are alike
+])
+def test_shapes_only_builds_and_cut_counts_equal_the_real_model(name, overrides):
+    """`vitlib list-models` builds without weights (shapes_only) and counts with each stack of
+    alike blocks cut to one: the same parameters and FLOPs as the real model counted whole."""
+    size = 64 if name.startswith("bit") else 32
+    real = vitlib.create_model(name, **overrides)
+    with shapes_only():
+        meta = vitlib.create_model(name, **overrides)
+    assert all(p.is_meta for p in meta.parameters())
+    assert vitlib.count_params(meta) == vitlib.count_params(real)
+    assert vitlib.count_flops(meta, size, cut_repeats=True) == vitlib.count_flops(real, size)
+    assert [type(m) for m in meta.modules()] == [type(m) for m in real.modules()]  # put back whole
+
+
+class _ConvStack(torch.nn.Module):
+    def __init__(self, widths, stride):
+        super().__init__()
+        self.blocks = torch.nn.Sequential(*[torch.nn.Conv2d(a, b, 3, stride, 1) for a, b in zip(widths, widths[1:])])
+
+    def forward(self, x):
+        return self.blocks(x)
+
+
+@pytest.mark.parametrize("widths, stride", [
+    ((4, 4, 4, 4, 4), 1),  # alike and shape-keeping: cut
+    ((4, 4, 4, 4, 4), 2),  # alike, but each halves the map: the blocks cut off would cost less
+    ((4, 8, 8, 16, 16), 1),  # not alike
+])
+def test_cut_counts_are_exact_or_not_cut(widths, stride):
+    model = _ConvStack(widths, stride)
+    full = vitlib.count_flops(model, 16)
+    assert vitlib.count_flops(model, 16, cut_repeats=True) == full
+    assert len(model.blocks) == 4 and not any(block._forward_hooks for block in model.blocks)
+    if (widths, stride) == ((4, 4, 4, 4, 4), 1):
+        assert full == 4 * 2 * 16 * 16 * 4 * 4 * 9
 
 
 def test_conv_stem_vit_has_the_patch_4_grid_and_a_few_percent_more_flops():

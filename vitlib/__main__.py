@@ -7,6 +7,7 @@
     vitlib eval RUN_FOLDER [--dataset cifar10]             # top-1 of a trained run on a test split
     vitlib predict IMAGE --run RUN_FOLDER                  # the classes a trained model gives one image
     vitlib attention IMAGE --run RUN_FOLDER --out map.png  # its attention rollout (Fig. 6) on that image
+    vitlib model-card RUN_FOLDER [--force]                 # RUN_FOLDER/README.md: a Hugging Face model card
     vitlib make-data cifar10 cifar-10-python.tar.gz --out data/   # the studies' JPEG archives, from the originals
     vitlib list-models | list-recipes | --version
 
@@ -89,7 +90,8 @@ def build_parser():
                          "weights.safetensors or checkpoint.pt), or a weights file with --model, --dataset, "
                          "--img-size", **({} if name == "eval" else {"required": True}))
         cmd.add_argument("--dataset", default=None, help="data set (default: the run's); its classes and "
-                         "normalisation are used")
+                         "normalisation are used" + ("" if name == "eval" else " (default: those the run "
+                                                 "recorded, so the data set need not be here)"))
         cmd.add_argument("--model", default=None, help="for a weights file: its model (`vitlib list-models`)")
         cmd.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                          help="for a weights file: a model constructor override")
@@ -105,6 +107,11 @@ def build_parser():
             cmd.add_argument("--top", type=int, default=5, help="classes shown (5)")
         else:
             cmd.add_argument("--out", required=True, help="PNG to write (the image and its rollout map)")
+    card = sub.add_parser("model-card", help="write a Hugging Face model card (README.md) for a run folder's "
+                                             "weights.safetensors, from the run's own records")
+    card.add_argument("run", help="a finished run folder with weights.safetensors (config.json, summary.json, "
+                                  "env.json; result.json where the run has one)")
+    card.add_argument("--force", action="store_true", help="replace a README.md that differs from the card")
     make = sub.add_parser("make-data", help="build the studies' JPEG archives from the official downloads "
                                             "(vitlib/data/archives.py)")
     make.add_argument("kind", choices=("cifar10", "tiny-imagenet-32"), help="which archive")
@@ -213,13 +220,15 @@ def write_train_result(args, model, model_args, summary, train_data, config):
                                    recipe=args.recipe or "TrainConfig defaults"), **accuracy_record(summary))
 
 
-def _trained(args, split="test"):
+def _trained(args, split="test", images=True):
     """(model in eval mode, its record, the data set it is judged on) of args.run: a finished run
-    folder (its result.json names model, data and size), or a weights file (.safetensors, .pth,
-    .npz, ...) with --model, --dataset and --img-size saying what it is."""
+    folder (its result.json, else its config.json, names model, data and size), or a weights file
+    (.safetensors, .pth, .npz, ...) with --model, --dataset and --img-size saying what it is.
+    images=False (a prediction on one image): a run that recorded its classes and normalisation
+    needs no data set, unless --dataset or --data-dir names one."""
     from vitlib import create_model, load_pretrained
     from vitlib.data import get_dataset
-    from vitlib.experiments.results import load_run_model
+    from vitlib.experiments.results import load_run_model, recorded_run_data
     from vitlib.models.weights import read_state_dict
     from vitlib.train.runfolder import image_shape
 
@@ -238,7 +247,9 @@ def _trained(args, split="test"):
         record = {"model": args.model, "dataset": args.dataset, "img_size": args.img_size}
         return load_pretrained(model, run).eval(), record, data
     model, record = load_run_model(run)
-    data = get_dataset(args.dataset or record["dataset"], split, args.data_dir, img_size=record["img_size"])
+    data = None if images or args.dataset or args.data_dir else recorded_run_data(run, record)
+    if data is None:
+        data = get_dataset(args.dataset or record["dataset"], split, args.data_dir, img_size=record["img_size"])
     if data.num_classes != record["num_classes"]:
         raise ValueError(f"{run} predicts {record['num_classes']} classes, {data.name} has {data.num_classes}")
     return model, record, data
@@ -279,43 +290,52 @@ def predict(args):
 
     if args.top < 1:
         raise ValueError(f"--top must be a positive integer (how many classes to show), got {args.top}")
-    model, record, data = _trained(args)
+    model, record, data = _trained(args, images=False)
     with torch.no_grad():
         probs = model(image_batch(args.image, data)).softmax(dim=-1)[0]
     top = probs.topk(min(args.top, len(probs)))
-    for p, k in zip(top.values.tolist(), top.indices.tolist()):
-        print(f"{100 * p:6.2f}%  {data.classes[k]}")
+    for p, k in zip(top.values.tolist(), top.indices.tolist()):  # the class id too where the name does not say it
+        name, label = data.class_names[k], data.classes[k]
+        print(f"{100 * p:6.2f}%  {name}" + (f"  ({label})" if label not in name else ""))
 
 
 def attention(args):
     from vitlib.analysis import plot_rollout, rollout_maps
     from vitlib.data import image_batch
 
-    model, record, data = _trained(args)
+    model, record, data = _trained(args, images=False)
     if not hasattr(model, "blocks"):
         raise ValueError(f"{args.run} holds a {record['model']}, not a ViT: it has no attention to roll out")
     x = image_batch(args.image, data)
     with torch.no_grad():
         maps = rollout_maps(model, x)
-        label = data.classes[int(model(x).argmax())]
+        label = data.class_names[int(model(x).argmax())]
     fig = plot_rollout(x, maps, data.mean, data.std)
     fig.suptitle(f"{record['model']} ({Path(args.run).name}): predicted {label}")
     fig.savefig(args.out, dpi=120, bbox_inches="tight")
     print(f"wrote {args.out} (predicted {label})")
 
 
+def model_card(args):
+    from vitlib.report.modelcard import write_model_card
+
+    path, written = write_model_card(args.run, force=args.force)
+    print(f"wrote {path}" if written else f"{path} is up to date (the card its records give)")
+
+
 def list_models():
     from vitlib import count_flops, count_params, create_model
     from vitlib import list_models as names
+    from vitlib.flops import shapes_only
 
     print(f"{'model':<16} {'params':>12} {'GFLOPs':>8}  at")
     for name in names():
-        with torch.device("meta"):  # the shapes without the weights: ViT-H has 632M parameters
+        with shapes_only():  # no weights: ViT-H has 632M parameters
             model = create_model(name)
         # a ViT's own image size; a convolutional network's data set's (CIFAR: 32 px, else 224)
         size = getattr(getattr(model, "patch_embed", None), "img_size", None) or (32 if "cifar" in name else 224)
-        try:
-            flops = f"{count_flops(model, size) / 1e9:8.2f}"
+        try:  # on the meta device every operation runs in Python: each stack of alike blocks is cut
+            flops = f"{count_flops(model, size, cut_repeats=True) / 1e9:8.2f}"
         except (ValueError, RuntimeError, NotImplementedError):
             flops = f"{'-':>8}"
         print(f"{name:<16} {count_params(model):>12,} {flops}  {size} px")
@@ -349,7 +369,7 @@ def main(argv=None):
     args.argv = argv  # what a run records as the command that re-makes it
     commands = {"list-models": lambda _: list_models(), "list-recipes": lambda _: list_recipes(),
                 "make-data": make_data, "eval": evaluate_run, "predict": predict, "attention": attention,
-                "train": train}
+                "model-card": model_card, "train": train}
     try:
         commands[args.command](args)
     except (ValueError, FileNotFoundError) as e:

@@ -60,7 +60,7 @@ def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _number(value) -> str:
     """2 decimals for accuracies in % and seconds, 3 significant digits for FLOPs, params, lr and
-    fractions (a benchmark's 0.8685 is 0.869, not 0.87)."""
+    fractions (a ratio of 0.8685 is 0.869, not 0.87)."""
     if pd.isna(value):
         return ""
     if float(value).is_integer() and abs(value) < 1e6:

@@ -7,11 +7,14 @@ so nothing pops up and a notebook's backend is left alone.
 """
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from .ablations import POS_EMBS, base_shape, patch_depth_runs, pooling_runs, pos_emb_runs
 from .budgets import at_budget, budgets
@@ -32,6 +35,12 @@ def family_palette(df: pd.DataFrame, hue: str = "label") -> dict:
         shades = sns.light_palette(base, n_colors=len(values) + 2)[2:] if len(values) > 1 else [base]
         palette.update(zip(values, shades))
     return palette
+
+
+def _family_color(df: pd.DataFrame):
+    """The colour of the one family `df` holds (grey for several or none)."""
+    families = df["family"].dropna().unique()
+    return FAMILY_COLORS.get(families[0], (0.4, 0.4, 0.4)) if len(families) == 1 else (0.4, 0.4, 0.4)
 
 
 def _seeds(df: pd.DataFrame, by: list) -> str:
@@ -118,7 +127,8 @@ def fig_budget_lead(runs: pd.DataFrame, path: Path):
         return _skip(path)
     fig, (ax,) = _axes()
     sns.lineplot(df, x="train_size", y="lead", hue="budget", errorbar="sd", marker="o", ax=ax,
-                 hue_order=[f"{s:,} steps" for s in ladder])
+                 hue_order=[f"{s:,} steps" for s in ladder],  # greys: a budget is no model family
+                 palette=sns.color_palette("Greys", len(ladder) + 1)[1:])
     ax.axhline(0, color="grey", linewidth=0.8)
     seeds = df.groupby(["budget", "train_size"]).size()
     n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
@@ -136,17 +146,18 @@ def fig_pretrain_size(runs: pd.DataFrame, path: Path):
 
 def fig_few_shot(runs: pd.DataFrame, path: Path):
     """k-shot linear accuracy of frozen features vs pre-training images, one panel per k."""
-    rows = [{"label": r["label"], "pretrain_size": r["pretrain_size"], "shots": int(k), "accuracy": acc}
+    rows = [{"label": r["label"], "family": r["family"], "pretrain_size": r["pretrain_size"], "shots": int(k),
+             "accuracy": acc}
             for _, r in pretrain_runs(runs).iterrows() if isinstance(r["few_shot"], dict)
             for k, acc in r["few_shot"].items() if acc is not None]
-    df = _numeric(pd.DataFrame(rows, columns=["label", "pretrain_size", "shots", "accuracy"]),
+    df = _numeric(pd.DataFrame(rows, columns=["label", "family", "pretrain_size", "shots", "accuracy"]),
                   "pretrain_size", "accuracy")
     if df["pretrain_size"].nunique() < 2:
         return _skip(path)
     shots = sorted(df["shots"].unique())
     fig, axes = _axes(len(shots), width=4.5)
     for ax, k in zip(axes, shots):
-        sns.lineplot(df[df["shots"] == k], x="pretrain_size", y="accuracy", hue="label",
+        sns.lineplot(df[df["shots"] == k], x="pretrain_size", y="accuracy", hue="label", palette=family_palette(df),
                      errorbar="sd", marker="o", ax=ax, legend=k == shots[-1])
         ax.set(xscale="log", xlabel="pre-training images (log scale)",
                ylabel=f"{k}-shot linear accuracy (%)", title=f"{k}-shot")
@@ -178,23 +189,82 @@ def fig_compute(runs: pd.DataFrame, path: Path):
     return _save(fig, path)
 
 
+def _config_labels(df: pd.DataFrame) -> tuple[dict, list]:
+    """({label: short label}, notes): each run label as its model and the settings that differ from
+    that model's most common ones (the shape as built for ViTs, else the constructor arguments),
+    and one note per model naming those common settings. Labels of the same configuration as built
+    (one naming a default, one leaving it out) get the same short label."""
+    configs = {}
+    for label, part in df.groupby("label"):
+        row = part.iloc[0]
+        shape, args = row.get("shape"), row.get("model_args")
+        settings = shape if isinstance(shape, dict) else args if isinstance(args, dict) else {}
+        configs[label] = (row["model"], {k: str(v) for k, v in settings.items()})
+    short, notes = {}, []
+    for model in sorted({m for m, _ in configs.values()}):
+        mine = {label: settings for label, (m, settings) in configs.items() if m == model}
+        keys = list(dict.fromkeys(k for settings in mine.values() for k in settings))
+        common = {k: pd.Series([s[k] for s in mine.values() if k in s]).mode().iloc[0] for k in keys}
+        for label, settings in mine.items():
+            differ = [f"{k}={v}" for k, v in settings.items() if v != common[k]]
+            short[label] = model + (f" ({', '.join(differ)})" if differ else "")
+        notes.append(f"{model} ({', '.join(f'{k}={v}' for k, v in common.items())})" if common else model)
+    return short, notes
+
+
+HATCHES = ("", "///", "...", "xx")  # one per device and precision; the colour is the family's
+
+
 def fig_throughput(runs: pd.DataFrame, path: Path):
-    """Training throughput (images/s) of each model configuration per device, from kind=train
-    runs (fine-tuning runs when there are none)."""
+    """Training throughput (images/s, mean ± sd over runs) of each model configuration per device
+    and precision, from kind=train runs (fine-tuning runs when there are none): a bar per
+    configuration and setting, coloured by family, hatched by setting."""
     df = _numeric(usable(runs, "train"), "images_per_s")
     if df.empty:
         df = _numeric(usable(runs, "finetune"), "images_per_s")
     if df.empty:
         return _skip(path)
-    df = df.assign(model=df["label"].str.wrap(48), device=df["device"].astype(str).str.wrap(40))
-    bars = df["model"].nunique() * df["device"].nunique()
-    fig = Figure(figsize=(9.0, 1.6 + 0.45 * bars), layout="constrained")
+    short, notes = _config_labels(df)
+    settings = df["device"].astype(str) + df["precision"].map(lambda p: f", {p}" if isinstance(p, str) else "")
+    names = sorted(settings.unique())
+    # the words every setting shares go to the legend's title, what tells them apart to its entries
+    words = [[w.strip() for w in re.split(r"[(),]", n) if w.strip()] for n in names]
+    shared = [w for w in words[0] if all(w in other for other in words)] if len(names) > 1 else []
+    legend = {n: ", ".join(w for w in ws if w not in shared) for n, ws in zip(names, words)}
+    df = df.assign(config=df["label"].map(short), setting=settings)
+    families = df.groupby("config")["family"].first()
+    rank = {family: i for i, family in enumerate(FAMILY_COLORS)}  # grouped by family, as the legend
+    order = sorted(families.index, key=lambda config: (rank.get(families[config], len(rank)), config))
+    stats = df.groupby(["config", "setting"])["images_per_s"].agg(["mean", "std", "size"])
+    stats["std"] = stats["std"].where(stats["size"] > 1, 0.0)  # one run: no spread to draw
+    width = 0.8 / len(names)
+    fig = Figure(figsize=(9.5, 1.4 + 0.3 * len(order) * (1 + len(names)) / 2), layout="constrained")
     ax = fig.subplots()
-    sns.barplot(df, y="model", x="images_per_s", hue="device", errorbar="sd", ax=ax)
-    ax.set(xlabel="training throughput (images/s)", ylabel="", title="Training speed")
-    ax.tick_params(axis="y", labelsize="small")
-    ax.legend(title="device", fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12),
-              frameon=False)
+    for i, config in enumerate(order):
+        for j, name in enumerate(names):
+            if (config, name) not in stats.index:
+                continue
+            mean, sd, n = stats.loc[(config, name)]
+            y = i + (j - (len(names) - 1) / 2) * width
+            ax.barh(y, mean, height=0.95 * width, xerr=sd or None, hatch=HATCHES[j % len(HATCHES)],
+                    color=FAMILY_COLORS.get(families[config], (0.4, 0.4, 0.4)), edgecolor="white",
+                    error_kw=dict(ecolor="0.25", lw=1, capsize=2))
+            ax.annotate(f"{mean:,.0f} (n={int(n)})", (mean + sd, y),
+                        xytext=(3, 0), textcoords="offset points", va="center", fontsize="x-small")
+    ax.set_yticks(range(len(order)), order, fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.2 * (stats["mean"] + stats["std"]).max())
+    ax.set(xlabel="training throughput (images/s; bar: mean, line: ±1 sd over n runs)", ylabel="",
+           title="Training speed" + (f" on {names[0]}" if len(names) == 1 else ""))
+    handles = [Patch(facecolor=FAMILY_COLORS[f], label=f) for f in FAMILY_COLORS if f in set(families)]
+    if len(names) > 1:
+        handles += [Patch(facecolor="0.55", edgecolor="white", hatch=HATCHES[j % len(HATCHES)], label=legend[n])
+                    for j, n in enumerate(names)]
+    ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False,
+              title=", ".join(shared) if shared else None, title_fontsize="small")
+    ax.set_title("\n".join(textwrap.wrap(ax.get_title(), 80)))
+    fig.text(0, 0, "\n".join(textwrap.wrap("Settings not named in a label: " + "; ".join(notes), 120)),
+             ha="left", va="top", fontsize="x-small")
     return _save(fig, path)
 
 
@@ -205,7 +275,7 @@ def fig_pos_emb(runs: pd.DataFrame, path: Path):
         return _skip(path)
     fig, (ax,) = _axes()
     order = [p for p in POS_EMBS if p in set(group["pos_emb"])]  # "none" first
-    sns.barplot(group, x="pos_emb", y="accuracy", order=order, errorbar="sd", ax=ax)
+    sns.barplot(group, x="pos_emb", y="accuracy", order=order, errorbar="sd", ax=ax, color=_family_color(group))
     ax.set(xlabel="position embedding", ylabel=ACCURACY, ylim=(0, None),  # from 0: bar lengths compare
            title=f"{group['label'].iloc[0].split(' ')[0]} on {group['dataset'].iloc[0]}\n"
                  f"(error bars: ±1 sd over {_seeds(group, ['pos_emb'])})")
@@ -219,7 +289,8 @@ def fig_pooling(runs: pd.DataFrame, path: Path):
     if group.empty:
         return _skip(path)
     fig, (ax,) = _axes()
-    sns.lineplot(group, x="lr", y="accuracy", hue="pool", errorbar="sd", marker="o", ax=ax)
+    sns.lineplot(group, x="lr", y="accuracy", hue="pool", style="pool", errorbar="sd", markers=True, ax=ax,
+                 palette=family_palette(group, hue="pool"))
     lrs = sorted(group["lr"].unique())
     ax.set(xscale="log", xlabel="peak learning rate (log scale)", ylabel=ACCURACY,
            title="Class token vs global average pooling")
@@ -247,7 +318,7 @@ def fig_patch_depth(runs: pd.DataFrame, path: Path):
     fig, axes = _axes(len(panels), width=4.5)
     for ax, (knob, rows) in zip(axes, panels):
         sns.lineplot(_numeric(rows, knob, "accuracy"), x=knob, y="accuracy", errorbar="sd",
-                     marker="o", ax=ax)
+                     marker="o", ax=ax, color=_family_color(rows))
         ax.set(xlabel=units[knob], ylabel=ACCURACY, title=f"varying {knob}")
     return _save(fig, path)
 
