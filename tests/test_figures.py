@@ -89,3 +89,17 @@ def test_few_shot_and_data_size_lines_take_their_family_colours(tmp_path, drawn)
                   for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles)}
         assert legend == {"resnet18_cifar": rgb(figures.FAMILY_COLORS["resnet"]),
                           "vit_s4": rgb(figures.FAMILY_COLORS["vit"])}, name
+
+
+def test_a_run_evaluated_once_draws_labelled_points_and_says_how_to_get_a_curve(tmp_path):
+    from vitlib.experiments.curves import plot_learning_curves
+    once = tmp_path / "once.csv"
+    pd.DataFrame({"epoch": [3], "train_loss": [1.2], "train_acc": [0.5], "eval_acc": [0.4567]}).to_csv(once,
+                                                                                                    index=False)
+    acc_ax = plot_learning_curves(once).axes[1]
+    assert "one evaluation" in acc_ax.get_title() and "45.7%" in [t.get_text() for t in acc_ax.texts]
+    twice = tmp_path / "twice.csv"
+    pd.DataFrame({"epoch": [1, 2], "train_loss": [1.2, 1.0], "train_acc": [0.5, 0.6],
+                  "eval_acc": [0.4, 0.5]}).to_csv(twice, index=False)
+    acc_ax = plot_learning_curves(twice).axes[1]
+    assert acc_ax.get_title() == "" and not acc_ax.texts and len(acc_ax.lines[0].get_xdata()) == 2

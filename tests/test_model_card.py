@@ -15,7 +15,7 @@ from PIL import Image
 
 from vitlib.__main__ import main
 from vitlib.data import get_dataset
-from vitlib.experiments.results import load_run_model, save_run_weights
+from vitlib.experiments.trained import load_run_model, save_run_weights
 from vitlib.report.modelcard import model_card
 from vitlib.train.runfolder import differing_keys
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import vitlib
-from vitlib.experiments.results import WEIGHTS_FILE, load_run_model, model_for_finetuning, save_run_weights
+from vitlib.experiments.trained import load_run_model, model_for_finetuning, save_run_weights
+from vitlib.train.runfolder import WEIGHTS
 
 ARGS = dict(depth=2, embed_dim=32, num_heads=2, mlp_dim=64)
 
@@ -30,7 +31,7 @@ def test_weights_file_replaces_the_checkpoint_and_is_preferred(tmp_path):
     torch.testing.assert_close(from_ckpt(x), model(x))  # exact from the fp32 checkpoint
 
     path = save_run_weights(model, run)
-    assert path == run / WEIGHTS_FILE and path.stat().st_size < 0.6 * (run / "checkpoint.pt").stat().st_size
+    assert path == run / WEIGHTS and path.stat().st_size < 0.6 * (run / "checkpoint.pt").stat().st_size
     (run / "checkpoint.pt").unlink()  # as in a fresh clone
     loaded, record = load_run_model(run)
     assert record["model"] == "vit_ti4" and all(p.dtype == torch.float32 for p in loaded.parameters())

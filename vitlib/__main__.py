@@ -228,7 +228,7 @@ def _trained(args, split="test", images=True):
     needs no data set, unless --dataset or --data-dir names one."""
     from vitlib import create_model, load_pretrained
     from vitlib.data import get_dataset
-    from vitlib.experiments.results import load_run_model, recorded_run_data
+    from vitlib.experiments.trained import load_run_model, recorded_run_data
     from vitlib.models.weights import read_state_dict
     from vitlib.train.runfolder import image_shape
 

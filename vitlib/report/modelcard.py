@@ -62,7 +62,7 @@ def model_card(run_dir) -> str:
     if missing:
         raise FileNotFoundError(f"{run_dir} has no {', '.join(missing)}: a model card describes the "
                                 f"{WEIGHTS} of a finished training run (notebook 01's save_weights, or "
-                                "vitlib.experiments.results.save_run_weights)")
+                                "vitlib.experiments.trained.save_run_weights)")
     rec = dict(config=read_json(run / CONFIG), summary=read_json(run / SUMMARY),
                env=read_json(run / ENV) if (run / ENV).is_file() else {},
                result=read_json(run / RESULT) if (run / RESULT).is_file() else {}, weights=_weights(run / WEIGHTS),
@@ -327,7 +327,7 @@ def _usage(rec):
             "```bash\n" + "\n".join(commands) + "\n```\n\n"
             f"An image is resized to {size} px, as the training images were. In Python, from this folder (or a "
             "copy of it, as downloaded from a model hub):\n\n```python\n" + "\n".join(python) + "\n```\n\n"
-            "`vitlib.experiments.results.load_run_model(folder)` builds and loads the model in one call.\n")
+            "`vitlib.experiments.trained.load_run_model(folder)` builds and loads the model in one call.\n")
 
 
 def _limitations(rec):
