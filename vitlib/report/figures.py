@@ -160,7 +160,8 @@ def fig_few_shot(runs: pd.DataFrame, path: Path):
         sns.lineplot(df[df["shots"] == k], x="pretrain_size", y="accuracy", hue="label", palette=family_palette(df),
                      errorbar="sd", marker="o", ax=ax, legend=k == shots[-1])
         ax.set(xscale="log", xlabel="pre-training images (log scale)",
-               ylabel=f"{k}-shot linear accuracy (%)", title=f"{k}-shot")
+               ylabel=f"{k}-shot linear accuracy (%)",
+               title=f"{k}-shot (bands: ±1 sd over {_seeds(df[df['shots'] == k], ['label', 'pretrain_size'])})")
         _model_legend(ax)
     return _save(fig, path)
 
@@ -293,7 +294,7 @@ def fig_pooling(runs: pd.DataFrame, path: Path):
                  palette=family_palette(group, hue="pool"))
     lrs = sorted(group["lr"].unique())
     ax.set(xscale="log", xlabel="peak learning rate (log scale)", ylabel=ACCURACY,
-           title="Class token vs global average pooling")
+           title=f"Class token vs global average pooling\n(bands: ±1 sd over {_seeds(group, ['pool', 'lr'])})")
     ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
     ax.minorticks_off()
     return _save(fig, path)
@@ -319,7 +320,8 @@ def fig_patch_depth(runs: pd.DataFrame, path: Path):
     for ax, (knob, rows) in zip(axes, panels):
         sns.lineplot(_numeric(rows, knob, "accuracy"), x=knob, y="accuracy", errorbar="sd",
                      marker="o", ax=ax, color=_family_color(rows))
-        ax.set(xlabel=units[knob], ylabel=ACCURACY, title=f"varying {knob}")
+        ax.set(xlabel=units[knob], ylabel=ACCURACY,
+               title=f"varying {knob}\n(bands: ±1 sd over {_seeds(rows, [knob])})")
     return _save(fig, path)
 
 
