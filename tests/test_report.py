@@ -474,6 +474,24 @@ def test_a_budget_ladder_gets_a_verdict_per_budget_and_a_plateau_check(tmp_path)
     assert "](figures/ladder/budget_lead.png)" in text and "- By budget: 2,000 steps" in text
 
 
+def test_a_run_stopped_early_counts_at_the_budget_it_was_set(tmp_path):
+    """Early stopping ends small training sets before their budget: they still belong to it (the
+    steps their config.json set, or its epochs scaled), and the steps they took are kept."""
+    write_ladder(tmp_path, {2000: ((35, 50), (45, 70))})
+    for name, taken, train in (("b2000-vit-n1000-s0", 875, {"steps": 2000}),
+                               ("b2000-vit-n1000-s1", 1500, {"steps": 0, "epochs": 256})):
+        folder = tmp_path / "runs" / "ladder" / name
+        record = json.loads((folder / "result.json").read_text())
+        record.update(steps=taken, epochs=taken / 7.8125, stopped_early_step=taken)  # 1,000 images: 7.8 steps/epoch
+        (folder / "result.json").write_text(json.dumps(record))
+        (folder / "config.json").write_text(json.dumps({"train": train}))
+    runs = load_runs(tmp_path).set_index("run")
+    assert runs.at["b2000-vit-n1000-s0", "steps"] == 2000 and runs.at["b2000-vit-n1000-s0", "steps_taken"] == 875
+    assert runs.at["b2000-vit-n1000-s1", "steps"] == 2000 and runs.at["b2000-res-n1000-s0", "steps"] == 2000
+    row = claim(runs.reset_index(), "data-size")
+    assert row["ours"].startswith("1,000 images: ResNet 45.00 ± 0.14 (n=2), ViT 35.00 ± 0.14 (n=2)")
+
+
 def test_a_study_at_one_budget_has_no_budget_column(tmp_path):
     write_data_size(tmp_path, (30, 80), (50, 82))
     text = build_report(tmp_path).read_text()

@@ -32,13 +32,15 @@ CLAIMS = (claim_data_size, claim_pretrain_size, claim_few_shot, claim_compute,
 TABLES = ("data_size", "pretrain_size", "few_shot", "compute", "resolution", "pos_emb", "pooling",
           "patch_depth", "inspection")
 RUNS_COLUMNS = {"run_dir": "run folder", "kind": "kind", "label": "model", "dataset": "dataset",
-                "train_size": "size", "seed": "seed", "accuracy": "top1", "device": "device",
+                "train_size": "size", "seed": "seed", "steps": "budget (steps)",
+                "steps_taken": "steps taken", "accuracy": "top1", "device": "device",
                 "precision": "precision", "train_seconds": "seconds", "status": "status", "usable": "used",
                 "problem": "why not used"}
 # columns that name run folders (readable() links them) and that count (whole_numbers())
 LINKED_COLUMNS = ("runs", "run_dir", "run folder")
-INTEGER_COLUMNS = {"train_size", "pretrain_size", "size", "seed", "img_size", "steps", "epochs", "n", "patch",
-                   "depth", "width", "layers", "layer0_far_heads", "params", "selected_step"}
+INTEGER_COLUMNS = {"train_size", "pretrain_size", "size", "seed", "img_size", "steps", "steps_taken", "budget (steps)",
+                   "steps taken", "epochs", "n", "patch", "depth", "width", "layers", "layer0_far_heads", "params",
+                   "selected_step"}
 
 
 def evaluate_claims(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:

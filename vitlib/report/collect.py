@@ -35,7 +35,7 @@ VIT_DEFAULTS = {"pos_emb": "learned", "pool": "token"}  # VisionTransformer's co
 # Columns every runs table has, even when no run exists yet (so every filter works on it).
 COLUMNS = [
     "run_dir", "kind", "study", "run", "model", "label", "family", "dataset", "train_size",
-    "img_size", "seed", "recipe", "lr", "steps", "epochs", "params", "flops_per_image",
+    "img_size", "seed", "recipe", "lr", "steps", "steps_taken", "epochs", "params", "flops_per_image",
     "train_flops", "train_seconds", "images_per_s", "device", "precision", "command", "model_args",
     "top1", "best_top1", "top1_ema", "top1_tta", "accuracy",
     "pretrained_from", "pretrain_dataset", "pretrain_size", "finetune_top1", "scratch_top1",
@@ -136,6 +136,7 @@ def load_run(folder: Path, root_name: str, results_dir: Path) -> dict:
         row = {**record, **row, "run": record.get("run") or folder.name}
         row["study"] = record.get("study") or row["study"]
         _derive(row)
+        row["steps_taken"], row["steps"] = row.get("steps"), _budget(folder, row)
         if row.get("train_seconds") is None:
             row["train_seconds"] = summary.get("train_seconds")
         ended = summary.get("status") if summary.get("status") in ("diverged", "interrupted") else None
@@ -150,6 +151,22 @@ def load_run(folder: Path, root_name: str, results_dir: Path) -> dict:
         row.setdefault("study", _folder_study(folder, results_dir))
         return {**row, "status": "unreadable", "usable": False, "problem": f"unreadable: {err}"}
     return row
+
+
+def _budget(folder: Path, row: dict):
+    """A run's budget in optimiser steps: what it was set to train. A run that early stopping
+    ended took fewer steps (steps_taken) but belongs to its budget's comparisons: its config.json
+    (in the run folder, or a fine-tuning's finetune/) says the steps, or the epochs to scale."""
+    if row.get("stopped_early_step") is None or not row.get("steps"):
+        return row.get("steps")
+    config = next((c for c in (_read_json(folder / runfolder.CONFIG),
+                               _read_json(folder / "finetune" / runfolder.CONFIG)) if c), {})
+    train = config.get("train") or {}
+    if train.get("steps"):
+        return train["steps"]
+    if train.get("epochs") and row.get("epochs"):
+        return round(train["epochs"] * row["steps"] / row["epochs"])  # steps per epoch x epochs set
+    return row.get("steps")
 
 
 def _derive(row: dict) -> None:
