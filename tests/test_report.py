@@ -571,3 +571,15 @@ def test_the_committed_report_reads_in_a_browser(tmp_path, monkeypatch):
     monkeypatch.setattr(browser_module, "MAX_SCREENSHOT_PX", 1000)
     parts = check_page(tall, 1000, browser, screenshot=tmp_path / "tall" / "t.png")["screenshots"]
     assert [p.name for p in parts] == ["t-1.png", "t-2.png", "t-3.png"] and all(p.stat().st_size > 500 for p in parts)
+
+
+def test_a_study_states_its_scale_once_with_ranges_that_differ(tmp_path):
+    from vitlib.report.markdown import scale_text, study_scale
+    write_run(tmp_path, "s", "a", img_size=16, steps=2000, train_size=1000, params=1_199_754.0,
+              device="cpu (x, 2 cores)", train_seconds=120.0)
+    write_run(tmp_path, "s", "b", img_size=16, steps=8000, train_size=45000, params=1_200_000.0,
+              device="cpu (x, 2 cores)", train_seconds=600.0)
+    scale = study_scale(load_runs(tmp_path))
+    assert scale["px"] == "16 px" and scale["steps"] == "2,000–8,000" and scale["params"] == "1.2M"
+    assert scale["images"] == "1,000–45,000" and scale["device"] == "CPU"
+    assert "models of 1.2M parameters" in scale_text(scale)

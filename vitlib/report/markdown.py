@@ -248,7 +248,8 @@ def study_scale(runs: pd.DataFrame) -> dict:
         values = sorted(set(values.dropna()))
         if not values:
             return None
-        return fmt(values[0]) if len(values) == 1 else f"{fmt(values[0])}–{fmt(values[-1])}"
+        low, high = fmt(values[0]), fmt(values[-1])
+        return low if low == high else f"{low}–{high}"  # 1.2M, not 1.2M–1.2M
 
     seconds = df["train_seconds"].dropna().astype(float)
     on_gpu = df["device"].map(_is_gpu)
