@@ -490,6 +490,13 @@ def test_a_run_stopped_early_counts_at_the_budget_it_was_set(tmp_path):
     assert runs.at["b2000-vit-n1000-s1", "steps"] == 2000 and runs.at["b2000-res-n1000-s0", "steps"] == 2000
     row = claim(runs.reset_index(), "data-size")
     assert row["ours"].startswith("1,000 images: ResNet 45.00 ± 0.14 (n=2), ViT 35.00 ± 0.14 (n=2)")
+    # a record that states its budget (steps_planned, as fit's summary gives it) is read as it says
+    folder = tmp_path / "runs" / "ladder" / "b2000-res-n1000-s0"
+    record = json.loads((folder / "result.json").read_text())
+    (folder / "result.json").write_text(json.dumps({**record, "steps": 640, "steps_planned": 2000,
+                                                    "stopped_early_step": 640}))
+    runs = load_runs(tmp_path).set_index("run")
+    assert runs.at["b2000-res-n1000-s0", "steps"] == 2000 and runs.at["b2000-res-n1000-s0", "steps_taken"] == 640
 
 
 def test_a_study_at_one_budget_has_no_budget_column(tmp_path):

@@ -414,6 +414,7 @@ def test_patience_stops_a_run_whose_validation_accuracy_does_not_improve(tmp_pat
         model.head.weight.normal_()
     summary = fit(model, train, test, config, tmp_path / "run", val_data=val, progress=False)
     assert summary["stopped_early"] == {"step": 15, "patience": 2} and summary["steps"] == 15
+    assert summary["steps_planned"] == 100  # the budget it was set: the report compares it there
     assert summary["selected"]["step"] == 5 and summary["selected"]["on"] == "val"
     with open(tmp_path / "run" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))

@@ -90,12 +90,19 @@ def cell_params(cell: str) -> dict:
                 for tok in tokenize.generate_tokens(io.StringIO(cell).readline) if tok.type == tokenize.COMMENT}
     out = {}
     for node in ast.parse(cell).body:
-        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(node.annotation, ast.Name) and node.annotation.id in PLAIN_TYPES):
+        if _plain_type(node) is None:
             raise ValueError(f"parameters cell line {node.lineno}: declare each parameter as "
                              f"`name: type = value  # description` with type one of {', '.join(PLAIN_TYPES)}")
-        out[node.target.id] = (node.annotation.id, comments.get(node.end_lineno, node.target.id))
+        out[node.target.id] = (_plain_type(node), comments.get(node.end_lineno, node.target.id))
     return out
+
+
+def _plain_type(node) -> str | None:
+    """The type name of `name: type = value` with a plain type (PLAIN_TYPES), else None."""
+    if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+            and isinstance(node.annotation, ast.Name) and node.annotation.id in PLAIN_TYPES):
+        return node.annotation.id
+    return None
 
 
 def parameters_cell(history) -> str | None:
@@ -178,9 +185,7 @@ def assigned_names(source: str) -> list:
 def annotated_types(source: str) -> dict:
     """{name: type name} of a cell's annotated assignments (`steps: int = 140` -> "int"), for the
     plain types a parameters cell uses (int, float, str, bool, dict, list)."""
-    return {node.target.id: node.annotation.id for node in ast.parse(source).body
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-            and isinstance(node.annotation, ast.Name) and node.annotation.id in PLAIN_TYPES}
+    return {node.target.id: _plain_type(node) for node in ast.parse(source).body if _plain_type(node)}
 
 
 PLAIN_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict, "list": list}

@@ -49,7 +49,8 @@ def training_record(net, summary, train_data, config, *, dataset, recipe):
         family=description["family"], shape=description.get("shape"), dataset=dataset,
         train_size=len(train_data), img_size=img_size, num_classes=train_data.num_classes,
         in_chans=in_chans, seed=config.seed, recipe=recipe, lr=config.lr,
-        steps=summary["steps"], epochs=summary["epochs"], params=summary["params"],
+        steps=summary["steps"], steps_planned=summary.get("steps_planned", summary["steps"]),
+        epochs=summary["epochs"], params=summary["params"],
         flops_per_image=summary["flops_per_image"], train_flops=summary["train_flops"],
         train_seconds=summary["train_seconds"], images_per_s=summary["images_per_s"],
         precision=summary["precision"], device=device_name(resolve_device(config.device)))

@@ -154,9 +154,12 @@ def load_run(folder: Path, root_name: str, results_dir: Path) -> dict:
 
 
 def _budget(folder: Path, row: dict):
-    """A run's budget in optimiser steps: what it was set to train. A run that early stopping
-    ended took fewer steps (steps_taken) but belongs to its budget's comparisons: its config.json
-    (in the run folder, or a fine-tuning's finetune/) says the steps, or the epochs to scale."""
+    """A run's budget in optimiser steps: what it was set to train (result.json's steps_planned). A
+    run that early stopping ended took fewer steps (steps_taken) but belongs to its budget's
+    comparisons. Records made before steps_planned existed: their config.json (in the run folder,
+    or a fine-tuning's finetune/) says the steps, or the epochs to scale."""
+    if row.get("steps_planned") is not None:
+        return row["steps_planned"]
     if row.get("stopped_early_step") is None or not row.get("steps"):
         return row.get("steps")
     config = next((c for c in (_read_json(folder / runfolder.CONFIG),

@@ -164,7 +164,7 @@ def what_was_run(runs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _claim_section(title, ids, table_name, figure_names, report: StudyReport, tables_dir, md_dir):
+def _claim_section(title, ids, table_name, figure_names, report: StudyReport, tables_dir, md_dir, links):
     out = [f"### {title}\n"]
     claims = report.claims
     for _, row in claims[claims["id"].isin(ids)].iterrows():
@@ -176,7 +176,7 @@ def _claim_section(title, ids, table_name, figure_names, report: StudyReport, ta
                    f"- Re-make: {_command(row['command'])}\n")
     table = report.tables.get(table_name, pd.DataFrame())
     csv = _link(tables_dir / f"{table_name}.csv", md_dir)
-    rows = to_markdown(readable(table, run_links(report.runs, md_dir)))
+    rows = to_markdown(readable(table, links))  # links: run_links of the study's runs
     out.append(f"Table ([{table_name}.csv]({csv})):\n\n{rows}")
     for name in figure_names:
         path = report.figures.get(name)
@@ -219,8 +219,9 @@ def _study(report: StudyReport, results_dir: Path, md_dir: Path) -> str:
              "(`vitlib/report/scaling.py`, `vitlib/report/ablations.py`); a difference within the "
              "seed spread is _within noise_, never _reproduced_.\n",
              to_markdown(_present(_linked_ids(claims, study.name), CLAIM_COLUMNS))]
+    links = run_links(report.runs, md_dir)
     for title, ids, table, figs in SECTIONS:
-        parts.append(_claim_section(title, ids, table, figs, report, tables_dir, md_dir))
+        parts.append(_claim_section(title, ids, table, figs, report, tables_dir, md_dir, links))
     parts += ["#### Inspection figures\n", _inspection_figures(report.runs, md_dir), _not_used(report.runs)]
     return "\n".join(parts)
 

@@ -285,7 +285,8 @@ def finish(parts: Parts, state: RunState) -> dict:
     """summary.json (rank 0) from the finished run's state; returns it."""
     summary = runfolder.make_summary(state.metrics, state.clock, parts.config, state.step, parts.flops_per_image,
                                      count_params(parts.raw_model), parts.dist.world_size, parts.precision,
-                                     selected=state.selected, stopped_early=state.stopped_early)
+                                     selected=state.selected, stopped_early=state.stopped_early,
+                                     total_steps=parts.total_steps)
     if parts.dist.is_main:
         runfolder.write_summary(parts.out_dir, summary)
     distributed.barrier(parts.dist)

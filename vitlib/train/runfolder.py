@@ -172,10 +172,11 @@ def data_fingerprint(ds):
 
 
 def make_summary(rows, clock, config, step, flops_per_image, params, world_size, precision, selected=None,
-                 stopped_early=None):
-    """summary.json: final and best accuracy (from the metrics rows), time and compute; with a
-    validation set, the evaluation it selected (its step, validation and test accuracy) and where
-    patience stopped the run (None: it ran to the end)."""
+                 stopped_early=None, total_steps=None):
+    """summary.json: final and best accuracy (from the metrics rows), time and compute, the steps
+    taken and the steps the run was set (steps_planned: its budget; more than steps when early
+    stopping ended it); with a validation set, the evaluation it selected (its step, validation and
+    test accuracy) and where patience stopped the run (None: it ran to the end)."""
     final = rows[-1]
     best = max(rows, key=lambda r: r["eval_acc"])
     images_seen = step * config.batch_size
@@ -183,7 +184,7 @@ def make_summary(rows, clock, config, step, flops_per_image, params, world_size,
         "status": "complete",
         "final": {k: final[k] for k in ("eval_acc", "eval_acc_ema", "eval_acc_tta", "train_loss", "train_acc")},
         "best": {"eval_acc": best["eval_acc"], "epoch": best["epoch"], "step": best["step"]},
-        "epochs": final["epoch"], "steps": step, "images_seen": images_seen,
+        "epochs": final["epoch"], "steps": step, "steps_planned": total_steps or step, "images_seen": images_seen,
         "train_seconds": clock["train_s"],  # optimiser steps only: no eval, no compilation
         "compile_seconds": clock["compile_s"] if config.compile else None,
         "eval_seconds": clock["eval_s"], "elapsed_seconds": clock["elapsed_s"],
