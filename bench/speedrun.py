@@ -41,7 +41,7 @@ import torch
 from bench.common import RESULTS, check_positive, free_memory, parse_list, print_table, progress, resolve_out, write_csv
 from vitlib import create_model
 from vitlib.data import get_dataset
-from vitlib.device import resolve_device
+from vitlib.device import cpu_kind, resolve_device
 from vitlib.experiments.results import percent
 from vitlib.keyvalue import parse_overrides
 from vitlib.train import fit, get_recipe
@@ -81,6 +81,14 @@ CPU_SPECS["vit_lowres"] = dict(CPU_SPECS["vit"], stages=(dict(img_size=16, epoch
 # The same ViT with a convolutional stem (models/convstem.py, Xiao et al. 2021) instead of the
 # linear 4 x 4 patch embedding: the same 8 x 8 grid and Transformer, ~3% more FLOPs.
 CPU_SPECS["vit_convstem"] = dict(CPU_SPECS["vit"], model="c_vit_ti4")
+# What fills the hour on a CPU kind (vitlib.device.cpu_kind) other than the AVX2 one the recipes'
+# lengths were set on (vit_cpu 7 epochs, resnet_cpu 14; vit_lowres 20 + 2), measured there in bf16
+# with the fast path (explicit attention, bench/README.md): `epochs` (the last stage's), `stage_epochs`
+# and TrainConfig fields. --epochs, --stage-epochs and --set still override them.
+CPU_KIND_RUNS = {
+    "amx-bf16": {"vit": dict(epochs=36, compile=True), "resnet": dict(epochs=30),
+                 "vit_lowres": dict(stage_epochs=(50, 20), compile=True)},
+}
 TINY_ARGS = {"vit": dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64, pool="gap", pos_emb="sincos2d"),
              "resnet": dict(blocks=(1, 1, 1, 1), widths=(8, 16, 32, 64))}
 TINY_TRAIN = dict(batch_size=128, epochs=2, warmup_epochs=0.5, compile=False)
@@ -100,7 +108,8 @@ def parse_args(argv):
     p.add_argument("--model", default="vit", help=f"comma list of {', '.join(SPECS)}")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (runs) per model")
     p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
-    p.add_argument("--epochs", type=int, default=None, help="run length (default: the recipe's; the last stage's)")
+    p.add_argument("--epochs", type=int, default=None, help="run length (default: the recipe's, or this CPU kind's in "
+                                                                "CPU_KIND_RUNS; the last stage's)")
     p.add_argument("--stage-epochs", default=None, help="comma list: the epochs of each stage of a staged model")
     p.add_argument("--budget-s", type=float, default=None, help="training-seconds budget (default: the model's)")
     p.add_argument("--target", type=float, default=None, help="test accuracy to reach, 0..1 (default: the model's)")
@@ -162,11 +171,14 @@ def stages(kind, args):
             raise ValueError(f"--stage-epochs: {kind} trains in one stage; the staged models are "
                              f"{', '.join(k for k, v in specs(args.hardware).items() if 'stages' in v)}")
         return [(native, {})]
+    measured = kind_runs(kind, args).get("stage_epochs")
     out = []
-    for stage in spec["stages"]:
+    for stage, epochs in zip(spec["stages"], measured or [None] * len(spec["stages"])):
         changes = {k: v for k, v in stage.items() if k != "img_size"}
         if args.tiny:  # the test size's epochs, not the hour's
             changes["epochs"] = TINY_TRAIN["epochs"]
+        elif epochs is not None:
+            changes["epochs"] = epochs
         out.append((stage["img_size"] * native // 32, changes))
     if args.stage_epochs is not None:
         epochs = [int(e) for e in args.stage_epochs.split(",")]
@@ -177,13 +189,25 @@ def stages(kind, args):
     return out
 
 
+def kind_runs(kind, args):
+    """The run length and settings measured for this CPU kind (CPU_KIND_RUNS); {} on a GPU, with
+    --tiny, or on a kind without its own."""
+    if args.hardware != "cpu" or args.tiny:
+        return {}
+    return CPU_KIND_RUNS.get(cpu_kind(), {}).get(kind, {})
+
+
 def train_config(kind, args, seed, stage=None):
-    """Recipe < --tiny's CPU sizes < the stage's changes (--stage-epochs) < --epochs (the last stage)
-    < --set (`augment.flip=false` sets one augmentation field)."""
+    """Recipe < --tiny's CPU sizes < the CPU kind's run length and settings (CPU_KIND_RUNS) < the
+    stage's changes (--stage-epochs) < --epochs (the last stage) < --set (`augment.flip=false` sets one
+    augmentation field)."""
     base = get_recipe(specs(args.hardware)[kind]["recipe"])
     plan = stages(kind, args)
     index = len(plan) - 1 if stage is None else stage
-    changes = {**(TINY_TRAIN if args.tiny else {}), **plan[index][1]}
+    measured = {k: v for k, v in kind_runs(kind, args).items() if k != "stage_epochs"}
+    if "stages" in specs(args.hardware)[kind]:
+        measured.pop("epochs", None)  # a staged model's epochs are its stages'
+    changes = {**(TINY_TRAIN if args.tiny else {}), **measured, **plan[index][1]}
     if args.epochs is not None and index == len(plan) - 1:
         changes["epochs"] = args.epochs
     config = base.replace(**changes).with_settings(parse_overrides(args.set, "--set"))

@@ -145,8 +145,11 @@ def test_summarise_and_format():
 def test_runs_of_one_study_command_are_re_made_by_one_pattern():
     runs = pd.DataFrame({"command": [f"python -m vitlib.experiments run experiments/a.yaml --only size-{m}-s{s}"
                                      for m in ("vit", "resnet") for s in (0, 1)]})
-    assert verdict._commands(runs) == "python -m vitlib.experiments run experiments/a.yaml --only 'size-*' (4 runs)"
-    assert verdict._commands(runs.iloc[:1]) == runs["command"].iloc[0]
+    assert verdict._commands(runs) == ("python -m vitlib.experiments run experiments/a.yaml --only 'size-*'", "4 runs")
+    assert verdict._commands(runs.iloc[:1]) == (runs["command"].iloc[0], "")
+    # a command that itself ends in a parenthesis stays whole
+    odd = pd.DataFrame({"command": ["python -c 'print(1)'"]})
+    assert verdict._commands(odd) == ("python -c 'print(1)'", "")
 
 
 def test_shorten_runs_globs_many_folders():

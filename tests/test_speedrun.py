@@ -204,6 +204,27 @@ def test_cpu_recipes_and_specs():
     assert sum(p.numel() for p in model.parameters()) == 1_228_970
 
 
+def test_run_lengths_follow_the_cpu_kind_and_flags_override_them(tmp_path, monkeypatch):
+    """On a CPU kind with measured run lengths (CPU_KIND_RUNS) a plain `--device cpu` command fills the
+    hour there; elsewhere the recipes' own lengths; --epochs / --stage-epochs / --set win."""
+    def config(kind, kind_name, *flags):
+        monkeypatch.setattr(speedrun, "cpu_kind", lambda: kind_name)
+        args = speedrun.parse_args(["--device", "cpu", "--model", kind, "--runs-dir", str(tmp_path), *flags])
+        return [speedrun.train_config(kind, args, 0, i) for i in range(len(speedrun.stages(kind, args)))]
+
+    measured = speedrun.CPU_KIND_RUNS["amx-bf16"]
+    [vit] = config("vit", "amx-bf16")
+    assert (vit.epochs, vit.compile) == (measured["vit"]["epochs"], True)
+    [vit] = config("vit", "avx2")
+    assert (vit.epochs, vit.compile) == (RECIPES["vit_cpu"].epochs, False)
+    [vit] = config("vit", "amx-bf16", "--epochs", "3", "--set", "compile=false")
+    assert (vit.epochs, vit.compile) == (3, False)
+    staged = config("vit_lowres", "amx-bf16")
+    assert [c.epochs for c in staged] == list(measured["vit_lowres"]["stage_epochs"]) and all(c.compile for c in staged)
+    assert [c.epochs for c in config("vit_lowres", "avx2")] == [20, 2]
+    assert [c.epochs for c in config("vit_lowres", "amx-bf16", "--stage-epochs", "4,1")] == [4, 1]
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--model", "cnn"], "--model='cnn'"),
     (["--seeds", "0"], "--seeds must be positive"),

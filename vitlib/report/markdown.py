@@ -104,12 +104,11 @@ def anchor(study: str, claim_id: str) -> str:
     return f"{study}-{claim_id}"
 
 
-def _command(text: str) -> str:
-    """A claim's command as code (a trailing `(19 runs)` or `(and 19 more like it)` stays text)."""
-    if not isinstance(text, str) or text in ("", "–"):
+def _command(command, scope) -> str:
+    """A claim's command as code, followed by what it covers as text: `python ...` (19 runs)."""
+    if not isinstance(command, str) or command in ("", "–"):
         return "–"
-    command, more = (text.rsplit(" (", 1) + [""])[:2] if text.endswith(")") else (text, "")
-    return f"`{command}`" + (f" ({more}" if more else "")
+    return f"`{command}`" + (f" ({scope})" if isinstance(scope, str) and scope else "")
 
 
 def _link(target: Path, md_dir: Path) -> str:
@@ -173,7 +172,7 @@ def _claim_section(title, ids, table_name, figure_names, report: StudyReport, ta
                    f"- Ours: {row['ours']}\n- Verdict: **{row['verdict']}**: {row['reason']}\n"
                    + (f"- By budget: {row['by budget']}\n" if row.get("by budget") else "") +
                    f"- Runs: {row['runs']} (each row below links the run folders of its number)\n"
-                   f"- Re-make: {_command(row['command'])}\n")
+                   f"- Re-make: {_command(row['command'], row['command_scope'])}\n")
     table = report.tables.get(table_name, pd.DataFrame())
     csv = _link(tables_dir / f"{table_name}.csv", md_dir)
     rows = to_markdown(readable(table, links))  # links: run_links of the study's runs

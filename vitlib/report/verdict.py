@@ -12,8 +12,8 @@ import pandas as pd
 # "within noise": the difference the claim rests on is not larger than the seed spread (or a cell
 # had one seed, so the spread is unknown): neither confirmed nor contradicted at this scale.
 VERDICTS = ("reproduced", "partly", "within noise", "not reproduced", "not yet run")
-ROW_COLUMNS = ["id", "claim", "paper", "ours", "runs", "command", "hardware", "verdict", "reason",
-               "table"]
+ROW_COLUMNS = ["id", "claim", "paper", "ours", "runs", "command", "command_scope", "hardware", "verdict",
+               "reason", "table"]
 NOT_RUN = "not yet run"
 
 
@@ -38,19 +38,20 @@ def shorten_runs(run_dirs, max_listed: int = 3) -> str:
     return ", ".join(globs)
 
 
-def _commands(df: pd.DataFrame) -> str:
-    """The command that re-makes the runs: one study command with `--only '<prefix>*'` when they
-    differ only in the run named, else the first and how many more."""
+def _commands(df: pd.DataFrame) -> tuple[str, str]:
+    """(command, scope): the command that re-makes the runs and how many of them it covers. One
+    study command with `--only '<prefix>*'` ("4 runs") when they differ only in the run named, else
+    the first ("and 3 more like it"); ("–", "") when no run recorded one."""
     commands = [c for c in dict.fromkeys(df["command"].dropna().astype(str)) if c]
     if not commands:
-        return "–"
+        return "–", ""
     if len(commands) == 1:
-        return commands[0]
+        return commands[0], ""
     heads, names = zip(*(c.rsplit(" --only ", 1) if " --only " in c else (c, "") for c in commands))
     prefix = os.path.commonprefix(names)
     if len(set(heads)) == 1 and prefix and all(names):
-        return f"{heads[0]} --only '{prefix}*' ({len(commands)} runs)"
-    return f"{commands[0]} (and {len(commands) - 1} more like it)"
+        return f"{heads[0]} --only '{prefix}*'", f"{len(commands)} runs"
+    return commands[0], f"and {len(commands) - 1} more like it"
 
 
 def _device_label(device, precision) -> str:
@@ -69,8 +70,9 @@ def make_row(claim_id: str, claim: str, paper: str, table: str, runs: pd.DataFra
     """One claims-table row; `runs` are the runs behind the number in `ours`."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    command, scope = _commands(runs)
     return {"id": claim_id, "claim": claim, "paper": paper, "ours": ours,
-            "runs": shorten_runs(runs["run_dir"]), "command": _commands(runs),
+            "runs": shorten_runs(runs["run_dir"]), "command": command, "command_scope": scope,
             "hardware": _hardware(runs), "verdict": verdict, "reason": reason, "table": table}
 
 
