@@ -477,6 +477,20 @@ def test_a_budget_ladder_gets_a_verdict_per_budget_and_a_plateau_check(tmp_path)
     assert "](figures/ladder/budget_lead.png)" in text and "- By budget: 2,000 steps" in text
 
 
+def test_the_plateau_check_reads_a_top_budget_whose_rung_is_not_complete(tmp_path):
+    """The top budget's rung has only the ViT at the largest size (no verdict there yet): the plateau
+    check still compares it with its half budget, and says the ResNet has no run at the top."""
+    write_ladder(tmp_path, {2000: ((35, 50), (45, 70)), 8000: ((40, 70), (60, 80))})
+    for steps, val in ((32000, 71.0), (16000, 70.0)):
+        write_run(tmp_path, "ladder", f"b{steps}-vit-n45000-s0", model="vit_s4", steps=steps, train_size=45000,
+                  seed=0, top1=val - 1, val_top1=val)
+    build_report(tmp_path)
+    by_budget = pd.read_csv(tmp_path / "tables" / "ladder" / "claims.csv").set_index("id").at["data-size", "by budget"]
+    assert by_budget.startswith("2,000 steps: not reproduced; 8,000 steps: ") and "32,000 steps:" not in by_budget
+    assert ("vit: plateau unknown (one seed in a cell): validation 70.00 → 71.00 from 16,000 to 32,000 steps"
+            in by_budget and "resnet: plateau unknown: no run at 32,000 steps" in by_budget)
+
+
 def test_a_run_stopped_early_counts_at_the_budget_it_was_set(tmp_path):
     """Early stopping ends small training sets before their budget: they still belong to it (the
     steps their config.json set, or its epochs scaled), and the steps they took are kept."""

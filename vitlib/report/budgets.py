@@ -37,18 +37,23 @@ def at_budget(runs: pd.DataFrame, steps: int) -> pd.DataFrame:
 
 
 def plateau(runs: pd.DataFrame, ladder: list[int]) -> dict:
-    """{family: text} of the plateau check: at the largest training set of the top budget, the
-    selection metric (validation accuracy where the runs have it, else test) of each family's best
-    configuration at the top budget against the same configuration at half of it. "at plateau":
+    """{family: text} of the plateau check: at the largest training set and the longest budget run
+    there (judged or not), the selection metric (validation accuracy where the runs have it, else
+    test) of each family's best configuration at that budget against the same configuration at half
+    of it. "at plateau":
     it moved by no more than the seed spread (2 x the largest seed std of the two cells);
-    "budget-limited": it moved by more; "plateau unknown" where the half budget was not run or a
+    "budget-limited": it moved by more; "plateau unknown" where either budget was not run or a
     cell has one seed."""
     if not ladder:
         return {}
-    top, half = ladder[-1], ladder[-1] // 2
-    df = usable(runs, "train").dropna(subset=["train_size"])
-    largest = data_size_runs(at_budget(runs, top))["train_size"].max()
-    df = df[df["train_size"] == largest]
+    sized = data_size_runs(runs)
+    largest = sized["train_size"].max()
+    df = usable(runs, "train").dropna(subset=["train_size", "steps"])
+    df = df[(df["train_size"] == largest) & df["label"].isin(set(sized["label"]))]
+    # the longest budget trained at the largest size, judged or not: its rung may still lack the
+    # small sizes that a verdict needs
+    top = max(ladder[-1], int(df["steps"].max()))
+    half = top // 2
     metric = "val_top1" if "val_top1" in df and df["val_top1"].notna().any() else "accuracy"
     out = {}
     for family in ("vit", "resnet"):
@@ -56,6 +61,7 @@ def plateau(runs: pd.DataFrame, ladder: list[int]) -> dict:
         cells = summarise(rows, ["label", "recipe", "steps"], metric)
         top_cells = cells[cells["steps"] == top]
         if top_cells.empty:
+            out[family] = f"plateau unknown: no run at {top:,} steps"
             continue
         best = best_per(top_cells, ["steps"]).iloc[0]
         other = cells[(cells["label"] == best["label"]) & (cells["recipe"] == best["recipe"])
