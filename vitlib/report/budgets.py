@@ -40,10 +40,9 @@ def plateau(runs: pd.DataFrame, ladder: list[int]) -> dict:
     """{family: text} of the plateau check: at the largest training set and the longest budget run
     there (judged or not), the selection metric (validation accuracy where the runs have it, else
     test) of each family's best configuration at that budget against the same configuration at half
-    of it. "at plateau":
-    it moved by no more than the seed spread (2 x the largest seed std of the two cells);
-    "budget-limited": it moved by more; "plateau unknown" where either budget was not run or a
-    cell has one seed."""
+    of it. "at plateau": it moved by no more than the seed spread (2 x the largest seed std of the
+    two cells); "budget-limited": it moved by more; "plateau unknown" where either budget was not
+    run or a cell has one seed."""
     if not ladder:
         return {}
     sized = data_size_runs(runs)
