@@ -163,7 +163,8 @@ def seeds(args):
 
 def stages(kind, args):
     """[(img_size, TrainConfig changes)] of a model: one stage at the native size, or the spec's
-    stages (--tiny halves their sizes: digits are 16 px)."""
+    stages (--tiny halves their sizes: digits are 16 px), their epochs from --stage-epochs, else
+    --tiny's, else this CPU kind's (CPU_KIND_RUNS), else the spec's."""
     spec = specs(args.hardware)[kind]
     native = 16 if args.tiny else 32
     if "stages" not in spec:
@@ -171,22 +172,21 @@ def stages(kind, args):
             raise ValueError(f"--stage-epochs: {kind} trains in one stage; the staged models are "
                              f"{', '.join(k for k, v in specs(args.hardware).items() if 'stages' in v)}")
         return [(native, {})]
-    measured = kind_runs(kind, args).get("stage_epochs")
-    out = []
-    for stage, epochs in zip(spec["stages"], measured or [None] * len(spec["stages"])):
-        changes = {k: v for k, v in stage.items() if k != "img_size"}
-        if args.tiny:  # the test size's epochs, not the hour's
-            changes["epochs"] = TINY_TRAIN["epochs"]
-        elif epochs is not None:
-            changes["epochs"] = epochs
-        out.append((stage["img_size"] * native // 32, changes))
+    n = len(spec["stages"])
     if args.stage_epochs is not None:
-        epochs = [int(e) for e in args.stage_epochs.split(",")]
-        if len(epochs) != len(out) or min(epochs) < 1:
-            raise ValueError(f"--stage-epochs={args.stage_epochs!r}: {kind} has {len(out)} stages; give one "
+        try:
+            epochs = [int(e) for e in args.stage_epochs.split(",")]
+        except ValueError:
+            epochs = []
+        if len(epochs) != n or min(epochs) < 1:
+            raise ValueError(f"--stage-epochs={args.stage_epochs!r}: {kind} has {n} stages; give one "
                              "positive integer each")
-        out = [(size, {**changes, "epochs": e}) for (size, changes), e in zip(out, epochs)]
-    return out
+    elif args.tiny:  # the test size's epochs, not the hour's
+        epochs = [TINY_TRAIN["epochs"]] * n
+    else:  # this CPU kind's measured lengths, else the spec's
+        epochs = kind_runs(kind, args).get("stage_epochs") or [stage["epochs"] for stage in spec["stages"]]
+    return [(stage["img_size"] * native // 32, {**{k: v for k, v in stage.items() if k != "img_size"}, "epochs": e})
+            for stage, e in zip(spec["stages"], epochs)]
 
 
 def kind_runs(kind, args):

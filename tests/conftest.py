@@ -1,9 +1,14 @@
-"""Test-session settings: decoded-data caches go to a throwaway folder (never ~/.cache), figures
-render off-screen. Set at import so subprocesses (CLI, torchrun, notebook kernels) inherit them."""
+"""Test-session settings: decoded-data caches go to a throwaway folder (never ~/.cache), removed
+when the session ends; figures render off-screen. Set at import so subprocesses (CLI, torchrun,
+notebook kernels) inherit them."""
+import atexit
 import os
+import shutil
 import tempfile
 
-os.environ.setdefault("VITLIB_CACHE", tempfile.mkdtemp(prefix="vitlib-test-cache-"))
+if "VITLIB_CACHE" not in os.environ:
+    os.environ["VITLIB_CACHE"] = tempfile.mkdtemp(prefix="vitlib-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["VITLIB_CACHE"], ignore_errors=True)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
