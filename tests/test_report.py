@@ -372,6 +372,35 @@ def test_a_declared_study_without_runs_is_not_yet_run(tmp_path, monkeypatch):
     assert (results / "tables" / "big" / "data_size.md").read_text() == "_not yet run_\n"
 
 
+def test_a_study_that_names_its_claims_is_judged_on_those_only(tmp_path, monkeypatch):
+    """`claims` in a study file: the report lists those claims for it (claims table, scoreboard,
+    sections, supporting tables) and nothing about the ones it never runs; a table left from an
+    earlier build without the key is removed."""
+    (tmp_path / "experiments").mkdir()
+    study = tmp_path / "experiments" / "size.yaml"
+    study.write_text("# Study: sizes\n# Command: c\n# Expected runtime: r\n# Expected result: e\n"
+                     "name: size\noutput: results/runs/size\nruns: []\n")
+    monkeypatch.setattr(collect, "REPO", tmp_path)
+    monkeypatch.setattr(collect, "EXPERIMENTS", tmp_path / "experiments")
+    results = tmp_path / "results"
+    write_data_size(results, (30, 80), (50, 82))
+    build_report(results)
+    assert (results / "tables" / "size" / "pos_emb.md").is_file()
+    study.write_text(study.read_text().replace("runs: []", "claims: [data-size, compute]\nruns: []"))
+    text = build_report(results).read_text()
+    claims = pd.read_csv(results / "tables" / "size" / "claims.csv")
+    assert list(claims["id"]) == ["data-size", "compute"]
+    board = pd.read_csv(results / "tables" / "scoreboard.csv")
+    assert list(board["id"]) == ["data-size", "compute"]
+    assert "(data-size)" in text and "(pos-emb)" not in text and "### Position embeddings" not in text
+    assert (results / "tables" / "size" / "data_size.csv").is_file()
+    assert not (results / "tables" / "size" / "pos_emb.md").exists()
+    study.write_text(study.read_text().replace("[data-size, compute]", "[data-size, pos-embedding]"))
+    with pytest.raises(ValueError, match=r"size.yaml: unknown claim id\(s\) 'pos-embedding' in 'claims'; allowed: "
+                                         r"data-size, pretrain-size"):
+        build_report(results)
+
+
 def test_build_report_writes_everything_relative_to_results_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     demo = tmp_path / "results" / "demo"
@@ -475,6 +504,10 @@ def test_a_budget_ladder_gets_a_verdict_per_budget_and_a_plateau_check(tmp_path)
     assert board.at["data-size", "by budget"] == by_budget and "| by budget" in text
     assert (tmp_path / "figures" / "ladder" / "budget_lead.png").stat().st_size > 1000
     assert "](figures/ladder/budget_lead.png)" in text and "- By budget: 2,000 steps" in text
+    sizes = pd.read_csv(tmp_path / "tables" / "ladder" / "data_size.csv")  # one row per budget, never pooled
+    vit_small = sizes[(sizes["family"] == "vit") & (sizes["train_size"] == 1000)].set_index("steps")
+    assert list(vit_small.index) == [2000, 32000] and list(vit_small["mean"]) == [35, 40]
+    assert set(vit_small["n"]) == {2}
 
 
 def test_the_plateau_check_reads_a_top_budget_whose_rung_is_not_complete(tmp_path):

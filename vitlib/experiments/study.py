@@ -9,6 +9,7 @@ A study is a YAML file in `experiments/` that lists the notebook runs behind one
     name: cifar                          # default: the file name without .yaml
     output: results/runs/cifar           # default: results/runs/<name>
     defaults: {dataset: cifar10, epochs: 30}
+    claims: [data-size]                  # default: every claim of the report
     runs:
       - notebook: notebooks/01_pretrain.ipynb
         name: "{model}-n{train_size}-s{seed}"
@@ -38,6 +39,10 @@ Runs:
   literal braces.
 - Paths are relative to the directory the command runs from: the repository root.
 
+Claims: `claims` lists the ids of the report's claims the study sets out to judge (those of
+`vitlib.report.claims.CLAIM_IDS`); the report lists only these for the study, so a claim it never
+runs is not shown as "not yet run". Without it every claim is listed.
+
 Overrides (`run --set key=value --output DIR`, for smoke tests on tiny settings): `output` replaces
 the study's output, so `{runs}`, `{out}` and `{results}` point inside it; each `overrides` value
 (a template too) replaces that parameter in every run whose notebook declares it, after defaults,
@@ -55,7 +60,7 @@ import yaml
 from vitlib.keyvalue import YamlLoader, parse_override, parse_overrides  # noqa: F401 (the runner's --set)
 
 HEADER_LINES = ("Command:", "Expected runtime:", "Expected result:")
-STUDY_KEYS = {"name", "output", "defaults", "runs"}
+STUDY_KEYS = {"name", "output", "defaults", "claims", "runs"}
 BLOCK_KEYS = {"notebook", "name", "grid", "params"}
 # filled in by the runner or the templates, so a study cannot set them as parameters
 RESERVED = {"out_dir", "runs", "out", "study", "results"}
@@ -82,6 +87,7 @@ class Study:
     runs: list
     overrides: dict = field(default_factory=dict)  # --set key=value, as given
     output_given: bool = False                     # --output replaced the study's output
+    claims: tuple = ()                             # the claim ids it judges; () = all
 
 
 def load_study(path, *, output=None, overrides=None) -> Study:
@@ -138,7 +144,23 @@ def expand_study(data, path, header="", *, output=None, overrides=None) -> Study
         raise ValueError(f"{where}: run names are not unique: {', '.join(duplicates)}; "
                          f"put every grid key that varies into the block's name template")
     return Study(name=name, path=path, output=output, header=header, runs=runs,
-                 overrides=overrides, output_given=output_given)
+                 overrides=overrides, output_given=output_given, claims=study_claims(data.get("claims"), where))
+
+
+def study_claims(value, where) -> tuple:
+    """The `claims` of a study: a list of claim ids of the report (() when absent)."""
+    if value is None:
+        return ()
+    from vitlib.report.claims import CLAIM_IDS  # the report's claims; imported only when a study names some
+
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where}: 'claims' must be a non-empty list of claim ids, got {value!r}; "
+                         f"allowed: {', '.join(CLAIM_IDS)}")
+    unknown = [v for v in value if v not in CLAIM_IDS]
+    if unknown:
+        raise ValueError(f"{where}: unknown claim id(s) {', '.join(map(repr, unknown))} in 'claims'; "
+                         f"allowed: {', '.join(CLAIM_IDS)}")
+    return tuple(dict.fromkeys(value))
 
 
 def _expand_block(block, index, study, output, defaults, overrides, where):

@@ -5,13 +5,13 @@
     build_report("results/demo")     # the same, all inside results/demo/
 
 Steps, each usable alone: `load_runs` (collect.py) reads every run folder under `runs/`;
-`report_studies` lists the studies (each is judged on its own runs: runs of different studies
-never meet in one comparison); per study, `evaluate_claims` (claims.py, rules in scaling.py and
-ablations.py) gives the claims table and its supporting tables (for a study trained at several
-budgets, `judge_ladder` (budgets.py) adds each claim's verdict per budget and the plateau check),
-`write_tables` saves them under `tables/<study>/` as CSV and Markdown and `make_figures`
-(figures.py) draws the PNGs into `figures/<study>/`; `write_report` (markdown.py) writes REPORT.md,
-which opens with a scoreboard of every study's verdicts (`tables/scoreboard.csv`).
+`report_studies` lists the studies (each is judged on its own runs: runs of different studies never
+meet in one comparison; a study file's `claims` limits it to those); per study, `evaluate_claims`
+(claims.py, rules in scaling.py and ablations.py) gives the claims table and its supporting tables
+(for a study trained at several budgets, `judge_ladder` (budgets.py) adds each claim's verdict per
+budget and the plateau check), `write_tables` saves them under `tables/<study>/` as CSV and Markdown
+and `make_figures` (figures.py) draws the PNGs into `figures/<study>/`; `write_report` (markdown.py)
+writes REPORT.md, which opens with a scoreboard of every study's verdicts (`tables/scoreboard.csv`).
 `python -m vitlib.report results` also renders the report notebook to report.html.
 """
 from __future__ import annotations
@@ -36,6 +36,10 @@ def build_report(results_dir="results", out_md=None) -> Path:
         study_runs = runs[runs["study"] == study.name]
         claims, tables = evaluate_claims(study_runs)
         claims, by_budget = judge_ladder(study_runs, claims)  # a study trained at several budgets
+        if study.claims:  # a study that names its claims is judged on those only
+            claims = claims[claims["id"].isin(study.claims)].reset_index(drop=True)
+            tables = {name: table for name, table in tables.items() if name in set(claims["table"])}
+            by_budget = by_budget[by_budget["id"].isin(study.claims)] if not by_budget.empty else by_budget
         if not by_budget.empty:
             tables["by_budget"] = by_budget
         write_tables(results_dir / "tables" / study.name, study_runs, claims, tables)

@@ -29,6 +29,9 @@ from .verdict import ROW_COLUMNS
 CLAIMS = (claim_data_size, claim_pretrain_size, claim_few_shot, claim_compute,
           claim_compute_hybrid, claim_resolution, claim_pos_emb, claim_pooling,
           claim_patch_depth, claim_attention_distance, claim_pos_similarity)
+# their ids, in the same order (a study file's `claims` names some of them)
+CLAIM_IDS = ("data-size", "pretrain-size", "pretrain-size-5shot", "compute", "compute-hybrid", "resolution",
+             "pos-emb", "pooling", "patch-depth", "attention-distance", "pos-emb-similarity")
 TABLES = ("data_size", "pretrain_size", "few_shot", "compute", "resolution", "pos_emb", "pooling",
           "patch_depth", "inspection")
 RUNS_COLUMNS = {"run_dir": "run folder", "kind": "kind", "label": "model", "dataset": "dataset",
@@ -130,13 +133,18 @@ def write_table(table: pd.DataFrame, folder: Path, name: str, links: dict[str, s
 
 def write_tables(folder, runs: pd.DataFrame, claims: pd.DataFrame,
                  tables: dict[str, pd.DataFrame]) -> Path:
-    """Write claims, runs and every supporting table of one study to `folder`; returns it."""
+    """Write claims, runs and the supporting tables of one study to `folder` (a table the study's
+    claims do not use is removed from it); returns it."""
     folder = Path(folder)
     links = run_links(runs, folder)
     write_table(claims, folder, "claims")
     write_table(runs_table(runs), folder, "runs", links)
     for name in TABLES:
-        write_table(tables.get(name, pd.DataFrame()), folder, name, links)
+        if name in tables:
+            write_table(tables[name], folder, name, links)
+        else:
+            for suffix in (".csv", ".md"):
+                (folder / f"{name}{suffix}").unlink(missing_ok=True)
     if "by_budget" in tables:
         write_table(tables["by_budget"], folder, "by_budget", links)
     return folder

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from vitlib.experiments.study import study_claims
 from vitlib.train import runfolder
 
 KINDS = ("train", "finetune", "inspect")
@@ -243,11 +244,13 @@ def load_runs(results_dir, warn=None) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class StudyInfo:
-    """A study of the report: its name, its study file (None for runs made without one) and the
-    command that (re-)runs it."""
+    """A study of the report: its name, its study file (None for runs made without one), the
+    command that (re-)runs it and the ids of the claims it judges (() for all: the study file's
+    `claims`)."""
     name: str
     file: str | None = None
     command: str | None = None
+    claims: tuple = ()
 
 
 def report_studies(results_dir, runs: pd.DataFrame) -> list[StudyInfo]:
@@ -267,7 +270,8 @@ def report_studies(results_dir, runs: pd.DataFrame) -> list[StudyInfo]:
         output = output if output.is_absolute() else REPO / output
         if output.resolve().parent == runs_dir:
             rel = path.relative_to(REPO).as_posix()
-            declared[name] = StudyInfo(name, rel, f"python -m vitlib.experiments run {rel}")
+            declared[name] = StudyInfo(name, rel, f"python -m vitlib.experiments run {rel}",
+                                       study_claims(data.get("claims"), rel))
     names = [*declared, *(s for s in runs["study"].dropna().unique() if s not in declared)]
     counts = usable(runs)["study"].value_counts()
     names.sort(key=lambda name: -counts.get(name, 0))

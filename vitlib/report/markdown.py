@@ -14,7 +14,7 @@ import pandas as pd
 
 from vitlib.fileio import atomic_write_text
 
-from .claims import readable, run_links, to_markdown
+from .claims import CLAIM_IDS, readable, run_links, to_markdown
 from .collect import REPO, StudyInfo, display_root
 from .verdict import NOT_RUN
 
@@ -85,7 +85,7 @@ def scoreboard(studies: list[StudyReport]) -> pd.DataFrame:
             for s in studies if _judged(s) for row in s.claims.to_dict("records")]
     if not rows and studies:
         rows = [{**row, "study": "–"} for row in studies[0].claims.to_dict("records")]
-    order = {c: i for i, c in enumerate(studies[0].claims["id"])} if studies else {}
+    order = {c: i for i, c in enumerate(CLAIM_IDS)}
     rows.sort(key=lambda r: order.get(r["id"], 0))
     for row in rows:  # each claim leads to its section: the numbers' table and runs
         if row["study"] != "–":
@@ -220,7 +220,8 @@ def _study(report: StudyReport, results_dir: Path, md_dir: Path) -> str:
              to_markdown(_present(_linked_ids(claims, study.name), CLAIM_COLUMNS))]
     links = run_links(report.runs, md_dir)
     for title, ids, table, figs in SECTIONS:
-        parts.append(_claim_section(title, ids, table, figs, report, tables_dir, md_dir, links))
+        if claims["id"].isin(ids).any():  # a study that names its claims has no section for the others
+            parts.append(_claim_section(title, ids, table, figs, report, tables_dir, md_dir, links))
     parts += ["#### Inspection figures\n", _inspection_figures(report.runs, md_dir), _not_used(report.runs)]
     return "\n".join(parts)
 
