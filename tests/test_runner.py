@@ -243,6 +243,19 @@ runs:
     assert "no run of s.yaml matches nothing*" in capsys.readouterr().err
 
 
+def test_a_study_names_only_the_reports_claims(project, capsys):
+    """`claims` lists claim ids of the report: a list of them is kept in order, anything else stops
+    the command line before any run folder is made."""
+    study = write_study("s.yaml", "claims: [compute, data-size, compute]\nruns: [{notebook: work.ipynb}]\n")
+    assert study.claims == ("compute", "data-size")
+    with pytest.raises(ValueError, match="'claims' must be a non-empty list of claim ids, got 'compute'"):
+        write_study("s.yaml", "claims: compute\nruns: [{notebook: work.ipynb}]\n")
+    write_study("s.yaml", "output: runs\nclaims: [data-size, pos-embedding]\nruns: [{notebook: work.ipynb}]\n")
+    assert main(["run", "s.yaml", "--quiet"]) == 2
+    assert ("s.yaml: unknown claim id(s) 'pos-embedding' in 'claims'; allowed: data-size, "
+            in capsys.readouterr().err) and not (project / "runs").exists()
+
+
 def test_defaults_no_notebook_declares_are_an_error(project):
     study = write_study("s.yaml", "defaults: {epochs: 3}\nruns: [{notebook: work.ipynb}]\n")
     with pytest.raises(ValueError, match="no notebook declares the default.*epochs"):

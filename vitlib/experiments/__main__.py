@@ -21,10 +21,11 @@ import sys
 from vitlib.device import PRECISION_ENV, precision_from_env
 from vitlib.fileio import write_error_message
 from vitlib.keyvalue import parse_override
+from vitlib.report.claims import CLAIM_IDS
 
 from .cluster import run_on_executor
 from .runner import declared_params, run_study, select
-from .study import load_study
+from .study import load_study, study_claims
 
 
 def declared_or_none(notebook):
@@ -69,6 +70,7 @@ def main(argv=None) -> int:
     try:
         overrides = dict(parse_override(text) for text in args.overrides)
         study = load_study(args.study, output=args.output, overrides=overrides)
+        study_claims(study.claims, str(args.study), CLAIM_IDS)  # the report's ids, before any run
         env = precision_from_env()  # the one place the runner reads it; a bad value stops here, before any run
         if env is not None and "precision" not in overrides:
             declaring = [nb for nb in {run.notebook for run in study.runs} if "precision" in declared_or_none(nb)]

@@ -40,8 +40,9 @@ Runs:
 - Paths are relative to the directory the command runs from: the repository root.
 
 Claims: `claims` lists the ids of the report's claims the study sets out to judge (those of
-`vitlib.report.claims.CLAIM_IDS`); the report lists only these for the study, so a claim it never
-runs is not shown as "not yet run". Without it every claim is listed.
+`vitlib.report.claims.CLAIM_IDS`, checked by the command line and the report); the report lists
+only these for the study, so a claim it never runs is not shown as "not yet run". Without it every
+claim is listed.
 
 Overrides (`run --set key=value --output DIR`, for smoke tests on tiny settings): `output` replaces
 the study's output, so `{runs}`, `{out}` and `{results}` point inside it; each `overrides` value
@@ -147,19 +148,18 @@ def expand_study(data, path, header="", *, output=None, overrides=None) -> Study
                  overrides=overrides, output_given=output_given, claims=study_claims(data.get("claims"), where))
 
 
-def study_claims(value, where) -> tuple:
-    """The `claims` of a study: a list of claim ids of the report (() when absent)."""
-    if value is None:
+def study_claims(value, where, known=None) -> tuple:
+    """The `claims` of a study: a list of claim ids (() when absent), each one of `known` when
+    given (the report's `vitlib.report.claims.CLAIM_IDS`: the command line and the report check
+    them; this package does not import the report)."""
+    if value is None or value == ():  # absent (a Study's or StudyInfo's own "all claims")
         return ()
-    from vitlib.report.claims import CLAIM_IDS  # the report's claims; imported only when a study names some
-
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{where}: 'claims' must be a non-empty list of claim ids, got {value!r}; "
-                         f"allowed: {', '.join(CLAIM_IDS)}")
-    unknown = [v for v in value if v not in CLAIM_IDS]
+    allowed = f"; allowed: {', '.join(known)}" if known else ""
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where}: 'claims' must be a non-empty list of claim ids, got {value!r}{allowed}")
+    unknown = [v for v in value if known and v not in known]
     if unknown:
-        raise ValueError(f"{where}: unknown claim id(s) {', '.join(map(repr, unknown))} in 'claims'; "
-                         f"allowed: {', '.join(CLAIM_IDS)}")
+        raise ValueError(f"{where}: unknown claim id(s) {', '.join(map(repr, unknown))} in 'claims'{allowed}")
     return tuple(dict.fromkeys(value))
 
 

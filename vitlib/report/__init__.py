@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vitlib.experiments.study import study_claims
+
 from .budgets import judge_ladder
-from .claims import evaluate_claims, runs_table, write_table, write_tables
+from .claims import CLAIM_IDS, evaluate_claims, runs_table, write_table, write_tables
 from .collect import fmt_mean_std, load_runs, report_studies, summarise
 from .figures import make_figures
 from .markdown import StudyReport, scoreboard, write_report
@@ -33,6 +35,7 @@ def build_report(results_dir="results", out_md=None) -> Path:
     runs = load_runs(results_dir)  # FileNotFoundError before anything is written
     studies = []
     for study in report_studies(results_dir, runs):
+        study_claims(study.claims, study.file, CLAIM_IDS)  # a study file's claims are the report's own
         study_runs = runs[runs["study"] == study.name]
         claims, tables = evaluate_claims(study_runs)
         claims, by_budget = judge_ladder(study_runs, claims)  # a study trained at several budgets
