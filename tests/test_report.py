@@ -372,6 +372,15 @@ def test_a_declared_study_without_runs_is_not_yet_run(tmp_path, monkeypatch):
     assert (results / "tables" / "big" / "data_size.md").read_text() == "_not yet run_\n"
 
 
+def test_claim_ids_are_the_claim_functions_own(tmp_path):
+    """CLAIM_IDS (what a study file's `claims` may name) lists the ids the claim functions give
+    their rows, in their order: the two cannot drift apart."""
+    from vitlib.report.claims import CLAIM_IDS
+
+    write_data_size(tmp_path, (30, 80), (50, 82))
+    assert tuple(evaluate_claims(load_runs(tmp_path))[0]["id"]) == CLAIM_IDS
+
+
 def test_a_study_that_names_its_claims_is_judged_on_those_only(tmp_path, monkeypatch):
     """`claims` in a study file: the report lists those claims for it (claims table, scoreboard,
     sections, supporting tables) and nothing about the ones it never runs; a table left from an
