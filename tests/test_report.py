@@ -533,6 +533,25 @@ def test_the_plateau_check_reads_a_top_budget_whose_rung_is_not_complete(tmp_pat
             in by_budget and "resnet: plateau unknown: no run at 32,000 steps" in by_budget)
 
 
+def test_a_rung_judged_on_fewer_sizes_names_the_sizes_it_lacks(tmp_path):
+    """The top budget has run only 15,000 and 45,000 images of the ladder's 1,000-45,000: its
+    data-size verdict (judged on those two) says which sizes it lacks, in the by-budget table, the
+    scoreboard's words and the claim's reason; a complete rung says nothing of the kind."""
+    write_ladder(tmp_path, {2000: ((35, 45, 50), (45, 65, 70)), 32000: ((40, 55, 70), (60, 75, 80))},
+                 sizes=(1000, 15000, 45000))
+    for f in tmp_path.glob("runs/ladder/b32000-*-n1000-*/result.json"):
+        f.unlink()
+    build_report(tmp_path)
+    claims = pd.read_csv(tmp_path / "tables" / "ladder" / "claims.csv").set_index("id")
+    missing = "(1,000 images not yet run at this budget)"
+    assert claims.at["data-size", "reason"].startswith(f"at 32,000 steps {missing}: ")
+    assert f"32,000 steps: partly {missing}" in claims.at["data-size", "by budget"]
+    assert "2,000 steps: not reproduced;" in claims.at["data-size", "by budget"]
+    table = pd.read_csv(tmp_path / "tables" / "ladder" / "by_budget.csv").set_index("id")
+    assert table.at["data-size", "32,000 steps"] == f"partly {missing}"
+    assert table.at["data-size", "2,000 steps"] == "not reproduced"
+
+
 def test_a_run_stopped_early_counts_at_the_budget_it_was_set(tmp_path):
     """Early stopping ends small training sets before their budget: they still belong to it (the
     steps their config.json set, or its epochs scaled), and the steps they took are kept."""

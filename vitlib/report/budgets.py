@@ -22,13 +22,26 @@ ALL_BUDGETS = ("compute", "compute-hybrid")
 
 def budgets(runs: pd.DataFrame) -> list[int]:
     """The budgets (steps) of the study's data-size comparison, ascending."""
+    return sorted(steps for steps, sizes in rung_sizes(runs).items() if len(sizes) >= 2)
+
+
+def rung_sizes(runs: pd.DataFrame) -> dict[int, list]:
+    """{steps: the training-set sizes both families trained at that budget, ascending}."""
     df = data_size_runs(runs)
-    found = []
+    found = {}
     for steps, part in df.dropna(subset=["steps"]).groupby("steps"):
         sizes = [set(part.loc[part["family"] == f, "train_size"]) for f in ("vit", "resnet")]
-        if len(sizes[0] & sizes[1]) >= 2:
-            found.append(int(steps))
-    return sorted(found)
+        found[int(steps)] = sorted(sizes[0] & sizes[1])
+    return found
+
+
+def _missing_sizes(sizes: dict, steps: int) -> str:
+    """" (1,000 and 5,000 images not yet run at this budget)" where the rung lacks sizes that
+    another rung has; "" where it has them all."""
+    missing = sorted(set().union(*sizes.values()) - set(sizes[steps]))
+    if not missing:
+        return ""
+    return f" ({' and '.join(f'{int(n):,}' for n in missing)} images not yet run at this budget)"
 
 
 def at_budget(runs: pd.DataFrame, steps: int) -> pd.DataFrame:
@@ -98,6 +111,12 @@ def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame) -> tuple[pd.DataFrame
     by_budget.loc[by_budget.index.isin(ALL_BUDGETS)] = "(all budgets)"
     by_budget = by_budget.rename_axis("id").reset_index()
     limits = plateau(runs, ladder)
+    sizes = rung_sizes(runs)
+    partial = by_budget["id"] == "data-size"
+    for steps in ladder:
+        column = f"{steps:,} steps"
+        by_budget.loc[partial, column] = by_budget.loc[partial, column].map(
+            lambda verdict, steps=steps: verdict if verdict == NOT_RUN else verdict + _missing_sizes(sizes, steps))
     for i, claim_id in claims["id"].items():
         if claim_id in ALL_BUDGETS:
             continue
@@ -106,7 +125,8 @@ def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame) -> tuple[pd.DataFrame
             row = judged[steps].loc[claim_id]
             for column in row.index:
                 claims.at[i, column] = row[column]
-            claims.at[i, "reason"] = f"at {steps:,} steps: {row['reason']}"
+            where = _missing_sizes(sizes, steps) if claim_id == "data-size" else ""
+            claims.at[i, "reason"] = f"at {steps:,} steps{where}: {row['reason']}"
         claims.at[i, "by budget"] = budget_text(claim_id, by_budget, limits)
     return claims, by_budget
 
