@@ -20,9 +20,11 @@ from .verdict import NOT_RUN, best_per, seed_spread, weigh
 ALL_BUDGETS = ("compute", "compute-hybrid")
 
 
-def budgets(runs: pd.DataFrame) -> list[int]:
-    """The budgets (steps) of the study's data-size comparison, ascending."""
-    return sorted(steps for steps, sizes in rung_sizes(runs).items() if len(sizes) >= 2)
+def budgets(runs: pd.DataFrame, sizes: dict | None = None) -> list[int]:
+    """The budgets (steps) of the study's data-size comparison, ascending; `sizes`: rung_sizes(runs)
+    where the caller has it already."""
+    sizes = rung_sizes(runs) if sizes is None else sizes
+    return sorted(steps for steps, common in sizes.items() if len(common) >= 2)
 
 
 def rung_sizes(runs: pd.DataFrame) -> dict[int, list]:
@@ -101,7 +103,8 @@ def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame) -> tuple[pd.DataFrame
     verdict at every budget and the plateau check (budget_text); the compute claims keep their
     all-budget rows. A study without a ladder: its claims unchanged, with an empty "by budget"
     column, and an empty by_budget."""
-    ladder = budgets(runs)
+    sizes = rung_sizes(runs)
+    ladder = budgets(runs, sizes)
     claims = claims.copy()
     claims["by budget"] = ""
     if len(ladder) < 2:
@@ -111,7 +114,6 @@ def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame) -> tuple[pd.DataFrame
     by_budget.loc[by_budget.index.isin(ALL_BUDGETS)] = "(all budgets)"
     by_budget = by_budget.rename_axis("id").reset_index()
     limits = plateau(runs, ladder)
-    sizes = rung_sizes(runs)
     partial = by_budget["id"] == "data-size"
     for steps in ladder:
         column = f"{steps:,} steps"
