@@ -16,7 +16,8 @@ from .collect import summarise, usable
 from .scaling import data_size_runs
 from .verdict import NOT_RUN, best_per, seed_spread, weigh
 
-# Claims judged on every rung at once (their frontier spans all budgets): no verdict per budget.
+# Claims judged on every rung at once (their frontier spans all budgets): one verdict, no verdict
+# per budget.
 ALL_BUDGETS = ("compute", "compute-hybrid")
 
 
@@ -120,9 +121,8 @@ def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame) -> tuple[pd.DataFrame
         by_budget.loc[partial, column] = by_budget.loc[partial, column].map(
             lambda verdict, steps=steps: verdict if verdict == NOT_RUN else verdict + _missing_sizes(sizes, steps))
     for i, claim_id in claims["id"].items():
-        if claim_id in ALL_BUDGETS:
-            continue
-        steps = next((s for s in reversed(ladder) if judged[s].at[claim_id, "verdict"] != NOT_RUN), None)
+        steps = None if claim_id in ALL_BUDGETS else next(
+            (s for s in reversed(ladder) if judged[s].at[claim_id, "verdict"] != NOT_RUN), None)
         if steps is not None:
             row = judged[steps].loc[claim_id]
             for column in row.index:
@@ -136,9 +136,13 @@ def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame) -> tuple[pd.DataFrame
 def budget_text(claim_id: str, by_budget: pd.DataFrame, limits: dict) -> str:
     """The scoreboard's words for one claim: its verdict at each budget where it was judged, and
     for the data-size claim the plateau check ("2,000 steps: not reproduced; 32,000 steps: partly
-    (ViT budget-limited: ...)"); "" for a study without a ladder or a claim judged on all budgets."""
-    if by_budget.empty or claim_id not in set(by_budget["id"]) or claim_id in ALL_BUDGETS:
+    (ViT budget-limited: ...)"); for a claim judged on all budgets at once, the budgets its one
+    verdict spans; "" for a study without a ladder."""
+    if by_budget.empty or claim_id not in set(by_budget["id"]):
         return ""
+    if claim_id in ALL_BUDGETS:
+        ladder = [column for column in by_budget.columns if column != "id"]
+        return f"one verdict on all budgets at once (its frontiers span {ladder[0].split()[0]}–{ladder[-1]})"
     row = by_budget.set_index("id").loc[claim_id]
     text = "; ".join(f"{budget}: {verdict}" for budget, verdict in row.items() if verdict != NOT_RUN)
     if claim_id == "data-size" and limits:
