@@ -129,11 +129,11 @@ def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame) -> tuple[pd.DataFrame
                 claims.at[i, column] = row[column]
             where = _missing_sizes(sizes, steps) if claim_id == "data-size" else ""
             claims.at[i, "reason"] = f"at {steps:,} steps{where}: {row['reason']}"
-        claims.at[i, "by budget"] = budget_text(claim_id, by_budget, limits)
+        claims.at[i, "by budget"] = budget_text(claim_id, by_budget, limits, ladder)
     return claims, by_budget
 
 
-def budget_text(claim_id: str, by_budget: pd.DataFrame, limits: dict) -> str:
+def budget_text(claim_id: str, by_budget: pd.DataFrame, limits: dict, ladder: list[int]) -> str:
     """The scoreboard's words for one claim: its verdict at each budget where it was judged, and
     for the data-size claim the plateau check ("2,000 steps: not reproduced; 32,000 steps: partly
     (ViT budget-limited: ...)"); for a claim judged on all budgets at once, the budgets its one
@@ -141,8 +141,7 @@ def budget_text(claim_id: str, by_budget: pd.DataFrame, limits: dict) -> str:
     if by_budget.empty or claim_id not in set(by_budget["id"]):
         return ""
     if claim_id in ALL_BUDGETS:
-        ladder = [column for column in by_budget.columns if column != "id"]
-        return f"one verdict on all budgets at once (its frontiers span {ladder[0].split()[0]}–{ladder[-1]})"
+        return f"one verdict on all budgets at once (its frontiers span {ladder[0]:,}–{ladder[-1]:,} steps)"
     row = by_budget.set_index("id").loc[claim_id]
     text = "; ".join(f"{budget}: {verdict}" for budget, verdict in row.items() if verdict != NOT_RUN)
     if claim_id == "data-size" and limits:
