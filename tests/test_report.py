@@ -2,6 +2,7 @@
 figures and REPORT.md, the empty case (everything "not yet run") and the command line."""
 import json
 import math
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -669,3 +670,31 @@ def test_a_study_states_its_scale_once_with_ranges_that_differ(tmp_path):
     assert scale["px"] == "16 px" and scale["steps"] == "2,000–8,000" and scale["params"] == "1.2M"
     assert scale["images"] == "1,000–45,000" and scale["device"] == "CPU"
     assert "models of 1.2M parameters" in scale_text(scale)
+
+
+def test_an_unfinished_study_says_so_and_names_the_runs_to_come(tmp_path, monkeypatch):
+    """While runs its study file lists have not finished, the study's section says how many have,
+    names the ones to come and that the verdicts may move; the scoreboard's scale cell says
+    "unfinished". A failed run is still to come; once every run has finished, neither is said."""
+    (tmp_path / "experiments").mkdir()
+    study = tmp_path / "experiments" / "size.yaml"
+    study.write_text("# Study: sizes\n# Command: c\n# Expected runtime: r\n# Expected result: e\n"
+                     "name: size\noutput: results/runs/size\nruns:\n"
+                     "  - {notebook: n.ipynb, name: '{m}-{n}-s{seed}',\n"
+                     "     grid: {m: [vit, res], n: [1000, 5000, 50000], seed: [0, 1]}}\n")
+    monkeypatch.setattr(collect, "REPO", tmp_path)
+    monkeypatch.setattr(collect, "EXPERIMENTS", tmp_path / "experiments")
+    results = tmp_path / "results"
+    write_data_size(results, (30, 80), (50, 82))
+    shutil.rmtree(results / "runs" / "size" / "res-50000-s1")
+    write_run(results, "size", "res-50000-s1", status="failed", model="resnet18_cifar", seed=1)
+    text = build_report(results).read_text()
+    assert ("**Unfinished: 7 of 12 runs of the study file have finished.** Still to run: `vit-5000-s0`, "
+            "`vit-5000-s1`, `res-5000-s0`, `res-5000-s1`, `res-50000-s1`.") in text
+    board = pd.read_csv(results / "tables" / "scoreboard.csv")
+    assert set(board["study"]) == {"size"} and board["scale"].str.endswith("; unfinished: 7 of 12 runs").all()
+    study.write_text(study.read_text().replace("[1000, 5000, 50000]", "[1000, 50000]"))
+    shutil.rmtree(results / "runs" / "size" / "res-50000-s1")
+    write_run(results, "size", "res-50000-s1", model="resnet18_cifar", seed=1, top1=82.5)
+    text = build_report(results).read_text()
+    assert "Unfinished" not in text and "unfinished" not in text

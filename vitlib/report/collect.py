@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from vitlib.experiments.study import study_claims
+from vitlib.experiments.study import load_study, study_claims
 from vitlib.train import runfolder
 
 KINDS = ("train", "finetune", "inspect")
@@ -245,12 +245,13 @@ def load_runs(results_dir, warn=None) -> pd.DataFrame:
 @dataclass(frozen=True)
 class StudyInfo:
     """A study of the report: its name, its study file (None for runs made without one), the
-    command that (re-)runs it and the ids of the claims it judges (() for all: the study file's
-    `claims`)."""
+    command that (re-)runs it, the ids of the claims it judges (() for all: the study file's
+    `claims`) and the names of the runs its study file lists (() when it has none)."""
     name: str
     file: str | None = None
     command: str | None = None
     claims: tuple = ()
+    planned: tuple = ()
 
 
 def report_studies(results_dir, runs: pd.DataFrame) -> list[StudyInfo]:
@@ -271,11 +272,27 @@ def report_studies(results_dir, runs: pd.DataFrame) -> list[StudyInfo]:
         if output.resolve().parent == runs_dir:
             rel = path.relative_to(REPO).as_posix()
             declared[name] = StudyInfo(name, rel, f"python -m vitlib.experiments run {rel}",
-                                       study_claims(data.get("claims"), rel))
+                                       study_claims(data.get("claims"), rel), _planned(path))
     names = [*declared, *(s for s in runs["study"].dropna().unique() if s not in declared)]
     counts = usable(runs)["study"].value_counts()
     names.sort(key=lambda name: -counts.get(name, 0))
     return [declared.get(name) or _undeclared(name, runs) for name in names]
+
+
+def _planned(path: Path) -> tuple:
+    """The names of the runs a study file lists, in its order; () when it does not expand (the
+    runner names what is wrong with it)."""
+    try:
+        return tuple(run.name for run in load_study(path).runs)
+    except (ValueError, OSError):
+        return ()
+
+
+def study_progress(study: StudyInfo, runs: pd.DataFrame) -> tuple[int, list]:
+    """(how many runs of the study file have finished, the names of those still to run): a
+    planned run counts once its folder among `runs` (the study's) is usable."""
+    done = {Path(d).name for d in usable(runs)["run_dir"]} if len(runs) else set()
+    return len(set(study.planned) & done), [name for name in study.planned if name not in done]
 
 
 def _undeclared(name: str, runs: pd.DataFrame) -> StudyInfo:

@@ -15,7 +15,7 @@ import pandas as pd
 from vitlib.fileio import atomic_write_text
 
 from .claims import CLAIM_IDS, readable, run_links, to_markdown
-from .collect import REPO, StudyInfo, display_root
+from .collect import REPO, StudyInfo, display_root, study_progress
 from .verdict import NOT_RUN
 
 TITLE = 'Reproducing "An Image Is Worth 16x16 Words" (ViT, Dosovitskiy et al., ICLR 2021)'
@@ -81,7 +81,7 @@ class StudyReport:
 def scoreboard(studies: list[StudyReport]) -> pd.DataFrame:
     """One line per claim and study that has runs: the paper's number, ours, the verdict; before
     any study has run, one line per claim with the paper's number and "not yet run"."""
-    rows = [{**row, "study": s.study.name, "scale": scale_short(study_scale(s.runs))}
+    rows = [{**row, "study": s.study.name, "scale": scale_short(study_scale(s.runs)) + _progress(s)}
             for s in studies if _judged(s) for row in s.claims.to_dict("records")]
     if not rows and studies:
         rows = [{**row, "study": "–"} for row in studies[0].claims.to_dict("records")]
@@ -97,6 +97,26 @@ def scoreboard(studies: list[StudyReport]) -> pd.DataFrame:
 def _judged(report: StudyReport) -> bool:
     """Whether a study has a verdict yet (a study whose runs so far judge no claim waits)."""
     return not report.runs.empty and (report.claims["verdict"] != NOT_RUN).any()
+
+
+def _progress(report: StudyReport) -> str:
+    """"; unfinished: 67 of 71 runs" (the scoreboard's scale cell) while runs its study file lists
+    have not finished, else ""."""
+    done, left = study_progress(report.study, report.runs)
+    return f"; unfinished: {done} of {done + len(left)} runs" if left else ""
+
+
+def progress_text(report: StudyReport, listed: int = 12) -> str:
+    """The paragraph that says a study is unfinished: how many of its runs have finished, which
+    are still to run, and that its verdicts may move; "" when every run it lists has finished."""
+    done, left = study_progress(report.study, report.runs)
+    if not left:
+        return ""
+    names = ", ".join(f"`{name}`" for name in left[:listed])
+    more = f" and {len(left) - listed} more" if len(left) > listed else ""
+    return (f"**Unfinished: {done} of {done + len(left)} runs of the study file have finished.** "
+            f"Still to run: {names}{more}. The verdicts below are judged on the runs so far and may "
+            "move when these land.\n")
 
 
 def anchor(study: str, claim_id: str) -> str:
@@ -208,7 +228,7 @@ def _study(report: StudyReport, results_dir: Path, md_dir: Path) -> str:
                 "claims are _not yet run_ for this study.\n")
     tables_dir = results_dir / "tables" / study.name
     parts = [f"## Study `{study.name}`\n", where + " Its claims are judged on its own runs only.\n",
-             scale_text(study_scale(report.runs)),
+             progress_text(report), scale_text(study_scale(report.runs)),
              "### What was run\n", what_was_run(report.runs),
              "### Claims\n",
              f"Tables: [{_link(tables_dir, md_dir)}/]({_link(tables_dir, md_dir)}); every run folder of the "
