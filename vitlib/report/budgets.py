@@ -47,6 +47,12 @@ def _missing_sizes(sizes: dict, steps: int) -> str:
     return f" ({' and '.join(f'{int(n):,}' for n in missing)} images not yet run at this budget)"
 
 
+def _gaps(claim_id: str, sizes: dict, steps: int) -> str:
+    """What a claim's verdict at `steps` lacks: the data-size claim compares the sizes of one rung,
+    so _missing_sizes; "" for the other claims."""
+    return _missing_sizes(sizes, steps) if claim_id == "data-size" else ""
+
+
 def at_budget(runs: pd.DataFrame, steps: int) -> pd.DataFrame:
     """The study's runs with every training run of another length left out."""
     return runs[(runs["kind"] != "train") | (runs["steps"] == steps)]
@@ -111,15 +117,13 @@ def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame) -> tuple[pd.DataFrame
     if len(ladder) < 2:
         return claims, pd.DataFrame()
     judged = {steps: evaluate_claims(at_budget(runs, steps))[0].set_index("id") for steps in ladder}
-    by_budget = pd.DataFrame({f"{steps:,} steps": rows["verdict"] for steps, rows in judged.items()})
-    by_budget.loc[by_budget.index.isin(ALL_BUDGETS)] = "(all budgets)"
+    by_budget = pd.DataFrame({
+        f"{steps:,} steps": {claim_id: "(all budgets)" if claim_id in ALL_BUDGETS
+                             else verdict if verdict == NOT_RUN else verdict + _gaps(claim_id, sizes, steps)
+                             for claim_id, verdict in rows["verdict"].items()}
+        for steps, rows in judged.items()})
     by_budget = by_budget.rename_axis("id").reset_index()
     limits = plateau(runs, ladder)
-    partial = by_budget["id"] == "data-size"
-    for steps in ladder:
-        column = f"{steps:,} steps"
-        by_budget.loc[partial, column] = by_budget.loc[partial, column].map(
-            lambda verdict, steps=steps: verdict if verdict == NOT_RUN else verdict + _missing_sizes(sizes, steps))
     for i, claim_id in claims["id"].items():
         steps = None if claim_id in ALL_BUDGETS else next(
             (s for s in reversed(ladder) if judged[s].at[claim_id, "verdict"] != NOT_RUN), None)
@@ -127,8 +131,7 @@ def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame) -> tuple[pd.DataFrame
             row = judged[steps].loc[claim_id]
             for column in row.index:
                 claims.at[i, column] = row[column]
-            where = _missing_sizes(sizes, steps) if claim_id == "data-size" else ""
-            claims.at[i, "reason"] = f"at {steps:,} steps{where}: {row['reason']}"
+            claims.at[i, "reason"] = f"at {steps:,} steps{_gaps(claim_id, sizes, steps)}: {row['reason']}"
         claims.at[i, "by budget"] = budget_text(claim_id, by_budget, limits, ladder)
     return claims, by_budget
 
