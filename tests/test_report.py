@@ -698,3 +698,43 @@ def test_an_unfinished_study_says_so_and_names_the_runs_to_come(tmp_path, monkey
     write_run(results, "size", "res-50000-s1", model="resnet18_cifar", seed=1, top1=82.5)
     text = build_report(results).read_text()
     assert "Unfinished" not in text and "unfinished" not in text
+
+
+def test_a_run_repeated_in_another_precision_is_a_control_read_beside_the_seed_spread(tmp_path):
+    """A run that differs from a counted one only in its precision is its control: never a third
+    seed of the claims, listed as not used with why, and compared in the Controls table and text
+    against 2 × the seed std of the counted configuration."""
+    from vitlib.report.controls import precision_controls
+
+    def params(seed, precision="auto"):
+        return {"model": "vit_s4", "train_size": 1000, "seed": seed, "precision": precision,
+                "out_dir": f"elsewhere/{seed}"}
+
+    for seed, top1 in ((0, 30.0), (1, 31.0)):
+        write_run(tmp_path, "size", f"vit-n1000-s{seed}", train_size=1000, seed=seed, top1=top1,
+                  precision="bf16", parameters=params(seed), val_top1=top1 + 1)
+        write_run(tmp_path, "size", f"res-n1000-s{seed}", model="resnet18_cifar", train_size=1000, seed=seed,
+                  top1=top1 + 10, precision="bf16", parameters={**params(seed), "model": "resnet18_cifar"})
+    write_run(tmp_path, "size", "ctl-fp32-vit-n1000-s0", train_size=1000, seed=0, top1=30.5, precision="fp32",
+              parameters=params(0, "fp32"), val_top1=31.2)
+    runs = load_runs(tmp_path, warn=lambda line: None)
+    ctl = runs.set_index("run").loc["ctl-fp32-vit-n1000-s0"]
+    assert not ctl["usable"] and ctl["control_of"].endswith("size/vit-n1000-s0")
+    assert ctl["problem"].startswith("a precision control of ") and "in fp32 instead of bf16" in ctl["problem"]
+    assert sorted(collect.usable(runs)["run"]) == ["res-n1000-s0", "res-n1000-s1", "vit-n1000-s0", "vit-n1000-s1"]
+    table = precision_controls(runs)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["precision"], row["control precision"]) == ("bf16", "fp32")
+    assert (row["top1"], row["control top1"]) == (30.0, 30.5)
+    assert row["difference"] == pytest.approx(0.5) and row["n"] == 2
+    assert row["bar"] == pytest.approx(2 * 0.7071, abs=1e-3) and row["reading"] == "within the seed spread"
+    assert (row["val top1"], row["control val top1"]) == (31.0, 31.2)
+    text = build_report(tmp_path).read_text()
+    assert ("### Controls" in text and "- fp32 against bf16 (vit_s4, 1,000 images, 1,000 steps, seed 0): test "
+            "top-1 30.50 against 30.00, +0.50 points; the seed spread of the bf16 runs is 2 × 0.71 = 1.41 (n=2): "
+            "within the seed spread.") in text
+    assert (tmp_path / "tables" / "size" / "controls.csv").is_file()
+    shutil.rmtree(tmp_path / "runs" / "size" / "ctl-fp32-vit-n1000-s0")
+    assert "### Controls" not in build_report(tmp_path).read_text()
+    assert not (tmp_path / "tables" / "size" / "controls.csv").exists()

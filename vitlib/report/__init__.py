@@ -9,7 +9,8 @@ Steps, each usable alone: `load_runs` (collect.py) reads every run folder under 
 meet in one comparison; a study file's `claims` limits it to those); per study, `evaluate_claims`
 (claims.py, rules in scaling.py and ablations.py) gives the claims table and its supporting tables
 (for a study trained at several budgets, `judge_ladder` (budgets.py) adds each claim's verdict per
-budget and the plateau check), `write_tables` saves them under `tables/<study>/` as CSV and Markdown
+budget and the plateau check; `precision_controls` (controls.py) reads the runs repeated in
+another precision beside the seed spread), `write_tables` saves them under `tables/<study>/` as CSV and Markdown
 and `make_figures` (figures.py) draws the PNGs into `figures/<study>/`; `write_report` (markdown.py)
 writes REPORT.md, which opens with a scoreboard of every study's verdicts (`tables/scoreboard.csv`).
 `python -m vitlib.report results` also renders the report notebook to report.html.
@@ -23,6 +24,7 @@ from vitlib.experiments.study import study_claims
 from .budgets import judge_ladder
 from .claims import CLAIM_IDS, evaluate_claims, runs_table, write_table, write_tables
 from .collect import fmt_mean_std, load_runs, report_studies, summarise
+from .controls import precision_controls
 from .figures import make_figures
 from .markdown import StudyReport, scoreboard, write_report
 from .verdict import VERDICTS
@@ -45,6 +47,9 @@ def build_report(results_dir="results", out_md=None) -> Path:
             by_budget = by_budget[by_budget["id"].isin(study.claims)] if not by_budget.empty else by_budget
         if not by_budget.empty:
             tables["by_budget"] = by_budget
+        controls = precision_controls(study_runs)  # runs repeated in another precision
+        if not controls.empty:
+            tables["controls"] = controls
         write_tables(results_dir / "tables" / study.name, study_runs, claims, tables)
         figures = make_figures(study_runs, results_dir / "figures" / study.name)
         studies.append(StudyReport(study, study_runs, claims, tables, figures))

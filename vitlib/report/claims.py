@@ -145,6 +145,10 @@ def write_tables(folder, runs: pd.DataFrame, claims: pd.DataFrame,
         else:
             for suffix in (".csv", ".md"):
                 (folder / f"{name}{suffix}").unlink(missing_ok=True)
-    if "by_budget" in tables:
-        write_table(tables["by_budget"], folder, "by_budget", links)
+    for name in ("by_budget", "controls"):  # tables of some studies only
+        if name in tables:
+            write_table(tables[name], folder, name, links)
+        else:
+            for suffix in (".csv", ".md"):
+                (folder / f"{name}{suffix}").unlink(missing_ok=True)
     return folder

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ COLUMNS = [
     "source_run", "attention_distance", "image_size", "patch_size", "erf_radius",
     "pos_similarity_neighbour_minus_far", "figures",
     "pos_emb", "pool", "patch", "depth", "width",
-    "status", "usable", "problem", "runner_seconds", "study_file", "gpus", "torch", "cuda", "path",
+    "status", "usable", "problem", "control_of", "runner_seconds", "study_file", "gpus", "torch", "cuda", "path",
 ]
 # What a run folder holds (any one of them makes a folder a run folder).
 RUN_FILES = (runfolder.RESULT, RUNNER_RECORD, runfolder.SUMMARY, runfolder.CONFIG)
@@ -147,7 +148,9 @@ def load_run(folder: Path, root_name: str, results_dir: Path) -> dict:
             row["problem"] = f"the run {row['status']}" + (f": {summary['error']}" if summary.get("error") else "")
         row["runner_seconds"] = runner.get("duration_s")
         row["study_file"] = runner.get("study_file")
-        row.update(_hardware(folder))
+        hardware = _hardware(folder)
+        hardware["precision"] = hardware["precision"] or row.get("precision")  # result.json's, if no summary says
+        row.update(hardware)
     except (ValueError, OSError, TypeError, AttributeError) as err:
         row.setdefault("study", _folder_study(folder, results_dir))
         return {**row, "status": "unreadable", "usable": False, "problem": f"unreadable: {err}"}
@@ -191,15 +194,21 @@ def _derive(row: dict) -> None:
                                                 if family == "vit" else (None, None, None))
 
 
-def _identity(row: dict):
-    """What makes a run this run: its study, kind and recorded parameters, not where it lies (None
-    where result.json records no parameters). Two usable rows with one identity are one run
-    counted twice, e.g. a copied folder."""
-    params = row.get("parameters")
+def parameters_key(params, ignore=()) -> str | None:
+    """A run's recorded parameters as one text, without those that say where it lies (PLACE_PARAMS)
+    and those in `ignore`: runs with equal keys differ only there. None where none are recorded."""
     if not (isinstance(params, dict) and params):
         return None
-    what = {k: v for k, v in params.items() if k not in PLACE_PARAMS}
-    return row.get("study"), row.get("kind"), json.dumps(what, sort_keys=True, default=str)
+    what = {k: v for k, v in params.items() if k not in PLACE_PARAMS and k not in ignore}
+    return json.dumps(what, sort_keys=True, default=str)
+
+
+def _identity(row: dict, ignore=()):
+    """What makes a run this run: its study, kind and recorded parameters (but `ignore`), not where
+    it lies (None where result.json records no parameters). Two usable rows with one identity are
+    one run counted twice, e.g. a copied folder."""
+    key = parameters_key(row.get("parameters"), ignore)
+    return None if key is None else (row.get("study"), row.get("kind"), key)
 
 
 def _mark_copies(rows: list[dict]) -> None:
@@ -216,6 +225,27 @@ def _mark_copies(rows: list[dict]) -> None:
             first[key] = row["run_dir"]
 
 
+def _mark_controls(rows: list[dict]) -> None:
+    """Usable runs of one study that differ only in their precision are one run and its precision
+    controls: the run in the study's most common precision counts, each other one leaves the claims
+    (it is no other seed), `control_of` naming the run it repeats."""
+    groups = {}
+    for row in rows:
+        key = _identity(row, ignore=("precision",)) if row.get("usable") else None
+        if key is not None:
+            groups.setdefault(key, []).append(row)
+    common = Counter((row.get("study"), row.get("precision")) for row in rows if row.get("usable"))
+    for group in groups.values():
+        main = max(group, key=lambda row: common[(row.get("study"), row.get("precision"))])
+        for row in group:
+            if row is not main:
+                row["usable"] = False
+                row["control_of"] = main["run_dir"]
+                row["problem"] = (f"a precision control of {main['run_dir']} (the same configuration and seed "
+                                  f"in {row.get('precision')} instead of {main.get('precision')}): compared "
+                                  "under Controls, not counted as another seed")
+
+
 def _folder_study(folder: Path, results_dir: Path) -> str:
     """The study of a run without a recorded one: its first folder under runs/ (runs/<study>/<run>)."""
     parts = folder.relative_to(Path(results_dir) / "runs").parts
@@ -230,6 +260,7 @@ def load_runs(results_dir, warn=None) -> pd.DataFrame:
     root_name = display_root(results_dir)
     rows = [load_run(folder, root_name, results_dir) for folder in find_run_folders(results_dir)]
     _mark_copies(rows)
+    _mark_controls(rows)
     warn = warn or (lambda line: print(line, file=sys.stderr))
     for row in rows:
         if not row.get("usable") and not row.pop("quiet", False):
@@ -290,8 +321,9 @@ def _planned(path: Path) -> tuple:
 
 def study_progress(study: StudyInfo, runs: pd.DataFrame) -> tuple[int, list]:
     """(how many runs of the study file have finished, the names of those still to run): a
-    planned run counts once its folder among `runs` (the study's) is usable."""
-    done = {Path(d).name for d in usable(runs)["run_dir"]} if len(runs) else set()
+    planned run counts once its folder among `runs` (the study's) is usable or a precision control."""
+    finished = runs[runs["usable"].astype(bool) | runs["control_of"].notna()] if len(runs) else runs
+    done = {Path(d).name for d in finished["run_dir"]}
     return len(set(study.planned) & done), [name for name in study.planned if name not in done]
 
 

@@ -16,6 +16,7 @@ from vitlib.fileio import atomic_write_text
 
 from .claims import CLAIM_IDS, readable, run_links, to_markdown
 from .collect import REPO, StudyInfo, display_root, study_progress
+from .controls import controls_text
 from .verdict import NOT_RUN
 
 TITLE = 'Reproducing "An Image Is Worth 16x16 Words" (ViT, Dosovitskiy et al., ICLR 2021)'
@@ -205,6 +206,17 @@ def _claim_section(title, ids, table_name, figure_names, report: StudyReport, ta
     return "\n".join(out)
 
 
+def _controls(table, tables_dir: Path, md_dir: Path, links: dict) -> str:
+    """The study's precision controls (controls.py), or "" when it has none."""
+    if table is None or table.empty:
+        return ""
+    csv = _link(tables_dir / "controls.csv", md_dir)
+    return ("### Controls\n\nRuns that repeat a counted run in another precision, with the same "
+            "configuration and seed. They are not counted as seeds; each difference is read beside the "
+            f"seed spread of the run it repeats (2 × its seed std).\n\n{controls_text(table)}\n"
+            f"Table ([controls.csv]({csv})):\n\n{to_markdown(readable(table, links))}")
+
+
 def _linked_ids(claims: pd.DataFrame, study: str) -> pd.DataFrame:
     """The claims table with each id a link to its section."""
     return claims.assign(id=[f"[{c}](#{anchor(study, c)})" for c in claims["id"]])
@@ -242,6 +254,7 @@ def _study(report: StudyReport, results_dir: Path, md_dir: Path) -> str:
     for title, ids, table, figs in SECTIONS:
         if claims["id"].isin(ids).any():  # a study that names its claims has no section for the others
             parts.append(_claim_section(title, ids, table, figs, report, tables_dir, md_dir, links))
+    parts.append(_controls(report.tables.get("controls"), tables_dir, md_dir, links))
     parts += ["#### Inspection figures\n", _inspection_figures(report.runs, md_dir), _not_used(report.runs)]
     return "\n".join(parts)
 
