@@ -55,6 +55,18 @@ def write_data_size(results, vit, resnet, sizes=(1000, 50000)):
                       seed=seed, top1=r + jitter)
 
 
+def declare_study(root, monkeypatch, name, body, header="# Study: s\n# Command: c\n# Expected runtime: r\n"
+                  "# Expected result: e\n"):
+    """`<root>/experiments/<name>.yaml` (header, then `name:`, `output:` and `body`) as a study file
+    of the repository the report reads; returns its path."""
+    (root / "experiments").mkdir(exist_ok=True)
+    study = root / "experiments" / f"{name}.yaml"
+    study.write_text(f"{header}name: {name}\noutput: results/runs/{name}\n{body}")
+    monkeypatch.setattr(collect, "REPO", root)
+    monkeypatch.setattr(collect, "EXPERIMENTS", root / "experiments")
+    return study
+
+
 # ---------------------------------------------------------------------------------- collect ----
 
 def test_load_runs_reads_records_and_skips_stale_and_flags_failed(tmp_path):
@@ -353,13 +365,9 @@ def test_a_declared_study_without_runs_is_not_yet_run(tmp_path, monkeypatch):
     claim "not yet run"; an empty results folder without one says so."""
     md = build_report(tmp_path)
     assert "No study yet." in md.read_text() and not list((tmp_path / "figures").rglob("*.png"))
-    (tmp_path / "experiments").mkdir()
-    (tmp_path / "experiments" / "big.yaml").write_text(
+    declare_study(tmp_path, monkeypatch, "big", "runs: []\n", header=(
         "# Study: a big one\n# Command: python -m vitlib.experiments run experiments/big.yaml\n"
-        "# Expected runtime: a day\n# Expected result: everything\n"
-        "name: big\noutput: results/runs/big\nruns: []\n")
-    monkeypatch.setattr(collect, "REPO", tmp_path)
-    monkeypatch.setattr(collect, "EXPERIMENTS", tmp_path / "experiments")
+        "# Expected runtime: a day\n# Expected result: everything\n"))
     results = tmp_path / "results"
     (results / "runs").mkdir(parents=True)
     text = build_report(results).read_text()
@@ -386,12 +394,7 @@ def test_a_study_that_names_its_claims_is_judged_on_those_only(tmp_path, monkeyp
     """`claims` in a study file: the report lists those claims for it (claims table, scoreboard,
     sections, supporting tables) and nothing about the ones it never runs; a table left from an
     earlier build without the key is removed."""
-    (tmp_path / "experiments").mkdir()
-    study = tmp_path / "experiments" / "size.yaml"
-    study.write_text("# Study: sizes\n# Command: c\n# Expected runtime: r\n# Expected result: e\n"
-                     "name: size\noutput: results/runs/size\nruns: []\n")
-    monkeypatch.setattr(collect, "REPO", tmp_path)
-    monkeypatch.setattr(collect, "EXPERIMENTS", tmp_path / "experiments")
+    study = declare_study(tmp_path, monkeypatch, "size", "runs: []\n")
     results = tmp_path / "results"
     write_data_size(results, (30, 80), (50, 82))
     build_report(results)
@@ -676,14 +679,8 @@ def test_an_unfinished_study_says_so_and_names_the_runs_to_come(tmp_path, monkey
     """While runs its study file lists have not finished, the study's section says how many have,
     names the ones to come and that the verdicts may move; the scoreboard's scale cell says
     "unfinished". A failed run is still to come; once every run has finished, neither is said."""
-    (tmp_path / "experiments").mkdir()
-    study = tmp_path / "experiments" / "size.yaml"
-    study.write_text("# Study: sizes\n# Command: c\n# Expected runtime: r\n# Expected result: e\n"
-                     "name: size\noutput: results/runs/size\nruns:\n"
-                     "  - {notebook: n.ipynb, name: '{m}-{n}-s{seed}',\n"
-                     "     grid: {m: [vit, res], n: [1000, 5000, 50000], seed: [0, 1]}}\n")
-    monkeypatch.setattr(collect, "REPO", tmp_path)
-    monkeypatch.setattr(collect, "EXPERIMENTS", tmp_path / "experiments")
+    study = declare_study(tmp_path, monkeypatch, "size", "runs:\n  - {notebook: n.ipynb, name: '{m}-{n}-s{seed}',\n"
+                          "     grid: {m: [vit, res], n: [1000, 5000, 50000], seed: [0, 1]}}\n")
     results = tmp_path / "results"
     write_data_size(results, (30, 80), (50, 82))
     shutil.rmtree(results / "runs" / "size" / "res-50000-s1")
