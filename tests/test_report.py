@@ -538,6 +538,24 @@ def test_the_plateau_check_reads_a_top_budget_whose_rung_is_not_complete(tmp_pat
             in by_budget and "resnet: plateau unknown: no run at 32,000 steps" in by_budget)
 
 
+def test_a_vit_claim_judged_below_the_top_budget_says_whether_more_budget_moves_the_vit(tmp_path):
+    """Patch sizes trained at 2,000 steps only, on a ladder of 2,000 / 4,000 / 8,000: the verdict at
+    2,000 steps carries the check of its base ViT at the largest size against twice the budget (it
+    gains 5 validation points: budget-limited); a check at the top budget reads half of it."""
+    from vitlib.report.budgets import more_budget
+
+    write_ladder(tmp_path, {2000: ((35, 50), (45, 70)), 4000: ((38, 55), (50, 75)), 8000: ((40, 55.2), (55, 78))})
+    write_seeds(tmp_path, "ladder", "b2000-p8", 45.0, model="vit_s4", model_args={"patch_size": 8},
+                steps=2000, train_size=45000)
+    build_report(tmp_path)
+    claims = pd.read_csv(tmp_path / "tables" / "ladder" / "claims.csv").set_index("id")
+    assert claims.at["patch-depth", "by budget"] == (
+        "2,000 steps: partly (the ViT at the largest size, budget-limited: validation 51.00 → 56.00 from 2,000 "
+        "to 4,000 steps (bar 0.28))")
+    runs = load_runs(tmp_path)
+    assert more_budget(runs, 8000).startswith("at plateau: validation 56.00 → 56.20 from 4,000 to 8,000 steps")
+
+
 def test_a_rung_judged_on_fewer_sizes_names_the_sizes_it_lacks(tmp_path):
     """The top budget has run only 15,000 and 45,000 images of the ladder's 1,000-45,000: its
     data-size verdict (judged on those two) says which sizes it lacks, in the by-budget table, the

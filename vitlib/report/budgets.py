@@ -58,49 +58,60 @@ def at_budget(runs: pd.DataFrame, steps: int) -> pd.DataFrame:
     return runs[(runs["kind"] != "train") | (runs["steps"] == steps)]
 
 
+def _at_largest_size(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """(the usable train runs of the data-size configurations at the largest training set, the
+    selection metric: validation accuracy where the runs have it, else test)."""
+    sized = data_size_runs(runs)
+    df = usable(runs, "train").dropna(subset=["train_size", "steps"])
+    df = df[(df["train_size"] == sized["train_size"].max()) & df["label"].isin(set(sized["label"]))]
+    metric = "val_top1" if "val_top1" in df and df["val_top1"].notna().any() else "accuracy"
+    return df, metric
+
+
+def _moved(rows: pd.DataFrame, metric: str, at: int, other: int) -> str:
+    """Whether the best configuration among `rows` at `at` steps moves when the same configuration
+    trains for `other` steps: "at plateau" (by no more than the seed spread: 2 x the largest seed
+    std of the two cells), "budget-limited" (by more), or "plateau unknown" (a budget not run, or a
+    cell with one seed)."""
+    cells = summarise(rows, ["label", "recipe", "steps"], metric)
+    at_cells = cells[cells["steps"] == at]
+    if at_cells.empty:
+        return f"plateau unknown: no run at {at:,} steps"
+    best = best_per(at_cells, ["steps"]).iloc[0]
+    same = cells[(cells["label"] == best["label"]) & (cells["recipe"] == best["recipe"])]
+    if not (same["steps"] == other).any():
+        return f"plateau unknown: no run at {other:,} steps"
+    low, high = (same[same["steps"] == s] for s in sorted((at, other)))
+    name = "validation" if metric == "val_top1" else "test"
+    moved = (f"{name} {low['mean'].iloc[0]:.2f} → {high['mean'].iloc[0]:.2f} from {int(low['steps'].iloc[0]):,} "
+             f"to {int(high['steps'].iloc[0]):,} steps")
+    bar = seed_spread(pd.concat([low, high]))
+    if math.isnan(bar):
+        return f"plateau unknown (one seed in a cell): {moved}"
+    diff = high["mean"].iloc[0] - low["mean"].iloc[0]
+    return f"{'at plateau' if weigh(diff, bar) == 'within noise' else 'budget-limited'}: {moved} (bar {bar:.2f})"
+
+
 def plateau(runs: pd.DataFrame, ladder: list[int]) -> dict:
     """{family: text} of the plateau check: at the largest training set and the longest budget run
-    there (judged or not), the selection metric (validation accuracy where the runs have it, else
-    test) of each family's best configuration at that budget against the same configuration at half
-    of it. "at plateau": it moved by no more than the seed spread (2 x the largest seed std of the
-    two cells); "budget-limited": it moved by more; "plateau unknown" where either budget was not
-    run or a cell has one seed."""
+    there (judged or not), each family's best configuration at that budget against the same
+    configuration at half of it (_moved)."""
     if not ladder:
         return {}
-    sized = data_size_runs(runs)
-    largest = sized["train_size"].max()
-    df = usable(runs, "train").dropna(subset=["train_size", "steps"])
-    df = df[(df["train_size"] == largest) & df["label"].isin(set(sized["label"]))]
+    df, metric = _at_largest_size(runs)
     # the longest budget trained at the largest size, judged or not: its rung may still lack the
     # small sizes that a verdict needs
     top = max(ladder[-1], int(df["steps"].max()))
-    half = top // 2
-    metric = "val_top1" if "val_top1" in df and df["val_top1"].notna().any() else "accuracy"
-    out = {}
-    for family in ("vit", "resnet"):
-        rows = df[df["family"] == family]
-        cells = summarise(rows, ["label", "recipe", "steps"], metric)
-        top_cells = cells[cells["steps"] == top]
-        if top_cells.empty:
-            out[family] = f"plateau unknown: no run at {top:,} steps"
-            continue
-        best = best_per(top_cells, ["steps"]).iloc[0]
-        other = cells[(cells["label"] == best["label"]) & (cells["recipe"] == best["recipe"])
-                      & (cells["steps"] == half)]
-        name = "validation" if metric == "val_top1" else "test"
-        if other.empty:
-            out[family] = f"plateau unknown: no run at {half:,} steps"
-            continue
-        diff = best["mean"] - other["mean"].iloc[0]
-        bar = seed_spread(pd.concat([top_cells[top_cells["label"] == best["label"]], other]))
-        moved = f"{name} {other['mean'].iloc[0]:.2f} → {best['mean']:.2f} from {half:,} to {top:,} steps"
-        if math.isnan(bar):
-            out[family] = f"plateau unknown (one seed in a cell): {moved}"
-        elif weigh(diff, bar) == "within noise":
-            out[family] = f"at plateau: {moved} (bar {bar:.2f})"
-        else:
-            out[family] = f"budget-limited: {moved} (bar {bar:.2f})"
-    return out
+    return {family: _moved(df[df["family"] == family], metric, top, top // 2) for family in ("vit", "resnet")}
+
+
+def more_budget(runs: pd.DataFrame, steps: int) -> str:
+    """Would more budget move a ViT claim judged at `steps`: the best ViT of the ladder at the
+    largest training set, `steps` against twice that where it was run, else against half (_moved)."""
+    df, metric = _at_largest_size(runs)
+    vit = df[df["family"] == "vit"]
+    other = 2 * steps if (vit["steps"] == 2 * steps).any() else steps // 2
+    return _moved(vit, metric, steps, other)
 
 
 def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -124,6 +135,7 @@ def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame) -> tuple[pd.DataFrame
         for steps, rows in judged.items()})
     by_budget = by_budget.rename_axis("id").reset_index()
     limits = plateau(runs, ladder)
+    checks = {steps: more_budget(runs, steps) for steps in ladder}
     for i, claim_id in claims["id"].items():
         steps = None if claim_id in ALL_BUDGETS else next(
             (s for s in reversed(ladder) if judged[s].at[claim_id, "verdict"] != NOT_RUN), None)
@@ -132,21 +144,27 @@ def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame) -> tuple[pd.DataFrame
             for column in row.index:
                 claims.at[i, column] = row[column]
             claims.at[i, "reason"] = f"at {steps:,} steps{_gaps(claim_id, sizes, steps)}: {row['reason']}"
-        claims.at[i, "by budget"] = budget_text(claim_id, by_budget, limits, ladder)
+        claims.at[i, "by budget"] = budget_text(claim_id, by_budget, limits, ladder, checks)
     return claims, by_budget
 
 
-def budget_text(claim_id: str, by_budget: pd.DataFrame, limits: dict, ladder: list[int]) -> str:
+def budget_text(claim_id: str, by_budget: pd.DataFrame, limits: dict, ladder: list[int],
+                checks: dict | None = None) -> str:
     """The scoreboard's words for one claim: its verdict at each budget where it was judged, and
     for the data-size claim the plateau check ("2,000 steps: not reproduced; 32,000 steps: partly
-    (ViT budget-limited: ...)"); for a claim judged on all budgets at once, the budgets its one
-    verdict spans; "" for a study without a ladder."""
+    (at the largest size, vit: budget-limited: ...)"); for the other claims (on the ViT) each
+    verdict with `checks` of its budget (more_budget: "8,000 steps: reproduced (the ViT at the
+    largest size: budget-limited: ...)"); for a claim judged on all budgets at once, the budgets
+    its one verdict spans; "" for a study without a ladder."""
     if by_budget.empty or claim_id not in set(by_budget["id"]):
         return ""
     if claim_id in ALL_BUDGETS:
         return f"one verdict on all budgets at once (its frontiers span {ladder[0]:,}–{ladder[-1]:,} steps)"
     row = by_budget.set_index("id").loc[claim_id]
-    text = "; ".join(f"{budget}: {verdict}" for budget, verdict in row.items() if verdict != NOT_RUN)
+    checks = {} if claim_id == "data-size" else checks or {}
+    text = "; ".join(f"{budget}: {verdict}" + (f" (the ViT at the largest size, {checks[steps]})"
+                                                 if steps in checks else "")
+                     for steps, (budget, verdict) in zip(ladder, row.items()) if verdict != NOT_RUN)
     if claim_id == "data-size" and limits:
         text += " (at the largest size, " + "; ".join(f"{f}: {t}" for f, t in limits.items()) + ")"
     return text
