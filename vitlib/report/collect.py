@@ -321,8 +321,9 @@ def _planned(path: Path) -> tuple:
 
 def study_progress(study: StudyInfo, runs: pd.DataFrame) -> tuple[int, list]:
     """(how many runs of the study file have finished, the names of those still to run): a
-    planned run counts once its folder among `runs` (the study's) is usable or a precision control."""
-    finished = runs[runs["usable"].astype(bool) | runs["control_of"].notna()] if len(runs) else runs
+    planned run counts once its folder among `runs` (the study's) has run to its end: status
+    "complete" (used by the claims or not: a control, a comparison notebook)."""
+    finished = runs[runs["status"] == "complete"] if len(runs) else runs
     done = {Path(d).name for d in finished["run_dir"]}
     return len(set(study.planned) & done), [name for name in study.planned if name not in done]
 
