@@ -753,3 +753,13 @@ def test_a_run_repeated_in_another_precision_is_a_control_read_beside_the_seed_s
     shutil.rmtree(tmp_path / "runs" / "size" / "ctl-fp32-vit-n1000-s0")
     assert "### Controls" not in build_report(tmp_path).read_text()
     assert not (tmp_path / "tables" / "size" / "controls.csv").exists()
+
+
+def test_a_run_whose_precision_resolves_like_its_twin_is_a_copy_not_a_control(tmp_path):
+    """"auto" and "bf16" that both trained in bf16 are one run counted once, not a control."""
+    for name, stated in (("a-s0", "auto"), ("b-s0", "bf16")):
+        write_run(tmp_path, "size", name, precision="bf16",
+                  parameters={"model": "vit_s4", "seed": 0, "precision": stated, "out_dir": name})
+    runs = load_runs(tmp_path, warn=lambda line: None).set_index("run")
+    assert runs.loc["a-s0", "usable"] and not runs.loc["b-s0", "usable"]
+    assert runs.loc["b-s0", "problem"].startswith("a copy of ") and pd.isna(runs.loc["b-s0", "control_of"])

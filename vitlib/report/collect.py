@@ -228,7 +228,8 @@ def _mark_copies(rows: list[dict]) -> None:
 def _mark_controls(rows: list[dict]) -> None:
     """Usable runs of one study that differ only in their precision are one run and its precision
     controls: the run in the study's most common precision counts, each other one leaves the claims
-    (it is no other seed), `control_of` naming the run it repeats."""
+    (it is no other seed), `control_of` naming the run it repeats; one whose precision resolved to
+    the main run's (a stated "bf16" beside "auto") is a copy, counted once."""
     groups = {}
     for row in rows:
         key = _identity(row, ignore=("precision",)) if row.get("usable") else None
@@ -237,13 +238,16 @@ def _mark_controls(rows: list[dict]) -> None:
     common = Counter((row.get("study"), row.get("precision")) for row in rows if row.get("usable"))
     for group in groups.values():
         main = max(group, key=lambda row: common[(row.get("study"), row.get("precision"))])
-        for row in group:
-            if row is not main:
-                row["usable"] = False
-                row["control_of"] = main["run_dir"]
-                row["problem"] = (f"a precision control of {main['run_dir']} (the same configuration and seed "
-                                  f"in {row.get('precision')} instead of {main.get('precision')}): compared "
-                                  "under Controls, not counted as another seed")
+        for row in (r for r in group if r is not main):
+            row["usable"] = False
+            if row.get("precision") == main.get("precision"):  # "auto" that resolved to the same precision
+                row["problem"] = (f"a copy of {main['run_dir']} (same study, configuration, seed and "
+                                  "precision): counted once")
+                continue
+            row["control_of"] = main["run_dir"]
+            row["problem"] = (f"a precision control of {main['run_dir']} (the same configuration and seed "
+                              f"in {row.get('precision')} instead of {main.get('precision')}): compared "
+                              "under Controls, not counted as another seed")
 
 
 def _folder_study(folder: Path, results_dir: Path) -> str:
