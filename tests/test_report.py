@@ -601,10 +601,34 @@ def test_a_run_stopped_early_counts_at_the_budget_it_was_set(tmp_path):
 
 
 def test_a_study_at_one_budget_has_no_budget_column(tmp_path):
+    """No by-budget column, figure or table; each claim's section states the one budget its runs
+    trained for instead, and that no plateau check exists."""
     write_data_size(tmp_path, (30, 80), (50, 82))
     text = build_report(tmp_path).read_text()
     assert "by budget" not in text and "budget_lead" not in text
     assert not (tmp_path / "tables" / "size" / "by_budget.csv").exists()
+    assert "- Budget: 1,000 steps (one budget; plateau not checked)\n" in text
+
+
+def test_a_fine_tuning_claim_at_one_budget_states_its_pre_training_budget(tmp_path):
+    """The budget of a fine-tuning claim names the pre-training runs' steps (read through
+    pretrained_from) beside the fine-tuning's; steps that differ between configurations are a span."""
+    from vitlib.report.budgets import judge_ladder
+
+    write_pretrain(tmp_path, {"vit": (70, 80), "res": (75, 77)}, {"vit": (30, 31), "res": (35, 38)})
+    for fam, size, steps in (("vit", 10000, 3000), ("vit", 100000, 3000), ("res", 10000, 2000), ("res", 100000, 2000)):
+        write_run(tmp_path, "ft", f"pre-{fam}-{size}", dataset="tiny-imagenet", train_size=size, steps=steps)
+        for seed in (0, 1):
+            result = tmp_path / "runs" / "ft" / f"{fam}-{size}-s{seed}" / "result.json"
+            record = json.loads(result.read_text())
+            record.update(pretrained_from=str(tmp_path / "runs" / "ft" / f"pre-{fam}-{size}"), steps=500)
+            result.write_text(json.dumps(record))
+    runs = load_runs(tmp_path)
+    claims, tables = evaluate_claims(runs)
+    claims = judge_ladder(runs, claims, tables)[0].set_index("id")
+    assert claims.at["pretrain-size", "budget"] == (
+        "pre-training 2,000–3,000 steps, fine-tuning 500 steps (one budget per configuration; plateau not checked)")
+    assert claims.at["pos-emb", "budget"] == ""  # a claim with no runs has no budget
 
 
 def test_demo_report_has_a_banner(tmp_path):

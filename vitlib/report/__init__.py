@@ -40,7 +40,7 @@ def build_report(results_dir="results", out_md=None) -> Path:
         study_claims(study.claims, study.file, CLAIM_IDS)  # a study file's claims are the report's own
         study_runs = runs[runs["study"] == study.name]
         claims, tables = evaluate_claims(study_runs)
-        claims, by_budget = judge_ladder(study_runs, claims)  # a study trained at several budgets
+        claims, by_budget = judge_ladder(study_runs, claims, tables)  # a study trained at several budgets
         if study.claims:  # a study that names its claims is judged on those only
             claims = claims[claims["id"].isin(study.claims)].reset_index(drop=True)
             tables = {name: table for name, table in tables.items() if name in set(claims["table"])}

@@ -8,11 +8,12 @@ at two or more common sizes; a study with fewer than two has no ladder and none 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 
 from .claims import evaluate_claims
-from .collect import summarise, usable
+from .collect import REPO, summarise, usable
 from .scaling import data_size_runs
 from .verdict import NOT_RUN, best_per, seed_spread, weigh
 
@@ -114,18 +115,54 @@ def more_budget(runs: pd.DataFrame, steps: int) -> str:
     return _moved(vit, metric, steps, other)
 
 
-def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _span(steps) -> str:
+    """"2,000 steps", or "500–2,000 steps" for several."""
+    low, high = int(min(steps)), int(max(steps))
+    return f"{low:,} steps" if low == high else f"{low:,}–{high:,} steps"
+
+
+def one_budget(runs: pd.DataFrame, table: pd.DataFrame | None) -> str:
+    """The budget of a claim of a study trained at one budget, read off the runs its supporting
+    table names (an inspection: the run it inspects; a fine-tuning: with its pre-training's) and
+    the table's own steps: "pre-training 3,000 steps, fine-tuning 500 steps (one budget; plateau not
+    checked)"; "" where the table names neither."""
+    if table is None or table.empty:
+        return ""
+    named = {d for col in ("runs", "run_dir") if col in table
+             for cell in table[col].dropna() for d in str(cell).split()}
+    rows = runs[runs["run_dir"].isin(named)]
+    # an inspection reads the run it inspects, a fine-tuning the run it starts from: paths as the
+    # notebooks took them (relative to the repository's root)
+    at = runs.assign(key=[Path(p).resolve() for p in runs["path"]]).drop_duplicates("key").set_index("key")
+    linked = lambda col: at[at.index.isin({(REPO / p).resolve() for p in rows[col].dropna()})]  # noqa: E731
+    rows = pd.concat([rows[rows["source_run"].isna()], linked("source_run")])
+    steps = [*rows["steps"].dropna(), *(table["steps"].dropna() if "steps" in table else ())]
+    pre = linked("pretrained_from")["steps"].dropna()
+    parts = ([f"pre-training {_span(pre)}"] if len(pre) else []) + (
+        [("fine-tuning " if len(pre) else "") + _span(steps)] if steps else [])
+    if not parts:
+        return ""
+    each = "one budget" if len(set(steps)) <= 1 and pre.nunique() <= 1 else "one budget per configuration"
+    return f"{', '.join(parts)} ({each}; plateau not checked)"
+
+
+def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame,
+                 tables: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(claims, by_budget) of a study trained at several budgets. by_budget: one row per claim id,
     one verdict column per budget ("2,000 steps"). claims: each claim's row as judged at the largest
     budget where it could be judged (its reason says which), with a "by budget" column of the
     verdict at every budget and the plateau check (budget_text); the compute claims keep their
-    all-budget rows. A study without a ladder: its claims unchanged, with an empty "by budget"
-    column, and an empty by_budget."""
+    all-budget rows. A study without a ladder: an empty "by budget" column, its claims otherwise
+    unchanged but for a "budget" column (one_budget of each judged claim's table among `tables`),
+    and an empty by_budget."""
     sizes = rung_sizes(runs)
     ladder = budgets(runs, sizes)
     claims = claims.copy()
     claims["by budget"] = ""
+    claims["budget"] = ""
     if len(ladder) < 2:
+        claims["budget"] = [one_budget(runs, (tables or {}).get(name)) if verdict != NOT_RUN else ""
+                            for name, verdict in zip(claims["table"], claims["verdict"])]
         return claims, pd.DataFrame()
     judged = {steps: evaluate_claims(at_budget(runs, steps))[0].set_index("id") for steps in ladder}
     by_budget = pd.DataFrame({

@@ -191,7 +191,8 @@ def _claim_section(title, ids, table_name, figure_names, report: StudyReport, ta
         out.append(f'<a id="{anchor(report.study.name, row["id"])}"></a>**{row["claim"]}** ({row["id"]})\n\n'
                    f"- Paper: {row['paper']}\n"
                    f"- Ours: {row['ours']}\n- Verdict: **{row['verdict']}**: {row['reason']}\n"
-                   + (f"- By budget: {row['by budget']}\n" if row.get("by budget") else "") +
+                   + (f"- By budget: {row['by budget']}\n" if row.get("by budget") else "")
+                   + (f"- Budget: {row['budget']}\n" if row.get("budget") else "") +
                    f"- Runs: {row['runs']} (each row below links the run folders of its number)\n"
                    f"- Re-make: {_command(row['command'], row['command_scope'])}\n")
     table = report.tables.get(table_name, pd.DataFrame())
