@@ -260,8 +260,8 @@ def test_compute_rules(tmp_path):
     # a dominated point (as costly as the ResNet's 80%, far less accurate) is off the frontier:
     # its 10-point seed spread is no bar for the verdict
     for seed, acc in ((0, 50.0), (1, 60.0)):
-        write_run(tmp_path, "c", f"r0-s{seed}", model="resnet18_cifar", train_flops=1e15, steps=1000,
-                  seed=seed, train_size=500, top1=acc)
+        write_run(tmp_path, "c", f"r0-s{seed}", model="resnet18_cifar", train_flops=1e15, steps=999,
+                  seed=seed, top1=acc)
     row = claim(load_runs(tmp_path), "compute")
     assert row["verdict"] == "not reproduced" and "2 × seed std = 0.28" in row["reason"]
     # one seed: the spread is unknown, so no verdict beyond "within noise"
@@ -277,6 +277,32 @@ def test_compute_rules(tmp_path):
     row = claim(cheap, "compute-hybrid")  # at 4e15: hybrid 81 vs the ViT's best within it, 70
     assert "+11.00 pts at 4e+15 FLOPs; no larger budget has runs of both" in row["reason"]
     assert "nan" not in row["reason"]
+
+
+def test_the_compute_claims_compare_the_families_on_one_training_set_size(tmp_path):
+    """A hybrid trained on 5,000 images stopped early (cheap, data-starved) would set the budget
+    against ViTs trained on 50,000: the claims compare at the largest training set both families
+    trained on, where the hybrid leads; the runs behind each claim are those at that size."""
+    for name, model, size, flops, acc in (("v", "vit_s4", 50000, 1e15, 70), ("v", "vit_s4", 5000, 1e15, 50),
+                                          ("h", "r_vit_s4", 5000, 6e14, 60), ("h", "r_vit_s4", 50000, 2e15, 80),
+                                          ("r", "resnet18_cifar", 1000, 1e14, 71),
+                                          ("r", "resnet18_cifar", 50000, 2e15, 75)):
+        write_seeds(tmp_path, "c", f"{name}{size}", acc, model=model, train_size=size, train_flops=flops,
+                    steps=int(flops / 1e12))
+    runs = load_runs(tmp_path)
+    hybrid = claim(runs, "compute-hybrid")
+    assert hybrid["ours"] == "at 2e+15 FLOPs (at 50,000 training images): hybrid 80.00%, ViT 70.00%"
+    assert hybrid["verdict"] == "reproduced" and hybrid["runs"].endswith("(4 runs)")
+    compute = claim(runs, "compute")  # the ResNet on 1,000 images reaches 71% cheaply, but not at 50,000
+    assert compute["ours"].startswith(
+        "to reach 70.00%: ViT 1e+15 FLOPs, ResNet 2e+15 FLOPs (at 50,000 training images)")
+    assert compute["verdict"] == "reproduced" and "= 2.00" in compute["reason"]
+    # the ViT on 5,000 images only: no size in common with the ResNet (not yet run, saying why);
+    # the hybrid is then compared at 5,000
+    apart = runs[~((runs["family"] == "vit") & (runs["train_size"] == 50000))]
+    assert claim(apart, "compute")["verdict"] == "not yet run"
+    assert "common training-set size" in claim(apart, "compute")["reason"]
+    assert claim(apart, "compute-hybrid")["ours"].startswith("at 1e+15 FLOPs (at 5,000 training images): hybrid 60.00%")
 
 
 @pytest.mark.parametrize("seeds, low, high, verdict", [

@@ -7,6 +7,7 @@ so nothing pops up and a notebook's backend is left alone.
 """
 from __future__ import annotations
 
+import math
 import re
 import textwrap
 from pathlib import Path
@@ -15,11 +16,12 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 from .ablations import POS_EMBS, base_shape, patch_depth_runs, pooling_runs, pos_emb_runs
 from .budgets import at_budget, budgets
 from .collect import usable
-from .scaling import compute_points, compute_runs, data_size_runs, pretrain_runs
+from .scaling import at_size, compute_points, compute_runs, data_size_runs, matched_size, pretrain_runs
 
 ACCURACY = "top-1 accuracy (%)"
 # one colour per family in every figure (seaborn's first three: blue, orange, green)
@@ -168,7 +170,9 @@ def fig_few_shot(runs: pd.DataFrame, path: Path):
 
 def fig_compute(runs: pd.DataFrame, path: Path):
     """Accuracy vs training FLOPs (log x) per configuration, with each family's Pareto frontier
-    (the best accuracy within each budget: at a FLOP count several runs share, only the best)."""
+    (the best accuracy within each budget: at a FLOP count several runs share, only the best) at
+    the training-set size the compute claims compare at (matched_size; the other sizes' points
+    faded)."""
     points = compute_points(compute_runs(runs))
     if points.empty:
         return _skip(path)
@@ -176,16 +180,26 @@ def fig_compute(runs: pd.DataFrame, path: Path):
     ax = fig.subplots()
     families = sorted(points["family"].unique())
     palette = {f: FAMILY_COLORS.get(f, (0.4, 0.4, 0.4)) for f in families}
-    sns.scatterplot(points, x="train_flops", y="top1", hue="family", style="family",
+    size = matched_size(points, families)
+    compared = points if size is None else at_size(points, size)
+    if len(compared) < len(points):
+        sns.scatterplot(points.drop(compared.index), x="train_flops", y="top1", hue="family", style="family",
+                        palette=palette, s=30, alpha=0.25, legend=False, ax=ax)
+    sns.scatterplot(compared, x="train_flops", y="top1", hue="family", style="family",
                     palette=palette, s=50, alpha=0.8, ax=ax)
-    for family, pts in points.groupby("family"):
+    at = "" if size is None or math.isnan(size) else f" ({int(size):,} images)"
+    for family, pts in compared.groupby("family"):
         best = pts.groupby("train_flops")["top1"].max().sort_index()
         frontier = best[best > best.cummax().shift(fill_value=-1.0)]  # points that raise the best
         ax.plot(frontier.index, frontier.to_numpy(), color=palette[family], alpha=0.7, linewidth=2,
                 marker="D", markersize=7, markerfacecolor="none", drawstyle="steps-post",
-                label=f"{family} frontier")  # a marker: a frontier of one FLOP value is one point
+                label=f"{family} frontier{at}")  # a marker: a frontier of one FLOP value is one point
+    faded = " (faded: smaller training sets)" if len(compared) < len(points) else ""
     ax.set(xscale="log", xlabel="training FLOPs (log scale)", ylabel=ACCURACY,
-           title=f"Accuracy vs training compute ({points['dataset'].iloc[0]})")
+           title=f"Accuracy vs training compute ({points['dataset'].iloc[0]}){faded}")
+    # a run of one decade would show one label: label 2 and 5 times each decade too, briefly
+    ax.xaxis.set_minor_locator(LogLocator(subs=(2, 5)))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:.0e}".replace("e+", "e")))
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return _save(fig, path)
 

@@ -182,6 +182,31 @@ def compute_points(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index().sort_values(["family", "train_flops"]).reset_index(drop=True)
 
 
+def matched_size(points: pd.DataFrame, families) -> float | None:
+    """The training-set size the compute claims compare at: the largest at which each of
+    `families` has a point; None when they share none. The paper's compute comparisons hold the
+    pre-training set fixed (JFT-300M), and a point trained on fewer images (cheap where it stopped
+    early, poor because data-starved) would otherwise set a budget that more data beats. NaN when
+    no point states its size (all compare)."""
+    if points["train_size"].isna().all():
+        return math.nan
+    sizes = [set(points.loc[points["family"] == f, "train_size"].dropna()) for f in families]
+    common = set.intersection(*sizes) if sizes else set()
+    return max(common) if common else None
+
+
+def at_size(points: pd.DataFrame, size: float | None) -> pd.DataFrame:
+    """The compute points (or runs) trained on `size` images: all of them for NaN (matched_size),
+    none for None."""
+    if size is None:
+        return points.iloc[0:0]
+    return points if math.isnan(size) else points[points["train_size"] == size]
+
+
+def _size_text(size: float | None) -> str:
+    return "" if size is None or math.isnan(size) else f" (at {int(size):,} training images)"
+
+
 def _flops_to_reach(points: pd.DataFrame, accuracy: float) -> float:
     reach = points[points["top1"] >= accuracy - 1e-9]
     return float(reach["train_flops"].min()) if len(reach) else math.nan
@@ -212,9 +237,10 @@ def _points_bar(*families: pd.DataFrame) -> float:
 def claim_compute(runs: pd.DataFrame):
     """ViT reaches a given accuracy with 2-4x less training compute than ResNets (Fig. 5, Table 6).
 
-    Data: compute_points (seed means per configuration). Per family the Pareto frontier is the
-    best accuracy reachable within each FLOP budget. target = the highest accuracy both the
-    ViT and the ResNet frontiers reach; ratio = ResNet FLOPs / ViT FLOPs needed to reach it.
+    Data: compute_points (seed means per configuration) at matched_size: the largest training set
+    both families trained on. Per family the Pareto frontier is the best accuracy reachable within
+    each FLOP budget. target = the highest accuracy both the ViT and the ResNet frontiers reach;
+    ratio = ResNet FLOPs / ViT FLOPs needed to reach it.
     reproduced: ratio >= 2 (the paper's 2-4x). partly: 1 < ratio < 2. not reproduced: ratio <= 1
     (on small data the expected outcome: ResNets are the more compute-efficient).
     within noise: the verdict changes when either family's target is lowered by the bar
@@ -227,9 +253,12 @@ def claim_compute(runs: pd.DataFrame):
             "(ImageNet)", "compute")
     used = compute_runs(runs)
     points = compute_points(used)
-    vit, resnet = (points[points["family"] == f] for f in ("vit", "resnet"))
+    size = matched_size(points, ("vit", "resnet"))
+    compared = at_size(points, size)
+    vit, resnet = (compared[compared["family"] == f] for f in ("vit", "resnet"))
     if vit.empty or resnet.empty:
-        return not_run(*meta, used, "runs of vit and resnet with train_flops and accuracy"), points
+        return not_run(*meta, used, "runs of vit and resnet with train_flops and accuracy, "
+                                    "on a common training-set size"), points
     target = min(vit["top1"].max(), resnet["top1"].max())
     f_vit, f_res = _flops_to_reach(vit, target), _flops_to_reach(resnet, target)
     ratio = f_res / f_vit
@@ -237,19 +266,21 @@ def claim_compute(runs: pd.DataFrame):
     band = {_ratio_verdict(_flops_to_reach(resnet, target - r) / _flops_to_reach(vit, target - v))
             for r, v in ((0, 0), (bar, 0), (0, bar))} if not math.isnan(bar) else {"unknown"}
     verdict = _ratio_verdict(ratio) if band == {_ratio_verdict(ratio)} else "within noise"
-    fewest, most = int(points["n"].min()), int(points["n"].max())
-    ours = (f"to reach {target:.2f}%: ViT {f_vit:.3g} FLOPs, ResNet {f_res:.3g} FLOPs "
-            f"({len(points)} configurations, n={fewest if fewest == most else f'{fewest}-{most}'} seeds)")
+    both = pd.concat([vit, resnet])
+    fewest, most = int(both["n"].min()), int(both["n"].max())
+    ours = (f"to reach {target:.2f}%: ViT {f_vit:.3g} FLOPs, ResNet {f_res:.3g} FLOPs{_size_text(size)} "
+            f"({len(both)} configurations, n={fewest if fewest == most else f'{fewest}-{most}'} seeds)")
     reason = (f"ResNet/ViT FLOPs at equal accuracy = {ratio:.2f} (paper: 2-4; {bar_text(bar)}"
               + ("; the verdict changes within it" if verdict == "within noise" else "") + ")")
-    return make_row(*meta, used, ours=ours, verdict=verdict, reason=reason), points
+    return make_row(*meta, at_size(used, size), ours=ours, verdict=verdict, reason=reason), points
 
 
 def claim_compute_hybrid(runs: pd.DataFrame):
     """Hybrids beat pure ViT at small compute budgets (Fig. 5, Table 6).
 
-    Data: compute_points. budget = the smallest FLOP count at which both the hybrid and the ViT
-    have a run (max of their cheapest runs); compare the Pareto-frontier accuracies there;
+    Data: compute_points at matched_size: the largest training set both families trained on.
+    budget = the smallest FLOP count at which both the hybrid and the ViT have a run there (max of
+    their cheapest runs); compare the Pareto-frontier accuracies at that budget;
     bar = seed_spread of the points on the hybrid's and the ViT's frontiers (2 x the largest seed std).
     reproduced: hybrid - ViT > bar at that budget. within noise: |hybrid - ViT| <= bar (or a point
     has one seed). not reproduced: ViT - hybrid > bar. The reason also gives the gap at the largest
@@ -260,10 +291,13 @@ def claim_compute_hybrid(runs: pd.DataFrame):
             "models; R50x1+ViT-B/16 274 exaFLOPs → 85.58 vs ViT-B/16 224 → 84.15", "compute")
     df = compute_runs(runs)
     points = compute_points(df)
-    vit, hybrid = (points[points["family"] == f] for f in ("vit", "hybrid"))
+    size = matched_size(points, ("vit", "hybrid"))
+    compared = at_size(points, size)
+    vit, hybrid = (compared[compared["family"] == f] for f in ("vit", "hybrid"))
     used = df[df["family"] != "resnet"]
     if vit.empty or hybrid.empty:
-        return not_run(*meta, used, "runs of vit and hybrid with train_flops and accuracy"), points
+        return not_run(*meta, used, "runs of vit and hybrid with train_flops and accuracy, "
+                                    "on a common training-set size"), points
     low = max(vit["train_flops"].min(), hybrid["train_flops"].min())
     high = min(vit["train_flops"].max(), hybrid["train_flops"].max())
     gap = {b: _best_within(hybrid, b) - _best_within(vit, b) for b in (low, high)}
@@ -271,12 +305,12 @@ def claim_compute_hybrid(runs: pd.DataFrame):
     cheaper = "ViT" if vit["train_flops"].max() == high else "hybrid"
     larger = (f", {gap[high]:+.2f} at {high:.3g}" if high > low else
               f"; no larger budget has runs of both (the {cheaper}'s largest: {high:.3g})")
-    ours = (f"at {low:.3g} FLOPs: hybrid {_best_within(hybrid, low):.2f}%, "
+    ours = (f"at {low:.3g} FLOPs{_size_text(size)}: hybrid {_best_within(hybrid, low):.2f}%, "
             f"ViT {_best_within(vit, low):.2f}%")
     verdict = {"higher": "reproduced", "within noise": "within noise",
                "lower": "not reproduced"}[weigh(gap[low], bar)]
     reason = f"hybrid − ViT {gap[low]:+.2f} pts at {low:.3g} FLOPs{larger} ({bar_text(bar)})"
-    return make_row(*meta, used, ours=ours, verdict=verdict, reason=reason), points
+    return make_row(*meta, at_size(used, size), ours=ours, verdict=verdict, reason=reason), points
 
 
 def claim_resolution(runs: pd.DataFrame):
