@@ -121,11 +121,17 @@ def _span(steps) -> str:
     return f"{low:,} steps" if low == high else f"{low:,}–{high:,} steps"
 
 
-def one_budget(runs: pd.DataFrame, table: pd.DataFrame | None) -> str:
+def _by_path(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` indexed by each folder's resolved path (one row a folder): how a run that names
+    another (source_run, pretrained_from) finds it."""
+    return runs.assign(key=[Path(p).resolve() for p in runs["path"]]).drop_duplicates("key").set_index("key")
+
+
+def one_budget(runs: pd.DataFrame, table: pd.DataFrame | None, by_path: pd.DataFrame | None = None) -> str:
     """The budget of a claim of a study trained at one budget, read off the runs its supporting
     table names (an inspection: the run it inspects; a fine-tuning: with its pre-training's) and
     the table's own steps: "pre-training 3,000 steps, fine-tuning 500 steps (one budget; plateau not
-    checked)"; "" where the table names neither."""
+    checked)"; "" where the table names neither. `by_path`: _by_path(runs) where the caller has it."""
     if table is None or table.empty:
         return ""
     named = {d for col in ("runs", "run_dir") if col in table
@@ -133,7 +139,7 @@ def one_budget(runs: pd.DataFrame, table: pd.DataFrame | None) -> str:
     rows = runs[runs["run_dir"].isin(named)]
     # an inspection reads the run it inspects, a fine-tuning the run it starts from: paths as the
     # notebooks took them (relative to the repository's root)
-    at = runs.assign(key=[Path(p).resolve() for p in runs["path"]]).drop_duplicates("key").set_index("key")
+    at = _by_path(runs) if by_path is None else by_path
     linked = lambda col: at[at.index.isin({(REPO / p).resolve() for p in rows[col].dropna()})]  # noqa: E731
     rows = pd.concat([rows[rows["source_run"].isna()], linked("source_run")])
     steps = [*rows["steps"].dropna(), *(table["steps"].dropna() if "steps" in table else ())]
@@ -161,7 +167,8 @@ def judge_ladder(runs: pd.DataFrame, claims: pd.DataFrame,
     claims["by budget"] = ""
     claims["budget"] = ""
     if len(ladder) < 2:
-        claims["budget"] = [one_budget(runs, (tables or {}).get(name)) if verdict != NOT_RUN else ""
+        by_path = _by_path(runs)
+        claims["budget"] = [one_budget(runs, (tables or {}).get(name), by_path) if verdict != NOT_RUN else ""
                             for name, verdict in zip(claims["table"], claims["verdict"])]
         return claims, pd.DataFrame()
     judged = {steps: evaluate_claims(at_budget(runs, steps))[0].set_index("id") for steps in ladder}

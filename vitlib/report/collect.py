@@ -211,6 +211,12 @@ def _identity(row: dict, ignore=()):
     return None if key is None else (row.get("study"), row.get("kind"), key)
 
 
+def _mark_copy(row: dict, of: str, same: str = "same study, configuration and seed") -> None:
+    """`row` is a copy of the run in folder `of`, not another seed: it leaves the claims."""
+    row["usable"] = False
+    row["problem"] = f"a copy of {of} ({same}): counted once"
+
+
 def _mark_copies(rows: list[dict]) -> None:
     """Keep the first folder of each identity; every later one is a copy, not another seed."""
     first = {}
@@ -219,8 +225,7 @@ def _mark_copies(rows: list[dict]) -> None:
         if key is None:
             continue
         if key in first:
-            row["usable"] = False
-            row["problem"] = f"a copy of {first[key]} (same study, configuration and seed): counted once"
+            _mark_copy(row, first[key])
         else:
             first[key] = row["run_dir"]
 
@@ -239,11 +244,10 @@ def _mark_controls(rows: list[dict]) -> None:
     for group in groups.values():
         main = max(group, key=lambda row: common[(row.get("study"), row.get("precision"))])
         for row in (r for r in group if r is not main):
-            row["usable"] = False
             if row.get("precision") == main.get("precision"):  # "auto" that resolved to the same precision
-                row["problem"] = (f"a copy of {main['run_dir']} (same study, configuration, seed and "
-                                  "precision): counted once")
+                _mark_copy(row, main["run_dir"], "same study, configuration, seed and precision")
                 continue
+            row["usable"] = False
             row["control_of"] = main["run_dir"]
             row["problem"] = (f"a precision control of {main['run_dir']} (the same configuration and seed "
                               f"in {row.get('precision')} instead of {main.get('precision')}): compared "

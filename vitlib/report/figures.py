@@ -7,7 +7,6 @@ so nothing pops up and a notebook's backend is left alone.
 """
 from __future__ import annotations
 
-import math
 import re
 import textwrap
 from pathlib import Path
@@ -21,7 +20,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator
 from .ablations import POS_EMBS, base_shape, patch_depth_runs, pooling_runs, pos_emb_runs
 from .budgets import at_budget, budgets
 from .collect import usable
-from .scaling import at_size, compute_points, compute_runs, data_size_runs, matched_size, pretrain_runs
+from .scaling import at_size, compute_points, compute_runs, data_size_runs, matched_size, pretrain_runs, size_text
 
 ACCURACY = "top-1 accuracy (%)"
 # one colour per family in every figure (seaborn's first three: blue, orange, green)
@@ -187,13 +186,12 @@ def fig_compute(runs: pd.DataFrame, path: Path):
                         palette=palette, s=30, alpha=0.25, legend=False, ax=ax)
     sns.scatterplot(compared, x="train_flops", y="top1", hue="family", style="family",
                     palette=palette, s=50, alpha=0.8, ax=ax)
-    at = "" if size is None or math.isnan(size) else f" ({int(size):,} images)"
     for family, pts in compared.groupby("family"):
         best = pts.groupby("train_flops")["top1"].max().sort_index()
         frontier = best[best > best.cummax().shift(fill_value=-1.0)]  # points that raise the best
         ax.plot(frontier.index, frontier.to_numpy(), color=palette[family], alpha=0.7, linewidth=2,
                 marker="D", markersize=7, markerfacecolor="none", drawstyle="steps-post",
-                label=f"{family} frontier{at}")  # a marker: a frontier of one FLOP value is one point
+                label=f"{family} frontier{size_text(size)}")  # a marker: a frontier of one FLOP value is one point
     faded = " (faded: smaller training sets)" if len(compared) < len(points) else ""
     ax.set(xscale="log", xlabel="training FLOPs (log scale)", ylabel=ACCURACY,
            title=f"Accuracy vs training compute ({points['dataset'].iloc[0]}){faded}")

@@ -203,7 +203,8 @@ def at_size(points: pd.DataFrame, size: float | None) -> pd.DataFrame:
     return points if math.isnan(size) else points[points["train_size"] == size]
 
 
-def _size_text(size: float | None) -> str:
+def size_text(size: float | None) -> str:
+    """" (at 45,000 training images)" for a matched_size, "" where there is none or it is unknown."""
     return "" if size is None or math.isnan(size) else f" (at {int(size):,} training images)"
 
 
@@ -268,7 +269,7 @@ def claim_compute(runs: pd.DataFrame):
     verdict = _ratio_verdict(ratio) if band == {_ratio_verdict(ratio)} else "within noise"
     both = pd.concat([vit, resnet])
     fewest, most = int(both["n"].min()), int(both["n"].max())
-    ours = (f"to reach {target:.2f}%: ViT {f_vit:.3g} FLOPs, ResNet {f_res:.3g} FLOPs{_size_text(size)} "
+    ours = (f"to reach {target:.2f}%: ViT {f_vit:.3g} FLOPs, ResNet {f_res:.3g} FLOPs{size_text(size)} "
             f"({len(both)} configurations, n={fewest if fewest == most else f'{fewest}-{most}'} seeds)")
     reason = (f"ResNet/ViT FLOPs at equal accuracy = {ratio:.2f} (paper: 2-4; {bar_text(bar)}"
               + ("; the verdict changes within it" if verdict == "within noise" else "") + ")")
@@ -305,7 +306,7 @@ def claim_compute_hybrid(runs: pd.DataFrame):
     cheaper = "ViT" if vit["train_flops"].max() == high else "hybrid"
     larger = (f", {gap[high]:+.2f} at {high:.3g}" if high > low else
               f"; no larger budget has runs of both (the {cheaper}'s largest: {high:.3g})")
-    ours = (f"at {low:.3g} FLOPs{_size_text(size)}: hybrid {_best_within(hybrid, low):.2f}%, "
+    ours = (f"at {low:.3g} FLOPs{size_text(size)}: hybrid {_best_within(hybrid, low):.2f}%, "
             f"ViT {_best_within(vit, low):.2f}%")
     verdict = {"higher": "reproduced", "within noise": "within noise",
                "lower": "not reproduced"}[weigh(gap[low], bar)]
