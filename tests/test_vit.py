@@ -197,11 +197,18 @@ def test_auto_attention_kernel_follows_the_measured_rule():
     assert attention_kernel("auto", "cpu", True, True, 65) == "explicit"  # CPU bf16 training
     assert attention_kernel("auto", "cpu", True, True, EXPLICIT_MAX_TOKENS + 1) == "sdpa"  # long sequences
     assert attention_kernel("auto", "cpu", False, True, 65) == "sdpa"  # fp32
-    assert attention_kernel("auto", "cpu", True, False, 65) == "sdpa"  # inference
+    # bf16 inference: by the CPU kind's measurement
+    assert attention_kernel("auto", "cpu", True, False, 65, cpu="amx-bf16") == "sdpa"
+    assert attention_kernel("auto", "cpu", True, False, 65, cpu="avx512-bf16") == "explicit"
+    assert attention_kernel("auto", "cpu", True, False, 577, cpu="avx512-bf16") == "sdpa"
+    assert attention_kernel("auto", "cpu", False, False, 65, cpu="avx512-bf16") == "sdpa"  # fp32
+    assert attention_kernel("auto", "cpu", True, False, 65, cpu="avx2") == "sdpa"  # not measured there
     assert attention_kernel("auto", "cuda", True, True, 65) == "sdpa"
+    assert attention_kernel("auto", "cuda", True, False, 65, cpu="avx512-bf16") == "sdpa"
     assert attention_kernel("explicit", "cuda", False, False, 65) == "explicit"  # a named kernel is kept
     model = small_vitlib()
-    assert model.attention_kernels("cpu", True) == {"train": "explicit", "eval": "sdpa"}
+    assert model.attention_kernels("cpu", True, cpu="amx-bf16") == {"train": "explicit", "eval": "sdpa"}
+    assert model.attention_kernels("cpu", True, cpu="avx512-bf16") == {"train": "explicit", "eval": "explicit"}
     assert model.attention_kernels("cpu", False) == {"train": "sdpa", "eval": "sdpa"}
     assert small_vitlib(attn_impl="explicit").attention_kernels("cuda", True) == {"train": "explicit",
                                                                                  "eval": "explicit"}

@@ -10,12 +10,14 @@ blocks.i.attn.qkv, ..., norm, head), so its state dicts load as they are; initia
 the official JAX code (google-research/vision_transformer). The ablation options of App. D
 (pooling, position-embedding type) are constructor arguments; everything else is one code path.
 """
+import functools
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vitlib.device import cpu_kind
 from vitlib.models.posemb import POS_EMBS, POSITION_KINDS
 
 POOLS = ("token", "gap")
@@ -25,18 +27,31 @@ ATTN_IMPLS = ("auto", "sdpa", "explicit")
 # bf16 backward is 1.3-7x slower than matmul-softmax-matmul from 16 to 577 tokens; at 1,025 tokens
 # the fused kernel wins again (it never stores the (B, heads, T, T) matrix).
 EXPLICIT_MAX_TOKENS = 600
+# In bf16 inference the kernels' order depends on the CPU kind (vitlib.device.cpu_kind): on an
+# AVX512-BF16 CPU (no AMX) the explicit kernel is 1.07-1.32x faster from 16 to 401 tokens and 0.94x
+# at 577; on an AMX-BF16 CPU the fused kernel is as fast at 16-65 tokens and up to 3.4x faster beyond.
+EXPLICIT_INFERENCE = {"avx512-bf16": 400}
 
 
-def attention_kernel(impl, device_type, bf16, backward, tokens):
+@functools.cache
+def _this_cpu_kind():
+    return cpu_kind()
+
+
+def attention_kernel(impl, device_type, bf16, backward, tokens, cpu=None):
     """The attention kernel a call runs: `impl` unless it is "auto", which picks by measurement
     (bench/attention_kernels.py): the fused kernel (F.scaled_dot_product_attention) everywhere except
     a CPU computing bf16 with a backward pass to come over at most EXPLICIT_MAX_TOKENS tokens, where
-    the explicit one (matmul, softmax, matmul) trains 2-3x faster. In fp32 and in inference the fused
-    CPU kernel is as fast or faster; on CUDA it is flash / memory-efficient attention."""
+    the explicit one (matmul, softmax, matmul) trains 2-7x faster, and bf16 inference on the CPU kinds
+    of EXPLICIT_INFERENCE up to their token count. In fp32 the fused CPU kernel is as fast or faster;
+    on CUDA it is flash / memory-efficient attention. `cpu`: the CPU kind (default: this machine's)."""
     if impl != "auto":
         return impl
-    explicit = device_type == "cpu" and bf16 and backward and tokens <= EXPLICIT_MAX_TOKENS
-    return "explicit" if explicit else "sdpa"
+    if device_type != "cpu" or not bf16:
+        return "sdpa"
+    if backward:
+        return "explicit" if tokens <= EXPLICIT_MAX_TOKENS else "sdpa"
+    return "explicit" if tokens <= EXPLICIT_INFERENCE.get(cpu or _this_cpu_kind(), 0) else "sdpa"
 
 
 def _check_choice(name, value, allowed):
@@ -88,8 +103,9 @@ class Attention(nn.Module):
 
     `kernel` is a speed choice, the output the same (tests/test_vit.py): "sdpa" (fused), "explicit"
     (softmax(q k^T / sqrt(d) + bias) v written out) or "auto" (attention_kernel, per call, from the
-    input's device, the autocast state and whether a backward pass follows). Returning the attention
-    maps is an output choice: `return_attention=True` computes them explicitly whatever the kernel."""
+    input's device, the autocast state, whether a backward pass follows and the CPU kind). Returning
+    the attention maps is an output choice: `return_attention=True` computes them explicitly whatever
+    the kernel."""
 
     def __init__(self, dim, num_heads, attn_dropout=0.0, proj_dropout=0.0, rel_pos=None, kernel="auto"):
         super().__init__()
@@ -220,13 +236,13 @@ class VisionTransformer(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def attention_kernels(self, device_type, bf16):
+    def attention_kernels(self, device_type, bf16, cpu=None):
         """{"train": kernel, "eval": kernel}: what the blocks' attention runs for this model's token
         count on `device_type` in bf16 or not, with a backward pass (training) and without (what a
-        run records)."""
+        run records); `cpu`: the CPU kind (default: this machine's)."""
         tokens = self.grid_size[0] * self.grid_size[1] + self.num_prefix_tokens
         pick = lambda backward: "+".join(sorted({  # noqa: E731
-            attention_kernel(block.attn.kernel, device_type, bf16, backward, tokens) for block in self.blocks}))
+            attention_kernel(block.attn.kernel, device_type, bf16, backward, tokens, cpu) for block in self.blocks}))
         return {"train": pick(True), "eval": pick(False)}
 
     def position_embeddings(self):
