@@ -200,7 +200,8 @@ def test_auto_attention_kernel_follows_the_measured_rule():
     # bf16 inference: by the CPU kind's measurement
     assert attention_kernel("auto", "cpu", True, False, 65, cpu="amx-bf16") == "sdpa"
     assert attention_kernel("auto", "cpu", True, False, 65, cpu="avx512-bf16") == "explicit"
-    assert attention_kernel("auto", "cpu", True, False, 577, cpu="avx512-bf16") == "sdpa"
+    assert attention_kernel("auto", "cpu", True, False, EXPLICIT_MAX_TOKENS, cpu="avx512-bf16") == "explicit"
+    assert attention_kernel("auto", "cpu", True, False, EXPLICIT_MAX_TOKENS + 1, cpu="avx512-bf16") == "sdpa"
     assert attention_kernel("auto", "cpu", False, False, 65, cpu="avx512-bf16") == "sdpa"  # fp32
     assert attention_kernel("auto", "cpu", True, False, 65, cpu="avx2") == "sdpa"  # not measured there
     assert attention_kernel("auto", "cuda", True, True, 65) == "sdpa"

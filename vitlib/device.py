@@ -158,7 +158,8 @@ def resolve_memory_format(device, precision, model, memory_format="auto"):
     patch-embedding conv of a ViT) on the CPU in fp32, and in bf16 on a CPU with AMX, where oneDNN's
     NHWC convolutions trained the CIFAR ResNets 1.1-1.5x faster (bench/README.md); contiguous
     everywhere else: a ViT's only conv is the patch embedding (no difference measured), and on an
-    AVX512-BF16 CPU without AMX NHWC in bf16 was 2-13x slower."""
+    AVX512-BF16 CPU without AMX NHWC in bf16 gained nothing beyond the spread (1.01-1.08x for the
+    narrow ResNet)."""
     if memory_format not in MEMORY_FORMATS:
         raise ValueError(f"memory_format={memory_format!r} is not supported; allowed: {', '.join(MEMORY_FORMATS)}")
     if memory_format == "auto":

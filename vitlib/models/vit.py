@@ -28,9 +28,10 @@ ATTN_IMPLS = ("auto", "sdpa", "explicit")
 # the fused kernel wins again (it never stores the (B, heads, T, T) matrix).
 EXPLICIT_MAX_TOKENS = 600
 # In bf16 inference the kernels' order depends on the CPU kind (vitlib.device.cpu_kind): on an
-# AVX512-BF16 CPU (no AMX) the explicit kernel is 1.07-1.32x faster from 16 to 401 tokens and 0.94x
-# at 577; on an AMX-BF16 CPU the fused kernel is as fast at 16-65 tokens and up to 3.4x faster beyond.
-EXPLICIT_INFERENCE = {"avx512-bf16": 400}
+# AVX512-BF16 CPU (no AMX) the explicit kernel is 1.04-1.36x faster from 16 to 401 tokens and
+# 0.94-1.39x at 577 (three runs); on an AMX-BF16 CPU the fused kernel is as fast at 16-65 tokens and
+# up to 3.4x faster beyond. The kinds where bf16 inference also takes the explicit kernel:
+EXPLICIT_INFERENCE_KINDS = ("avx512-bf16",)
 
 
 @functools.cache
@@ -42,16 +43,15 @@ def attention_kernel(impl, device_type, bf16, backward, tokens, cpu=None):
     """The attention kernel a call runs: `impl` unless it is "auto", which picks by measurement
     (bench/attention_kernels.py): the fused kernel (F.scaled_dot_product_attention) everywhere except
     a CPU computing bf16 with a backward pass to come over at most EXPLICIT_MAX_TOKENS tokens, where
-    the explicit one (matmul, softmax, matmul) trains 2-7x faster, and bf16 inference on the CPU kinds
-    of EXPLICIT_INFERENCE up to their token count. In fp32 the fused CPU kernel is as fast or faster;
+    the explicit one (matmul, softmax, matmul) trains 2-7x faster, and bf16 inference over as many
+    tokens on the CPU kinds of EXPLICIT_INFERENCE_KINDS. In fp32 the fused CPU kernel is as fast or faster;
     on CUDA it is flash / memory-efficient attention. `cpu`: the CPU kind (default: this machine's)."""
     if impl != "auto":
         return impl
     if device_type != "cpu" or not bf16:
         return "sdpa"
-    if backward:
-        return "explicit" if tokens <= EXPLICIT_MAX_TOKENS else "sdpa"
-    return "explicit" if tokens <= EXPLICIT_INFERENCE.get(cpu or _this_cpu_kind(), 0) else "sdpa"
+    inference_too = (cpu or _this_cpu_kind()) in EXPLICIT_INFERENCE_KINDS
+    return "explicit" if tokens <= EXPLICIT_MAX_TOKENS and (backward or inference_too) else "sdpa"
 
 
 def _check_choice(name, value, allowed):
