@@ -168,6 +168,19 @@ def test_attention_kernels_agree_with_relative_bias_and_dropout_off():
             assert (model(x, return_attention=True)[0] - ref).abs().max() <= 1e-5, pos_emb
 
 
+def test_attention_kernels_agree_in_bf16_inference():
+    """What evaluation runs under bf16 autocast (the explicit kernel on some CPU kinds, the fused one
+    elsewhere): the same logits within bf16's rounding."""
+    torch.manual_seed(0)
+    model = randomise(small_vitlib(pos_emb="relative", attn_impl="sdpa")).eval()
+    x = torch.randn(16, 3, 32, 32)
+    explicit = small_vitlib(pos_emb="relative", attn_impl="explicit").eval()
+    explicit.load_state_dict(model.state_dict())
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ref, out = model(x).float(), explicit(x).float()
+    assert (out - ref).abs().max() <= 2e-2 * ref.abs().max()
+
+
 @pytest.mark.parametrize("bf16", [False, True])
 def test_attention_kernels_train_alike(bf16):
     """Forward and backward through each kernel: same loss and gradients (bf16 autocast: within

@@ -44,8 +44,9 @@ def attention_kernel(impl, device_type, bf16, backward, tokens, cpu=None):
     (bench/attention_kernels.py): the fused kernel (F.scaled_dot_product_attention) everywhere except
     a CPU computing bf16 with a backward pass to come over at most EXPLICIT_MAX_TOKENS tokens, where
     the explicit one (matmul, softmax, matmul) trains 2-7x faster, and bf16 inference over as many
-    tokens on the CPU kinds of EXPLICIT_INFERENCE_KINDS. In fp32 the fused CPU kernel is as fast or faster;
-    on CUDA it is flash / memory-efficient attention. `cpu`: the CPU kind (default: this machine's)."""
+    tokens on the CPU kinds of EXPLICIT_INFERENCE_KINDS. In fp32 the fused CPU kernel is as fast or
+    faster; on CUDA it is flash / memory-efficient attention. `cpu`: the CPU kind (default: this
+    machine's)."""
     if impl != "auto":
         return impl
     if device_type != "cpu" or not bf16:
