@@ -80,13 +80,15 @@ def resolve_precision(device, precision="auto"):
     return "bf16"
 
 
+@functools.cache
 def _cpu_flags():
-    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where that file is not readable."""
+    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where that file is not readable;
+    read once per process (the attention kernel asks for the CPU kind on every call)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith(("flags", "Features")):
-                    return set(line.split(":", 1)[1].split())
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
     return None

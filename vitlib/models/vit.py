@@ -10,7 +10,6 @@ blocks.i.attn.qkv, ..., norm, head), so its state dicts load as they are; initia
 the official JAX code (google-research/vision_transformer). The ablation options of App. D
 (pooling, position-embedding type) are constructor arguments; everything else is one code path.
 """
-import functools
 import math
 
 import torch
@@ -34,11 +33,6 @@ EXPLICIT_MAX_TOKENS = 600
 EXPLICIT_INFERENCE_KINDS = ("avx512-bf16",)
 
 
-@functools.cache
-def _this_cpu_kind():
-    return cpu_kind()
-
-
 def attention_kernel(impl, device_type, bf16, backward, tokens, cpu=None):
     """The attention kernel a call runs: `impl` unless it is "auto", which picks by measurement
     (bench/attention_kernels.py): the fused kernel (F.scaled_dot_product_attention) everywhere except
@@ -51,7 +45,7 @@ def attention_kernel(impl, device_type, bf16, backward, tokens, cpu=None):
         return impl
     if device_type != "cpu" or not bf16:
         return "sdpa"
-    inference_too = (cpu or _this_cpu_kind()) in EXPLICIT_INFERENCE_KINDS
+    inference_too = (cpu or cpu_kind()) in EXPLICIT_INFERENCE_KINDS
     return "explicit" if tokens <= EXPLICIT_MAX_TOKENS and (backward or inference_too) else "sdpa"
 
 

@@ -203,6 +203,13 @@ def at_size(points: pd.DataFrame, size: float | None) -> pd.DataFrame:
     return points if math.isnan(size) else points[points["train_size"] == size]
 
 
+def by_family_at_size(points: pd.DataFrame, families) -> tuple:
+    """(size, one frame per family): the compute points of `families` at their matched_size."""
+    size = matched_size(points, families)
+    compared = at_size(points, size)
+    return size, *(compared[compared["family"] == f] for f in families)
+
+
 def size_text(size: float | None) -> str:
     """" (at 45,000 training images)" for a matched_size, "" where there is none or it is unknown."""
     return "" if size is None or math.isnan(size) else f" (at {int(size):,} training images)"
@@ -254,9 +261,7 @@ def claim_compute(runs: pd.DataFrame):
             "(ImageNet)", "compute")
     used = compute_runs(runs)
     points = compute_points(used)
-    size = matched_size(points, ("vit", "resnet"))
-    compared = at_size(points, size)
-    vit, resnet = (compared[compared["family"] == f] for f in ("vit", "resnet"))
+    size, vit, resnet = by_family_at_size(points, ("vit", "resnet"))
     if vit.empty or resnet.empty:
         return not_run(*meta, used, "runs of vit and resnet with train_flops and accuracy, "
                                     "on a common training-set size"), points
@@ -292,9 +297,7 @@ def claim_compute_hybrid(runs: pd.DataFrame):
             "models; R50x1+ViT-B/16 274 exaFLOPs → 85.58 vs ViT-B/16 224 → 84.15", "compute")
     df = compute_runs(runs)
     points = compute_points(df)
-    size = matched_size(points, ("vit", "hybrid"))
-    compared = at_size(points, size)
-    vit, hybrid = (compared[compared["family"] == f] for f in ("vit", "hybrid"))
+    size, vit, hybrid = by_family_at_size(points, ("vit", "hybrid"))
     used = df[df["family"] != "resnet"]
     if vit.empty or hybrid.empty:
         return not_run(*meta, used, "runs of vit and hybrid with train_flops and accuracy, "
