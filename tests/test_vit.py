@@ -230,6 +230,16 @@ def test_auto_attention_kernel_follows_the_measured_rule():
         small_vitlib(attn_impl="fast")
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_compiled_vit_has_one_graph(training):
+    """torch.compile traces the kernel rule inside every attention layer: nothing in it may break
+    the graph (reading the CPU's flags did, once per layer)."""
+    model = small_vitlib().train(training)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.set_grad_enabled(training):
+        explained = torch._dynamo.explain(model)(torch.randn(2, 3, 32, 32))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
 def test_features_do_not_collect_attention_maps():
     model = small_vitlib(attn_impl="explicit")
     seen = []

@@ -138,7 +138,8 @@ def cpu_description():
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
     except OSError:
         pass
-    return (f"{model}, {os.cpu_count()} cores, {cpu_capability()}, {torch.get_num_threads()} threads, "
+    threads = torch.get_num_threads()
+    return (f"{model}, {os.cpu_count()} cores, {cpu_capability()}, {threads} thread{'' if threads == 1 else 's'}, "
             f"native bf16: {'yes' if cpu_has_native_bf16() else 'no'} ({cpu_kind()})")
 
 

@@ -31,6 +31,9 @@ EXPLICIT_MAX_TOKENS = 600
 # 0.94-1.39x at 577 (three runs); on an AMX-BF16 CPU the fused kernel is as fast at 16-65 tokens and
 # up to 3.4x faster beyond. The kinds where bf16 inference also takes the explicit kernel:
 EXPLICIT_INFERENCE_KINDS = ("avx512-bf16",)
+# This machine's kind, read once here: torch.compile traces the rule, and reading /proc/cpuinfo inside
+# the trace (Dynamo traces through functools.cache) would break every attention layer's graph in two.
+THIS_CPU_KIND = cpu_kind()
 
 
 def attention_kernel(impl, device_type, bf16, backward, tokens, cpu=None):
@@ -45,8 +48,9 @@ def attention_kernel(impl, device_type, bf16, backward, tokens, cpu=None):
         return impl
     if device_type != "cpu" or not bf16:
         return "sdpa"
-    inference_too = (cpu or cpu_kind()) in EXPLICIT_INFERENCE_KINDS
-    return "explicit" if tokens <= EXPLICIT_MAX_TOKENS and (backward or inference_too) else "sdpa"
+    if tokens > EXPLICIT_MAX_TOKENS:
+        return "sdpa"
+    return "explicit" if backward or (cpu or THIS_CPU_KIND) in EXPLICIT_INFERENCE_KINDS else "sdpa"
 
 
 def _check_choice(name, value, allowed):
