@@ -84,10 +84,15 @@ CPU_SPECS["vit_convstem"] = dict(CPU_SPECS["vit"], model="c_vit_ti4")
 # What fills the hour on a CPU kind (vitlib.device.cpu_kind) other than the AVX2 one the recipes'
 # lengths were set on (vit_cpu 7 epochs, resnet_cpu 14; vit_lowres 20 + 2), measured there in bf16
 # with the fast path (explicit attention, bench/README.md): `epochs` (the last stage's), `stage_epochs`
-# and TrainConfig fields. --epochs, --stage-epochs and --set still override them.
+# and TrainConfig fields. --epochs, --stage-epochs and --set still override them. AVX512-BF16: from
+# 1-epoch probes of each model through fit (results/bench/cpu_speedrun_tuning_avx512-bf16/): compiled
+# ViT 1,047 img/s at 16 px and 275 at 32 px, the ResNet 514, so ~3,300 s for each ViT and 2,900 for
+# the ResNet's 30 epochs (the AMX recipe's).
 CPU_KIND_RUNS = {
     "amx-bf16": {"vit": dict(epochs=36, compile=True), "resnet": dict(epochs=30),
                  "vit_lowres": dict(stage_epochs=(50, 20), compile=True)},
+    "avx512-bf16": {"vit": dict(epochs=18, compile=True), "resnet": dict(epochs=30),
+                    "vit_lowres": dict(stage_epochs=(28, 11), compile=True)},
 }
 TINY_ARGS = {"vit": dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64, pool="gap", pos_emb="sincos2d"),
              "resnet": dict(blocks=(1, 1, 1, 1), widths=(8, 16, 32, 64))}
