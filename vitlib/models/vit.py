@@ -32,7 +32,7 @@ EXPLICIT_MAX_TOKENS = 600
 # up to 3.4x faster beyond. The kinds where bf16 inference also takes the explicit kernel:
 EXPLICIT_INFERENCE_KINDS = ("avx512-bf16",)
 # This machine's kind, read once here: torch.compile traces the rule, and reading /proc/cpuinfo inside
-# the trace (Dynamo traces through functools.cache) would break every attention layer's graph in two.
+# the trace (Dynamo traces through functools.cache) would break the graph at every attention layer.
 THIS_CPU_KIND = cpu_kind()
 
 
