@@ -83,7 +83,7 @@ def resolve_precision(device, precision="auto"):
 @functools.cache
 def _cpu_flags():
     """The CPU's feature flags from /proc/cpuinfo (Linux), or None where that file is not readable;
-    read once per process (the attention kernel asks for the CPU kind on every call)."""
+    read once per process (the precision, memory-format and attention-kernel rules all ask for it)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
