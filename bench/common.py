@@ -60,13 +60,15 @@ def resolve_out(out, name, suffix=".csv", folder="bench"):
 
 def write_csv(rows, path, columns, env):
     """Write `rows` (dicts) with `columns` then the environment columns, atomically (a run killed
-    mid-write keeps the previous rows); the folder is created."""
+    mid-write keeps the previous rows); the folder is created. `env` fills the environment columns
+    of every row, except where a row has its own (rows of runs from several sessions)."""
     path = Path(path)
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=[*columns, *ENV_COLUMNS], extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**{c: format_value(row.get(c, "")) for c in columns}, **env})
+        writer.writerow({**{c: format_value(row.get(c, "")) for c in columns},
+                         **env, **{k: row[k] for k in ENV_COLUMNS if k in row}})
     atomic_write_text(path, text.getvalue())
     return path
 

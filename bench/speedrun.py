@@ -357,6 +357,7 @@ def load_run(path, args):
     chance = 1.0 / data["num_classes"]
     within = [a for t, a in zip(secs, acc) if t <= budget]
     last_record, last_env, last_summary, _ = parts[-1]
+    envs = [part[1] for part in parts]
     row = dict(model=kind, machine=machine_of(env), seed=info.get("seed", record["train"]["seed"]),
                status="complete" if complete else (last_summary.get("status") or "unfinished"),
                hardware=info.get("hardware", "gpu"),
@@ -365,7 +366,8 @@ def load_run(path, args):
                time_to_target_s=time_to(secs, acc, target, chance),
                acc_at_budget_pct=percent(within[-1] if within else math.nan),
                time_to_target_tta_s=time_to(secs, tta, target, chance), params=last_summary.get("params", ""),
-               data=Path(last_env.get("data_source", {}).get("train") or data["name"]).name, run=str(path))
+               data=Path(last_env.get("data_source", {}).get("train") or data["name"]).name, run=str(path),
+               envs=envs, **environment_of(envs))
     if spec.get("stretch_target"):
         row.update(stretch_target_pct=percent(spec["stretch_target"]), stretch_budget_s=spec["stretch_budget_s"],
                    time_to_stretch_s=time_to(secs, acc, spec["stretch_target"], chance))
@@ -381,10 +383,11 @@ def load_run(path, args):
         row["met"] = final["eval_acc"] >= target and row["train_s"] <= budget
     epoch_offsets = [sum(epochs[:i]) for i in range(len(epochs))]
     stage_of = {str(folder): i for i, folder in enumerate(folders)}
+    stage_env = {str(folder): environment_of([e]) for folder, e in zip(folders, envs)}
     curve = [dict(model=kind, machine=row["machine"], seed=row["seed"],
                   epoch=epoch_offsets[stage_of[r["run"]]] + int(r["epoch"]), step=n,
                   lr=float(r["lr"]), train_s=t, eval_acc_pct=percent(a), eval_acc_tta_pct=percent(b),
-                  eval_acc_ema_pct=percent(c), run=r["run"])
+                  eval_acc_ema_pct=percent(c), run=r["run"], **stage_env[r["run"]])
              for r, n, t, a, b, c in zip(metrics, steps, secs, acc, tta, ema)]
     return row, curve, env
 
@@ -408,13 +411,15 @@ def mean_rows(rows):
                     **{k: float(v.mean()) for k, v in values.items()})
         mean["met"] = bool(mean["final_acc_pct"] >= mean["target_pct"] and mean["train_s"] <= mean["budget_s"])
         std = {k: float(v.std(ddof=1)) if len(v) > 1 else math.nan for k, v in values.items()}
-        out += [mean, dict(model=kind, machine=machine, seed="std", **std)]
+        env = environment_of([e for r in group for e in r.get("envs", [])]) if "envs" in group[0] else {}
+        out += [dict(mean, **env), dict(model=kind, machine=machine, seed="std", **std, **env)]
     return out
 
 
 def environment_of(envs):
     """bench.common's environment columns from the runs' env.json: each distinct value (runs of
-    several sessions may differ), and the date of the latest run."""
+    several sessions may differ), and the date of the latest run. Each seed's row and curve carry
+    their own run's (its stages'), each mean and std row its seeds'."""
     def joined(values):
         return " | ".join(dict.fromkeys(map(str, values))) or "unknown"
     commits = [(e.get("git_commit") or "unknown")[:7] + ("+dirty" if e.get("git_dirty") else "") for e in envs]

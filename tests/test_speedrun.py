@@ -3,6 +3,7 @@ ViT and a narrow ResNet, 2 epochs), and its arithmetic — training seconds rebu
 the interpolated time to a target, the mean rows — is checked on analytic cases. No timing is
 asserted: timings belong in bench/, never in an assertion."""
 import csv
+import json
 import math
 import shutil
 import subprocess
@@ -90,6 +91,15 @@ def test_speedrun_tiny_cpu_trains_reports_and_rebuilds_from_the_run_folders(tmp_
                               "--figure", str(tmp_path / "again.png")])
     keys = ("model", "seed", "final_acc_pct", "train_s", "time_to_target_s")
     assert [{k: r.get(k) for k in keys} for r in again[:4]] == [{k: r.get(k) for k in keys} for r in seeds]
+    # a run of another session (here: another commit) keeps its own environment columns, row by row
+    this = data[0]["commit"]
+    other = runs / "vit-seed1" / "env.json"
+    other.write_text(json.dumps({**read_json(other), "git_commit": "0123456789", "git_dirty": False}))
+    speedrun.main(["--from-runs", str(runs), "--target", "0.25", "--out", str(out), "--figure", str(figure)])
+    (_, data), (_, curve_data) = read_csv(out), read_csv(tmp_path / "speedrun_curves.csv")
+    assert [d["commit"] for d in data] == [this, "0123456", this, this, f"{this} | 0123456", f"{this} | 0123456",
+                                           this, this]
+    assert {d["commit"] for d in curve_data if "vit-seed1" in d["run"]} == {"0123456"}
     # and an existing run folder is never overwritten: refused before any work
     with pytest.raises(ValueError, match="vit-seed0 exists: pass --resume"):
         speedrun.parse_args(flags)
