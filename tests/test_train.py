@@ -273,6 +273,23 @@ def test_cpu_kind_reads_the_flags(monkeypatch):
     assert f"({device.cpu_kind()})" in device.cpu_description()
 
 
+def test_one_read_of_cpuinfo_gives_the_flags_and_the_model_name(monkeypatch):
+    """x86 names its flags "flags", Arm "Features"; the first value of a field counts (one per core)."""
+    import vitlib.device as device
+    x86 = {"model name": "Some Xeon", "flags": "fpu avx2 avx512f avx512_bf16 amx_bf16"}
+    monkeypatch.setattr(device, "_cpuinfo", lambda: x86)
+    assert device._cpu_flags() == {"fpu", "avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+    assert device.cpu_kind() == "amx-bf16" and device.cpu_description().startswith("Some Xeon, ")
+    monkeypatch.setattr(device, "_cpuinfo", lambda: {"Features": "fp asimd bf16"})
+    assert device._cpu_flags() == {"fp", "asimd", "bf16"}
+    monkeypatch.setattr(device, "_cpuinfo", lambda: None)  # no /proc/cpuinfo (macOS, Windows)
+    assert device._cpu_flags() is None and device.cpu_description()
+    monkeypatch.undo()
+    fields = device._cpuinfo()
+    if fields is not None:  # Linux: this machine's first core, as the description names it
+        assert device.cpu_description().startswith(fields.get("model name", ""))
+
+
 def test_memory_format_auto_is_channels_last_for_conv_nets_on_the_cpu_in_fp32(digits, tmp_path):
     """The measured CPU default: NHWC for a ResNet in fp32, NCHW for a ViT; the same training either way."""
     from vitlib.device import resolve_memory_format

@@ -81,17 +81,27 @@ def resolve_precision(device, precision="auto"):
 
 
 @functools.cache
-def _cpu_flags():
-    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where that file is not readable;
-    read once per process (the precision, memory-format and attention-kernel rules all ask for it)."""
+def _cpuinfo():
+    """The fields of /proc/cpuinfo (Linux) as {name: its first value}, or None where that file is
+    not readable; read once per process (the precision, memory-format and attention-kernel rules
+    and each run's description all ask for it)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith(("flags", "Features")):
-                    return frozenset(line.split(":", 1)[1].split())
+                name, _, value = line.partition(":")
+                fields.setdefault(name.strip(), value.strip())
     except OSError:
-        pass
-    return None
+        return None
+    return fields
+
+
+def _cpu_flags():
+    """The CPU's feature flags ("flags" on x86, "Features" on Arm), or None where /proc/cpuinfo is
+    not readable or names none."""
+    fields = _cpuinfo() or {}
+    flags = fields.get("flags", fields.get("Features"))
+    return None if flags is None else frozenset(flags.split())
 
 
 @functools.cache
@@ -132,12 +142,7 @@ def cpu_capability():
 
 def cpu_description():
     """The CPU as results name it: model, cores, torch's instruction set and threads, native bf16."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
+    model = (_cpuinfo() or {}).get("model name") or platform.processor() or platform.machine()
     threads = torch.get_num_threads()
     return (f"{model}, {os.cpu_count()} cores, {cpu_capability()}, {threads} thread{'' if threads == 1 else 's'}, "
             f"native bf16: {'yes' if cpu_has_native_bf16() else 'no'} ({cpu_kind()})")
