@@ -332,7 +332,7 @@ def machine_of(env):
 
 def load_run(path, args):
     """One speedrun seed (a run folder, or its stage folders: their seconds, steps and epochs add up)
-    -> (its table row, its curve rows, its env.json)."""
+    -> (its table row, its curve rows); the row keeps its stages' env.json under "envs"."""
     folders = stage_folders(path)
     parts = [read_stage(folder) for folder in folders]
     record, env, _, _ = parts[0]
@@ -389,7 +389,7 @@ def load_run(path, args):
                   lr=float(r["lr"]), train_s=t, eval_acc_pct=percent(a), eval_acc_tta_pct=percent(b),
                   eval_acc_ema_pct=percent(c), run=r["run"], **stage_env[r["run"]])
              for r, n, t, a, b, c in zip(metrics, steps, secs, acc, tta, ema)]
-    return row, curve, env
+    return row, curve
 
 
 NUMERIC = ("final_acc_pct", "train_s", "time_to_target_s", "acc_at_budget_pct", "final_acc_tta_pct",
@@ -485,11 +485,11 @@ def report(run_dirs, args):
     order = {kind: i for i, kind in enumerate(SPECS)}
     loaded = sorted((load_run(p, args) for p in run_dirs),
                     key=lambda x: (order.get(x[0]["model"], 99), x[0]["machine"], x[0]["seed"]))
-    rows, curves, envs = [x[0] for x in loaded], [c for x in loaded for c in x[1]], [x[2] for x in loaded]
+    rows, curves = [x[0] for x in loaded], [c for x in loaded for c in x[1]]
     # CPU runs only: the CPU's default outputs (runs of several sessions are merged with --from-runs)
     prefix = "cpu_" if all(r["hardware"] == "cpu" for r in rows) else ""
+    env = environment_of([e for r in rows for e in r["envs"]])  # the title's: every stage of every seed
     rows += mean_rows(rows)
-    env = environment_of(envs)
     out = resolve_out(args.out, f"{prefix}speedrun")
     curves_out = out.with_name(out.stem + "_curves.csv")
     figure = resolve_out(args.figure, f"{prefix}speedrun", ".png", "figures")
