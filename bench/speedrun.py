@@ -116,6 +116,8 @@ def parse_args(argv):
     p.add_argument("--epochs", type=int, default=None, help="run length (default: the recipe's, or this CPU kind's in "
                                                                 "CPU_KIND_RUNS; the last stage's)")
     p.add_argument("--stage-epochs", default=None, help="comma list: the epochs of each stage of a staged model")
+    p.add_argument("--img-size", type=int, default=None, help="train a one-stage model at N px (default: native; "
+                                                              "short tuning runs at a staged model's first size)")
     p.add_argument("--budget-s", type=float, default=None, help="training-seconds budget (default: the model's)")
     p.add_argument("--target", type=float, default=None, help="test accuracy to reach, 0..1 (default: the model's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a TrainConfig field over the recipe")
@@ -131,8 +133,8 @@ def parse_args(argv):
     p.add_argument("--figure", default=None, help="PNG (default results/figures/speedrun.png)")
     args = p.parse_args(argv)
     args.model = parse_list(args.model, list(dict.fromkeys([*SPECS, *CPU_SPECS])), "--model")
-    check_positive(seeds=args.seeds, **{k: v for k, v in (("epochs", args.epochs), ("budget_s", args.budget_s))
-                                        if v is not None})
+    check_positive(seeds=args.seeds, **{k: v for k, v in (("epochs", args.epochs), ("budget_s", args.budget_s),
+                                                          ("img_size", args.img_size)) if v is not None})
     if args.first_seed < 0 or args.target is not None and not 0 < args.target <= 1:
         raise ValueError(f"--first-seed must be >= 0 (got {args.first_seed}), --target in (0, 1] (got {args.target})")
     if args.from_runs is None:  # everything a training run needs, checked before any data is read
@@ -167,16 +169,19 @@ def seeds(args):
 
 
 def stages(kind, args):
-    """[(img_size, TrainConfig changes)] of a model: one stage at the native size, or the spec's
+    """[(img_size, TrainConfig changes)] of a model: one stage at the native size (or --img-size), or the spec's
     stages (--tiny halves their sizes: digits are 16 px), their epochs from --stage-epochs, else
     --tiny's, else this CPU kind's (CPU_KIND_RUNS), else the spec's."""
     spec = specs(args.hardware)[kind]
     native = 16 if args.tiny else 32
+    staged = ", ".join(k for k, v in specs(args.hardware).items() if "stages" in v)
     if "stages" not in spec:
         if args.stage_epochs is not None:
-            raise ValueError(f"--stage-epochs: {kind} trains in one stage; the staged models are "
-                             f"{', '.join(k for k, v in specs(args.hardware).items() if 'stages' in v)}")
-        return [(native, {})]
+            raise ValueError(f"--stage-epochs: {kind} trains in one stage; the staged models are {staged}")
+        return [(args.img_size or native, {})]
+    if args.img_size is not None:
+        raise ValueError(f"--img-size: {kind} sets its own sizes per stage; --img-size is for the one-stage "
+                         f"models, not {staged}")
     n = len(spec["stages"])
     if args.stage_epochs is not None:
         try:

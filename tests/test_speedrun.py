@@ -195,6 +195,22 @@ def test_staged_speedrun_adds_up_its_stages_and_rebuilds_from_the_folders(tmp_pa
     with pytest.raises(ValueError, match="--stage-epochs: vit trains in one stage"):
         speedrun.parse_args(["--tiny", "--model", "vit", "--device", "cpu", "--stage-epochs", "1,1",
                              "--runs-dir", str(tmp_path / "other")])
+    with pytest.raises(ValueError, match="--img-size: vit_lowres sets its own sizes per stage"):
+        speedrun.parse_args([*flags[:-6], "--img-size", "8", "--runs-dir", str(tmp_path / "other")])
+
+
+def test_img_size_trains_a_one_stage_model_at_another_size(tmp_path):
+    """--img-size: the tuning runs of a staged model's first stage, as the one-stage model at that size."""
+    runs = tmp_path / "runs"
+    rows, _ = speedrun.main(["--tiny", "--model", "vit", "--seeds", "1", "--device", "cpu", "--epochs", "1",
+                             "--img-size", "8", "--runs-dir", str(runs), "--out", str(tmp_path / "s.csv"),
+                             "--figure", str(tmp_path / "s.png")])
+    record = read_json(runs / "vit-seed0" / "config.json")
+    assert record["model"]["img_size"] == 8
+    assert rows[0]["status"] == "complete"
+    with pytest.raises(ValueError, match="--img-size must be positive"):
+        speedrun.parse_args(["--tiny", "--model", "vit", "--device", "cpu", "--img-size", "0",
+                             "--runs-dir", str(tmp_path / "other")])
 
 
 def test_cpu_recipes_and_specs():
