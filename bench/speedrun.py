@@ -26,6 +26,7 @@ generalisation. Writes results/bench/speedrun.csv (per seed, mean, std), speedru
 """
 import argparse
 import csv
+import json
 import math
 import sys
 import textwrap
@@ -97,15 +98,15 @@ CPU_KIND_RUNS = {
 TINY_ARGS = {"vit": dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64, pool="gap", pos_emb="sincos2d"),
              "resnet": dict(blocks=(1, 1, 1, 1), widths=(8, 16, 32, 64))}
 TINY_TRAIN = dict(batch_size=128, epochs=2, warmup_epochs=0.5, compile=False)
-COLUMNS = ("model", "machine", "seed", "status", "epochs", "batch", "target_pct", "budget_s", "met", "final_acc_pct",
-           "train_s", "time_to_target_s", "acc_at_budget_pct", "final_acc_tta_pct", "time_to_target_tta_s",
-           "final_acc_ema_pct", "stretch_target_pct", "stretch_budget_s", "time_to_stretch_s", "compile_s", "eval_s",
-           "elapsed_s",
-           "images_per_s", "epochs_in_budget", "params", "data", "run")
-TABLE = ("model", "machine", "seed", "epochs", "train_s", "final_acc_pct", "final_acc_tta_pct", "time_to_target_s",
-         "acc_at_budget_pct", "target_pct", "budget_s", "met", "compile_s", "images_per_s", "epochs_in_budget")
-CURVE_COLUMNS = ("model", "machine", "seed", "epoch", "step", "lr", "train_s", "eval_acc_pct", "eval_acc_tta_pct",
-                 "eval_acc_ema_pct", "run")
+COLUMNS = ("model", "machine", "settings", "seed", "status", "epochs", "batch", "target_pct", "budget_s", "met",
+           "final_acc_pct", "train_s", "time_to_target_s", "acc_at_budget_pct", "final_acc_tta_pct",
+           "time_to_target_tta_s", "final_acc_ema_pct", "stretch_target_pct", "stretch_budget_s", "time_to_stretch_s",
+           "compile_s", "eval_s", "elapsed_s", "images_per_s", "epochs_in_budget", "params", "data", "run")
+TABLE = ("model", "machine", "settings", "seed", "epochs", "train_s", "final_acc_pct", "final_acc_tta_pct",
+         "time_to_target_s", "acc_at_budget_pct", "target_pct", "budget_s", "met", "compile_s", "images_per_s",
+         "epochs_in_budget")
+CURVE_COLUMNS = ("model", "machine", "settings", "seed", "epoch", "step", "lr", "train_s", "eval_acc_pct",
+                 "eval_acc_tta_pct", "eval_acc_ema_pct", "run")
 
 
 def parse_args(argv):
@@ -335,6 +336,33 @@ def machine_of(env):
     return f"{hardware} {env.get('precision', '?')}"
 
 
+SAME_RUN = ("epochs", "steps", "seed", "device")  # fields every run sets for itself: never a setting
+
+
+def settings_of(record, spec):
+    """What a run changed from its model's recipe, as --set would write it ("compile=True lr=0.0005",
+    augmentation fields as "augment.flip=False"), and --img-size where a one-stage run trained at
+    another size than the data's: "" for the recipe as it is. A staged run's first stage speaks for
+    it (the later stages' own changes are the spec's). Tuning runs of one model are told apart by it."""
+    if "recipe" not in spec:
+        return ""
+    recipe = json.loads(json.dumps(get_recipe(spec["recipe"]).to_dict()))  # tuples as config.json's lists
+    train = record["train"]
+    changed = []
+    for key in sorted(set(recipe) - set(SAME_RUN)):
+        if key == "augment":
+            ours, theirs = train.get(key) or {}, recipe[key] or {}
+            changed += [f"augment.{k}={ours.get(k)}" for k in sorted(set(ours) | set(theirs))
+                        if ours.get(k) != theirs.get(k)]
+        elif key in train and train[key] != recipe[key]:
+            changed.append(f"{key}={train[key]}")
+    native = 16 if record["data"]["train"]["name"] == "digits" else 32
+    size = record.get("model", {}).get("img_size")
+    if "stages" not in spec and size not in (None, native):
+        changed.append(f"img_size={size}")
+    return " ".join(changed)
+
+
 def load_run(path, args):
     """One speedrun seed (a run folder, or its stage folders: their seconds, steps and epochs add up)
     -> (its table row, its curve rows); the row keeps its stages' env.json under "envs"."""
@@ -363,7 +391,8 @@ def load_run(path, args):
     within = [a for t, a in zip(secs, acc) if t <= budget]
     last_record, last_env, last_summary, _ = parts[-1]
     envs = [part[1] for part in parts]
-    row = dict(model=kind, machine=machine_of(env), seed=info.get("seed", record["train"]["seed"]),
+    settings = settings_of(record, spec)
+    row = dict(model=kind, machine=machine_of(env), settings=settings, seed=info.get("seed", record["train"]["seed"]),
                status="complete" if complete else (last_summary.get("status") or "unfinished"),
                hardware=info.get("hardware", "gpu"),
                epochs="+".join(map(str, epochs)) if len(epochs) > 1 else epochs[0],
@@ -389,7 +418,7 @@ def load_run(path, args):
     epoch_offsets = [sum(epochs[:i]) for i in range(len(epochs))]
     stage_of = {str(folder): i for i, folder in enumerate(folders)}
     stage_env = {str(folder): environment_of([e]) for folder, e in zip(folders, envs)}
-    curve = [dict(model=kind, machine=row["machine"], seed=row["seed"],
+    curve = [dict(model=kind, machine=row["machine"], settings=settings, seed=row["seed"],
                   epoch=epoch_offsets[stage_of[r["run"]]] + int(r["epoch"]), step=n,
                   lr=float(r["lr"]), train_s=t, eval_acc_pct=percent(a), eval_acc_tta_pct=percent(b),
                   eval_acc_ema_pct=percent(c), run=r["run"], **stage_env[r["run"]])
@@ -403,21 +432,23 @@ NUMERIC = ("final_acc_pct", "train_s", "time_to_target_s", "acc_at_budget_pct", 
 
 
 def mean_rows(rows):
-    """Per model and machine, a mean and a std row over its seeds (nan when a seed has none: a seed
-    that never reached the target, or did not finish, makes the mean time nan rather than flattering)."""
+    """Per model, machine and settings, a mean and a std row over its seeds (nan when a seed has none: a
+    seed that never reached the target, or did not finish, makes the mean time nan rather than flattering)."""
     out = []
-    for kind, machine in dict.fromkeys((r["model"], r.get("machine", "")) for r in rows):
-        group = [r for r in rows if r["model"] == kind and r.get("machine", "") == machine]
+    key = lambda r: (r["model"], r.get("machine", ""), r.get("settings", ""))  # noqa: E731
+    for kind, machine, settings in dict.fromkeys(map(key, rows)):
+        group = [r for r in rows if key(r) == (kind, machine, settings)]
         same = {k: group[0].get(k, "") for k in ("epochs", "batch", "target_pct", "budget_s", "stretch_target_pct",
                                                   "stretch_budget_s", "params", "data")}
         values = {k: np.array([_num(r.get(k)) for r in group]) for k in NUMERIC}
         complete = sum(r["status"] == "complete" for r in group)
-        mean = dict(model=kind, machine=machine, seed="mean", status=f"{complete}/{len(group)} complete", **same,
+        mean = dict(model=kind, machine=machine, settings=settings, seed="mean",
+                    status=f"{complete}/{len(group)} complete", **same,
                     **{k: float(v.mean()) for k, v in values.items()})
         mean["met"] = bool(mean["final_acc_pct"] >= mean["target_pct"] and mean["train_s"] <= mean["budget_s"])
         std = {k: float(v.std(ddof=1)) if len(v) > 1 else math.nan for k, v in values.items()}
         env = environment_of([e for r in group for e in r.get("envs", [])]) if "envs" in group[0] else {}
-        out += [dict(mean, **env), dict(model=kind, machine=machine, seed="std", **std, **env)]
+        out += [dict(mean, **env), dict(model=kind, machine=machine, settings=settings, seed="std", **std, **env)]
     return out
 
 
@@ -448,17 +479,20 @@ def plot(curves, rows, path, title):
 
     fig, ax = plt.subplots(figsize=(8, 5.4))
     drawn = set()  # (target, budget) goals already drawn: models that share one get one line
-    machines = list(dict.fromkeys(r.get("machine", "") for r in rows))
+    machines = list(dict.fromkeys((r.get("machine", ""), r.get("settings", "")) for r in rows))
     for kind in dict.fromkeys(r["model"] for r in rows):
         family = FAMILY_COLORS.get(model_family(kind), (0.4, 0.4, 0.4))
         color, first = VARIANT_COLORS.get(kind, family), next(r for r in rows if r["model"] == kind)
-        for machine in machines:  # one line style per machine, one colour per model
-            runs = [c for c in curves if c["model"] == kind and c.get("machine", "") == machine]
+        for machine, settings in machines:  # one line style per machine and settings, one colour per model
+            runs = [c for c in curves if c["model"] == kind and (c.get("machine", ""), c.get("settings", "")) ==
+                    (machine, settings)]
             for j, seed in enumerate(dict.fromkeys(c["seed"] for c in runs)):
                 points = [(c["train_s"], c["eval_acc_pct"]) for c in runs if c["seed"] == seed]
-                ax.plot(*zip(*points), ["-", "--", "-.", ":"][machines.index(machine) % 4], marker="osD^v"[j % 5],
-                        ms=2.5, color=color, alpha=0.8, lw=1.1,
-                        label=f"{kind}, {machine}, seed {seed}" if len(machines) > 1 else f"{kind} seed {seed}")
+                style = ["-", "--", "-.", ":"][machines.index((machine, settings)) % 4]
+                label = ", ".join([kind, *([machine] if len({m for m, _ in machines}) > 1 else []),
+                                   *([settings] if settings else []), f"seed {seed}"])
+                ax.plot(*zip(*points), style, marker="osD^v"[j % 5], ms=2.5, color=color, alpha=0.8, lw=1.1,
+                        label=label)
         goals = [(first["target_pct"], first["budget_s"], "--")]
         if first.get("stretch_target_pct"):
             goals.append((first["stretch_target_pct"], first["stretch_budget_s"], ":"))
@@ -489,7 +523,7 @@ def report(run_dirs, args):
     """Rows, curves and figure from run folders; the CSVs and the figure written, the table printed last."""
     order = {kind: i for i, kind in enumerate(SPECS)}
     loaded = sorted((load_run(p, args) for p in run_dirs),
-                    key=lambda x: (order.get(x[0]["model"], 99), x[0]["machine"], x[0]["seed"]))
+                    key=lambda x: (order.get(x[0]["model"], 99), x[0]["machine"], x[0]["settings"], x[0]["seed"]))
     rows, curves = [x[0] for x in loaded], [c for x in loaded for c in x[1]]
     # CPU runs only: the CPU's default outputs (runs of several sessions are merged with --from-runs)
     prefix = "cpu_" if all(r["hardware"] == "cpu" for r in rows) else ""

@@ -199,18 +199,25 @@ def test_staged_speedrun_adds_up_its_stages_and_rebuilds_from_the_folders(tmp_pa
         speedrun.parse_args([*flags[:-6], "--img-size", "8", "--runs-dir", str(tmp_path / "other")])
 
 
-def test_img_size_trains_a_one_stage_model_at_another_size(tmp_path):
-    """--img-size: the tuning runs of a staged model's first stage, as the one-stage model at that size."""
-    runs = tmp_path / "runs"
-    rows, _ = speedrun.main(["--tiny", "--model", "vit", "--seeds", "1", "--device", "cpu", "--epochs", "1",
-                             "--img-size", "8", "--runs-dir", str(runs), "--out", str(tmp_path / "s.csv"),
-                             "--figure", str(tmp_path / "s.png")])
-    record = read_json(runs / "vit-seed0" / "config.json")
-    assert record["model"]["img_size"] == 8
-    assert rows[0]["status"] == "complete"
+def test_tuning_runs_carry_their_settings_and_average_apart(tmp_path):
+    """--img-size trains a one-stage model at another size (tuning runs of a staged model's first
+    stage); a run's changes to the recipe (--set, --img-size) are its `settings`, and runs of one
+    model with different settings get their own mean rows and curves."""
+    flags = ["--tiny", "--model", "vit", "--seeds", "1", "--device", "cpu", "--epochs", "1"]
+    tuned, plain = tmp_path / "tuned", tmp_path / "plain"
+    out = lambda name: ["--out", str(tmp_path / f"{name}.csv"), "--figure", str(tmp_path / f"{name}.png")]  # noqa: E731
+    rows, _ = speedrun.main([*flags, "--img-size", "8", "--set", "lr=0.003", "--set", "augment.flip=false",
+                             "--runs-dir", str(tuned), *out("tuned")])
+    assert read_json(tuned / "vit-seed0" / "config.json")["model"]["img_size"] == 8
+    assert (rows[0]["status"], rows[0]["settings"]) == ("complete", "augment.flip=False lr=0.003 img_size=8")
+    speedrun.main([*flags, "--runs-dir", str(plain), *out("plain")])
+    rows, curves = speedrun.main(["--from-runs", str(tuned), str(plain), *out("both")])
+    assert [(r["seed"], r["settings"]) for r in rows] == [
+        (0, ""), (0, "augment.flip=False lr=0.003 img_size=8"), ("mean", ""), ("std", ""),
+        ("mean", "augment.flip=False lr=0.003 img_size=8"), ("std", "augment.flip=False lr=0.003 img_size=8")]
+    assert {c["settings"] for c in curves} == {"", "augment.flip=False lr=0.003 img_size=8"}
     with pytest.raises(ValueError, match="--img-size must be positive"):
-        speedrun.parse_args(["--tiny", "--model", "vit", "--device", "cpu", "--img-size", "0",
-                             "--runs-dir", str(tmp_path / "other")])
+        speedrun.parse_args([*flags, "--img-size", "0", "--runs-dir", str(tmp_path / "other")])
 
 
 def test_cpu_recipes_and_specs():
