@@ -89,11 +89,15 @@ CPU_SPECS["vit_convstem"] = dict(CPU_SPECS["vit"], model="c_vit_ti4")
 # 1-epoch probes of each model through fit (results/bench/cpu_speedrun_tuning_avx512-bf16/): compiled
 # ViT 1,047 img/s at 16 px and 275 at 32 px, the ResNet 514, so ~3,300 s for each ViT and 2,900 for
 # the ResNet's 30 epochs (the AMX recipe's).
+# vit_lowres's lr: 5e-4 in both stages, a quarter of vit_cpu's 2e-3 (set for 7 fp32 epochs without a
+# sweep), from 8-epoch runs at 16 px on AVX512-BF16 (results/bench/cpu_speedrun_tuning_avx512-bf16/
+# px16-ep8: 2e-3 51.2%, 1e-3 56.3%, 5e-4 56.4%, 2.5e-4 54.3%) and an hour-long run there: 79.4%
+# against 70.9% for the same seed at the recipe's rate (bench/README.md). Not yet run on AMX.
 CPU_KIND_RUNS = {
     "amx-bf16": {"vit": dict(epochs=36, compile=True), "resnet": dict(epochs=30),
-                 "vit_lowres": dict(stage_epochs=(50, 20), compile=True)},
+                 "vit_lowres": dict(stage_epochs=(50, 20), compile=True, lr=5e-4)},
     "avx512-bf16": {"vit": dict(epochs=18, compile=True), "resnet": dict(epochs=30),
-                    "vit_lowres": dict(stage_epochs=(28, 11), compile=True)},
+                    "vit_lowres": dict(stage_epochs=(28, 11), compile=True, lr=5e-4)},
 }
 TINY_ARGS = {"vit": dict(depth=1, embed_dim=32, num_heads=2, mlp_dim=64, pool="gap", pos_emb="sincos2d"),
              "resnet": dict(blocks=(1, 1, 1, 1), widths=(8, 16, 32, 64))}
@@ -209,16 +213,16 @@ def kind_runs(kind, args):
 
 
 def train_config(kind, args, seed, stage=None):
-    """Recipe < --tiny's CPU sizes < the CPU kind's run length and settings (CPU_KIND_RUNS) < the
-    stage's changes (--stage-epochs) < --epochs (the last stage) < --set (`augment.flip=false` sets one
-    augmentation field)."""
+    """Recipe < --tiny's CPU sizes < the stage's changes (the spec's, its epochs from --stage-epochs) <
+    the CPU kind's run length and settings (CPU_KIND_RUNS: a kind's lr is every stage's) < --epochs (the
+    last stage) < --set (`augment.flip=false` sets one augmentation field)."""
     base = get_recipe(specs(args.hardware)[kind]["recipe"])
     plan = stages(kind, args)
     index = len(plan) - 1 if stage is None else stage
     measured = {k: v for k, v in kind_runs(kind, args).items() if k != "stage_epochs"}
     if "stages" in specs(args.hardware)[kind]:
         measured.pop("epochs", None)  # a staged model's epochs are its stages'
-    changes = {**(TINY_TRAIN if args.tiny else {}), **measured, **plan[index][1]}
+    changes = {**(TINY_TRAIN if args.tiny else {}), **plan[index][1], **measured}
     if args.epochs is not None and index == len(plan) - 1:
         changes["epochs"] = args.epochs
     config = base.replace(**changes).with_settings(parse_overrides(args.set, "--set"))
@@ -468,9 +472,17 @@ def environment_of(envs):
 VARIANT_COLORS = {"vit_lowres": "#6baed6"}
 
 
+def _shade(color, i, n):
+    """The i-th of n shades of `color`, darkest first (the colour itself when n is 1)."""
+    from matplotlib.colors import to_rgb
+    t = 0.0 if n == 1 else -0.4 + 0.8 * i / (n - 1)  # < 0: towards black, > 0: towards white
+    return tuple(c * (1 + t) if t < 0 else c + (1 - c) * t for c in to_rgb(color))
+
+
 def plot(curves, rows, path, title):
-    """Accuracy (%) against training seconds: one line per seed, a colour per model; each model's
-    target accuracy and budget dashed (the stretch goal dotted), labelled once per model."""
+    """Accuracy (%) against training seconds: one line per seed, a colour per model (a shade of it per
+    settings), a line style per machine; each model's target accuracy and budget dashed (the stretch
+    goal dotted; the budget line only where the runs come within half of it), labelled once per model."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -479,20 +491,24 @@ def plot(curves, rows, path, title):
 
     fig, ax = plt.subplots(figsize=(8, 5.4))
     drawn = set()  # (target, budget) goals already drawn: models that share one get one line
-    machines = list(dict.fromkeys((r.get("machine", ""), r.get("settings", "")) for r in rows))
+    machines = list(dict.fromkeys(r.get("machine", "") for r in rows))
+    # tuning runs far shorter than the budget: no budget line, so that their curves fill the axes
+    span = max((c["train_s"] for c in curves), default=0.0)
     for kind in dict.fromkeys(r["model"] for r in rows):
         family = FAMILY_COLORS.get(model_family(kind), (0.4, 0.4, 0.4))
         color, first = VARIANT_COLORS.get(kind, family), next(r for r in rows if r["model"] == kind)
-        for machine, settings in machines:  # one line style per machine and settings, one colour per model
-            runs = [c for c in curves if c["model"] == kind and (c.get("machine", ""), c.get("settings", "")) ==
-                    (machine, settings)]
-            for j, seed in enumerate(dict.fromkeys(c["seed"] for c in runs)):
-                points = [(c["train_s"], c["eval_acc_pct"]) for c in runs if c["seed"] == seed]
-                style = ["-", "--", "-.", ":"][machines.index((machine, settings)) % 4]
-                label = ", ".join([kind, *([machine] if len({m for m, _ in machines}) > 1 else []),
-                                   *([settings] if settings else []), f"seed {seed}"])
-                ax.plot(*zip(*points), style, marker="osD^v"[j % 5], ms=2.5, color=color, alpha=0.8, lw=1.1,
-                        label=label)
+        variants = list(dict.fromkeys(r.get("settings", "") for r in rows if r["model"] == kind))
+        for machine in machines:  # one line style per machine, one colour per model, a shade of it per settings
+            for settings in variants:
+                runs = [c for c in curves if (c["model"], c.get("machine", ""), c.get("settings", "")) ==
+                        (kind, machine, settings)]
+                shade = _shade(color, variants.index(settings), len(variants))
+                for j, seed in enumerate(dict.fromkeys(c["seed"] for c in runs)):
+                    points = [(c["train_s"], c["eval_acc_pct"]) for c in runs if c["seed"] == seed]
+                    label = ", ".join([kind, *([machine] if len(machines) > 1 else []),
+                                       *([settings] if settings else []), f"seed {seed}"])
+                    ax.plot(*zip(*points), ["-", "--", "-.", ":"][machines.index(machine) % 4],
+                            marker="osD^v"[j % 5], ms=2.5, color=shade, alpha=0.8, lw=1.1, label=label)
         goals = [(first["target_pct"], first["budget_s"], "--")]
         if first.get("stretch_target_pct"):
             goals.append((first["stretch_target_pct"], first["stretch_budget_s"], ":"))
@@ -500,11 +516,13 @@ def plot(curves, rows, path, title):
         for target, budget, style in goals:
             drawn.add((target, budget))
             ax.axhline(target, color=family, ls=style, lw=1, alpha=0.7)
-            ax.axvline(budget, color="0.45", ls=style, lw=1, alpha=0.7)  # a budget the models may share: grey
+            if span >= budget / 2:
+                ax.axvline(budget, color="0.45", ls=style, lw=1, alpha=0.7)  # a budget the models may share: grey
         if goals:  # one label per model, at its lower target: "resnet: 88% (stretch 90%) in 3600 s"
             text = f"{kind.split('_')[0]}: {goals[0][0]:.0f}%" + (
                 f" (stretch {goals[1][0]:.0f}%)" if len(goals) > 1 else "") + f" in {goals[0][1]:.0f} s "
-            ax.annotate(text, (goals[0][1], goals[0][0]), color=family, fontsize=8, ha="right", va="top",
+            x = goals[0][1] if span >= goals[0][1] / 2 else span
+            ax.annotate(text, (x, goals[0][0]), color=family, fontsize=8, ha="right", va="top",
                         xytext=(0, -2), textcoords="offset points")
     ax.set(xlabel="training seconds (optimiser steps; compilation and evaluation excluded)",
            ylabel="CIFAR-10 test accuracy (%)")

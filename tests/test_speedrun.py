@@ -254,8 +254,9 @@ def test_run_lengths_follow_the_cpu_kind_and_flags_override_them(tmp_path, monke
     assert (vit.epochs, vit.compile) == (3, False)
     staged = config("vit_lowres", "amx-bf16")
     assert [c.epochs for c in staged] == list(measured["vit_lowres"]["stage_epochs"]) and all(c.compile for c in staged)
-    assert [c.epochs for c in config("vit_lowres", "avx2")] == [20, 2]
-    assert [c.epochs for c in config("vit_lowres", "avx512-bf16")] == [28, 11]  # each kind its own
+    assert [(c.epochs, c.lr) for c in config("vit_lowres", "avx2")] == [(20, 2e-3), (2, 1e-3)]  # the spec's
+    assert [(c.epochs, c.lr) for c in config("vit_lowres", "avx512-bf16")] == [(28, 5e-4), (11, 5e-4)]  # the kind's
+    assert [c.lr for c in config("vit_lowres", "avx512-bf16", "--set", "lr=1e-3")] == [1e-3, 1e-3]
     assert [c.epochs for c in config("vit_lowres", "amx-bf16", "--stage-epochs", "4,1")] == [4, 1]
 
 
