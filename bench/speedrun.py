@@ -481,8 +481,9 @@ def _shade(color, i, n):
 
 def plot(curves, rows, path, title):
     """Accuracy (%) against training seconds: one line per seed, a colour per model (a shade of it per
-    settings), a line style per machine; each model's target accuracy and budget dashed (the stretch
-    goal dotted; the budget line only where the runs come within half of it), labelled once per model."""
+    settings where one machine ran it with several), a line style per machine; each model's target
+    accuracy and budget dashed (the stretch goal dotted; the budget line only where the runs come
+    within half of it), labelled once per model."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -497,8 +498,9 @@ def plot(curves, rows, path, title):
     for kind in dict.fromkeys(r["model"] for r in rows):
         family = FAMILY_COLORS.get(model_family(kind), (0.4, 0.4, 0.4))
         color, first = VARIANT_COLORS.get(kind, family), next(r for r in rows if r["model"] == kind)
-        variants = list(dict.fromkeys(r.get("settings", "") for r in rows if r["model"] == kind))
         for machine in machines:  # one line style per machine, one colour per model, a shade of it per settings
+            variants = list(dict.fromkeys(r.get("settings", "") for r in rows
+                                          if (r["model"], r.get("machine", "")) == (kind, machine)))
             for settings in variants:
                 runs = [c for c in curves if (c["model"], c.get("machine", ""), c.get("settings", "")) ==
                         (kind, machine, settings)]

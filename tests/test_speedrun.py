@@ -216,6 +216,10 @@ def test_tuning_runs_carry_their_settings_and_average_apart(tmp_path):
         (0, ""), (0, "augment.flip=False lr=0.003 img_size=8"), ("mean", ""), ("std", ""),
         ("mean", "augment.flip=False lr=0.003 img_size=8"), ("std", "augment.flip=False lr=0.003 img_size=8")]
     assert {c["settings"] for c in curves} == {"", "augment.flip=False lr=0.003 img_size=8"}
+    # the figure: one shade of the model's colour per settings, darkest first; one settings keeps the colour
+    assert speedrun._shade((0.2, 0.4, 0.6), 0, 1) == (0.2, 0.4, 0.6)
+    dark, light = speedrun._shade((0.2, 0.4, 0.6), 0, 2), speedrun._shade((0.2, 0.4, 0.6), 1, 2)
+    assert sum(dark) < 1.2 < sum(light) and all(0 <= c <= 1 for c in dark + light)
     with pytest.raises(ValueError, match="--img-size must be positive"):
         speedrun.parse_args([*flags, "--img-size", "0", "--runs-dir", str(tmp_path / "other")])
 
