@@ -179,14 +179,14 @@ def stages(kind, args):
     --tiny's, else this CPU kind's (CPU_KIND_RUNS), else the spec's."""
     spec = specs(args.hardware)[kind]
     native = 16 if args.tiny else 32
-    staged = ", ".join(k for k, v in specs(args.hardware).items() if "stages" in v)
+    staged = lambda: ", ".join(k for k, v in specs(args.hardware).items() if "stages" in v)  # noqa: E731 (errors only)
     if "stages" not in spec:
         if args.stage_epochs is not None:
-            raise ValueError(f"--stage-epochs: {kind} trains in one stage; the staged models are {staged}")
+            raise ValueError(f"--stage-epochs: {kind} trains in one stage; the staged models are {staged()}")
         return [(args.img_size or native, {})]
     if args.img_size is not None:
         raise ValueError(f"--img-size: {kind} sets its own sizes per stage; --img-size is for the one-stage "
-                         f"models, not {staged}")
+                         f"models, not {staged()}")
     n = len(spec["stages"])
     if args.stage_epochs is not None:
         try:
