@@ -13,7 +13,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # bench/ is a folder of scripts beside the package, not installed with it
 
-from bench import attention_kernels, common, sequence_length, throughput  # noqa: E402
+from bench import attention_kernels, common, compare_commits, profile_step, sequence_length, throughput  # noqa: E402
 from vitlib.device import resolve_precision  # noqa: E402
 
 
@@ -176,6 +176,96 @@ def test_write_csv_and_table_formatting(tmp_path, capsys):
                               [dict(a="1.235", b="OOM", gpu="cpu", torch="x", commit="abc", date="d")])
     common.print_table([dict(a=1.0, b="n/a")], ("a", "b"))
     assert capsys.readouterr().out.splitlines() == ["a    b", "-  ---", "1  n/a"]
+
+
+def test_profile_step_tiny_cpu(tmp_path, capsys):
+    out = tmp_path / "profile.csv"
+    rows = profile_step.main(["--tiny", "--steps", "2", "--warmup", "1", "--top", "30", "--precision", "fp32",
+                              "--out", str(out)])
+    header, table = last_table(capsys.readouterr().out, len(rows))
+    assert header == ["op", "calls_per_step", "ms_per_step", "share", "gflops_per_s", "matmul_fraction"]
+    columns, written = read_csv(out)
+    assert columns == [*profile_step.COLUMNS, *common.ENV_COLUMNS] and len(written) == len(rows) == 31
+    assert rows[-1]["op"] == "other" and sum(r["share"] for r in rows) == pytest.approx(1.0)
+    by_op = {r["op"]: r for r in rows}
+    # the tiny ViT's linear layers: forward addmm, backward mm, each with the FLOPs of its shapes
+    assert by_op["aten::addmm"]["gflops_per_s"] > 0 and by_op["aten::mm"]["gflops_per_s"] > 0
+    assert by_op["aten::addmm"]["matmul_fraction"] == pytest.approx(
+        by_op["aten::addmm"]["gflops_per_s"] / rows[0]["matmul_rate_gflops"])
+    assert all(r["step_ms"] > 0 and r["precision"] == "fp32" for r in rows)
+
+
+def test_profile_step_counts_matrix_product_flops_from_shapes():
+    assert profile_step.matmul_flops("aten::mm", [[8, 3], [3, 5]]) == 2 * 8 * 3 * 5
+    assert profile_step.matmul_flops("aten::addmm", [[5], [8, 3], [3, 5], [], []]) == 2 * 8 * 3 * 5
+    assert profile_step.matmul_flops("aten::bmm", [[4, 8, 3], [4, 3, 5]]) == 2 * 4 * 8 * 3 * 5
+    assert profile_step.matmul_flops("aten::baddbmm", [[4, 8, 5], [4, 8, 3], [4, 3, 5], [], []]) == 2 * 4 * 8 * 3 * 5
+    assert profile_step.matmul_flops("aten::gelu", [[8, 3], []]) == 0
+    assert profile_step.matmul_flops("aten::mm", [[], []]) == 0  # shapes not recorded
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "cuda"], "--device='cuda': this profile reads CPU operator times"),
+    (["--config", "vit_huge"], "--config='vit_huge' is not supported; allowed: "),
+    (["--impl", "vitlib-best"], "--impl='vitlib-best' is not supported"),
+    (["--steps", "0"], "--steps must be positive"),
+])
+def test_profile_step_refuses_bad_arguments(argv, message):
+    with pytest.raises(ValueError, match=message):
+        profile_step.parse_args(argv)
+
+
+def worktrees():
+    return subprocess.run(["git", "worktree", "list"], cwd=REPO, capture_output=True, text=True).stdout
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="needs the repository's git history")
+def test_compare_commits_tiny_cpu(tmp_path, capsys):
+    before = worktrees()
+    out = tmp_path / "compare.csv"
+    rows = compare_commits.main(["--base", "HEAD", "--head", "HEAD", "--rounds", "2", "--isa", "avx2",
+                                 "--out", str(out), "--", "--tiny", "--device", "cpu", "--impls", "vitlib",
+                                 "--precision", "auto", "--steps", "1", "--warmup", "1"])
+    header, table = last_table(capsys.readouterr().out, 1)
+    assert header[:2] == ["config", "impl"] and table[0][:2] == ["tiny", "vitlib"]
+    columns, written = read_csv(out)
+    assert columns == [*compare_commits.COLUMNS, *common.ENV_COLUMNS] and len(written) == len(rows) == 1
+    row = written[0]
+    head = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    assert row["base_commit"] == row["head_commit"] == head.stdout.strip() and row["rounds"] == "2"
+    assert float(row["head_vs_base"]) > 0 and float(row["base_images_per_s"]) > 0
+    # limited to AVX2, oneDNN has no native bf16: "auto" is fp32, as on an AVX2 CPU
+    assert row["precision"] == "fp32" and row["isa"] == "avx2"
+    assert "AVX2" in row["head_device"] and "native bf16: no" in row["head_device"]
+    assert worktrees() == before  # the temporary checkouts are gone
+
+
+def test_compare_commits_combines_rounds_by_median():
+    def rounds(*speeds, config="a", status="ok"):
+        return [[dict(config=config, impl="vitlib", images_per_s=str(s), status=status, gpu="cpu (X)")] for s in speeds]
+    got = compare_commits.combine({"base": rounds(100, 120, 80) + rounds(5, config="only-base"),
+                                   "head": rounds(150, 90, 110) + rounds(7, config="a", status="OOM")},
+                                  "native", {"base": "1" * 40, "head": "2" * 40})
+    assert len(got) == 1  # a config only one commit measured, and failed rows, are left out
+    row = got[0]
+    assert (row["base_images_per_s"], row["head_images_per_s"]) == (100, 110)
+    assert (row["base_spread"], row["head_spread"]) == pytest.approx((0.4, 60 / 110))
+    # within each round: 1.5, 0.75, 1.375
+    assert (row["head_vs_base"], row["ratio_min"], row["ratio_max"]) == pytest.approx((1.375, 0.75, 1.5))
+    assert (row["rounds"], row["base_commit"], row["head_commit"]) == (3, "1111111", "2222222")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--base", "HEAD", "--isa", "sse"], "--isa='sse' is not supported; allowed: native, avx2"),
+    (["--base", "HEAD", "--rounds", "0"], "--rounds must be positive"),
+    (["--base", "HEAD", "--", "--out", "x.csv"], "--out after '--'"),
+    (["--base", "no-such-commit-xyz"], "--base='no-such-commit-xyz' is not a commit"),
+])
+def test_compare_commits_refuses_bad_arguments_before_any_work(argv, message):
+    before = worktrees()
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        compare_commits.parse_args(argv)
+    assert worktrees() == before
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")

@@ -1,0 +1,161 @@
+"""Training throughput of two commits of this repository on the same machine: did a change make
+anything slower? Each commit is checked out in its own temporary worktree and `bench.throughput`
+runs there with the same arguments, the two commits in turn for `--rounds` rounds (base, head, then
+head, base: a machine whose speed drifts hits both alike); each row gives the median images/s of
+each commit, the rounds' spread, and head / base as the median of the rounds' own ratios with their
+range (a ratio whose range includes 1 is not resolved).
+
+    python -m bench.compare_commits --base 18b3d83 --rounds 3 -- --device cpu --configs ti4_d6_32 --steps 5 --warmup 2
+    python -m bench.compare_commits --base 18b3d83 --isa avx2 -- --device cpu --configs ti4_d128_16,r10n_32
+
+`--isa avx2` limits this CPU to AVX2 for both commits (torch's kernels, MKL and oneDNN, through
+their environment variables ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA): on
+a newer CPU it stands in for an AVX2-only one. oneDNN then reports no native bf16, so vitlib's
+"auto" precision resolves to fp32 as on an AVX2 CPU; the CPU model, its caches and clock stay
+this machine's, so the ratios carry over, not the images/s. Everything after `--` goes to
+bench.throughput (not `--out` nor `--rounds`, which this script sets).
+"""
+import argparse
+import contextlib
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/compare_commits.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from bench.common import REPO, check_positive, environment, print_table, progress, resolve_out, write_csv
+from vitlib.device import device_name
+
+# the environment variables that cap each library at an instruction set
+ISAS = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+}
+KEY = ("config", "impl", "compile", "precision", "batch", "threads", "memory_format")
+SHOWN = (*KEY, "base_images_per_s", "head_images_per_s", "base_spread", "head_spread", "head_vs_base", "ratio_min",
+         "ratio_max")
+COLUMNS = (*SHOWN, "rounds", "isa", "base_commit", "head_commit", "base_device", "head_device")
+SET_HERE = ("--out", "--rounds")
+
+
+def git(*args, cwd=REPO):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def resolve_commit(rev, name):
+    """The full hash of `rev`, or ValueError naming the flag."""
+    try:
+        return git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    except subprocess.CalledProcessError:
+        raise ValueError(f"--{name}={rev!r} is not a commit of {REPO}") from None
+
+
+@contextlib.contextmanager
+def worktree(commit, folder):
+    """A detached checkout of `commit` at `folder`, removed afterwards."""
+    git("worktree", "add", "--detach", "--force", str(folder), commit)
+    try:
+        yield Path(folder)
+    finally:
+        git("worktree", "remove", "--force", str(folder))
+
+
+def run_throughput(tree, throughput_args, out, isa):
+    """One round of bench.throughput in `tree`; its CSV rows (dicts of strings)."""
+    command = [sys.executable, "-m", "bench.throughput", *throughput_args, "--rounds", "1", "--out", str(out)]
+    done = subprocess.run(command, cwd=tree, env={**os.environ, **ISAS[isa]}, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"bench.throughput failed in {tree} (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    with open(out, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def combine(rounds, isa, commits):
+    """Rows of KEY with each commit's median images/s over the rounds and its spread, and head / base:
+    the median over rounds of the ratio within a round (the two commits ran one after the other
+    there, so the ratio holds when the machine's speed drifts between rounds), with its min and max.
+    rounds: {"base": [rows of round 1, ...], "head": [...]}; only rows with status ok count, and a
+    row only one commit has (a new config) is left out."""
+    speeds, device = {}, {}
+    for side, side_rounds in rounds.items():
+        for i, rows in enumerate(side_rounds):
+            for row in rows:
+                if row.get("status") == "ok" and row.get("images_per_s"):
+                    key = tuple(row.get(k, "") for k in KEY)
+                    speeds.setdefault(key, {"base": {}, "head": {}})[side][i] = float(row["images_per_s"])
+                    device[side] = row.get("gpu", "")
+    out = []
+    for key, by_side in speeds.items():
+        paired = sorted(set(by_side["base"]) & set(by_side["head"]))
+        if not paired:
+            continue
+        row = dict(zip(KEY, key))
+        for side in ("base", "head"):
+            values = [by_side[side][i] for i in paired]
+            median = statistics.median(values)
+            row[f"{side}_images_per_s"] = median
+            row[f"{side}_spread"] = (max(values) - min(values)) / median if len(values) > 1 else ""
+        ratios = [by_side["head"][i] / by_side["base"][i] for i in paired]
+        row.update(head_vs_base=statistics.median(ratios), ratio_min=min(ratios), ratio_max=max(ratios),
+                   rounds=len(paired), isa=isa, base_commit=commits["base"][:7], head_commit=commits["head"][:7],
+                   base_device=device["base"], head_device=device["head"])
+        out.append(row)
+    return out
+
+
+def parse_args(argv):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ours, throughput_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", required=True, help="the commit to compare against (any git revision)")
+    p.add_argument("--head", default="HEAD", help="the commit to measure (default HEAD)")
+    p.add_argument("--isa", default="native", help=f"instruction set to limit the CPU to: {', '.join(ISAS)}")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of both commits in turn; the median counts")
+    p.add_argument("--out", default=None, help="CSV path (default results/bench/compare_commits.csv)")
+    args = p.parse_args(ours)
+    check_positive(rounds=args.rounds)
+    if args.isa not in ISAS:
+        raise ValueError(f"--isa={args.isa!r} is not supported; allowed: {', '.join(ISAS)}")
+    clash = [a for a in throughput_args if a.split("=")[0] in SET_HERE]
+    if clash:
+        raise ValueError(f"{', '.join(clash)} after '--': this script sets {' and '.join(SET_HERE)} itself")
+    args.commits = {"base": resolve_commit(args.base, "base"), "head": resolve_commit(args.head, "head")}
+    args.throughput_args = throughput_args
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = resolve_out(args.out, "compare_commits")
+    rounds = {"base": [], "head": []}
+    with tempfile.TemporaryDirectory() as tmp, \
+            worktree(args.commits["base"], Path(tmp) / "base") as base, \
+            worktree(args.commits["head"], Path(tmp) / "head") as head:
+        trees = {"base": base, "head": head}
+        for i in range(args.rounds):
+            for side in ("base", "head") if i % 2 == 0 else ("head", "base"):
+                progress(f"round {i + 1}/{args.rounds}: {side} {args.commits[side][:7]} (isa {args.isa})")
+                rounds[side].append(run_throughput(trees[side], args.throughput_args,
+                                                   Path(tmp) / f"{side}-{i}.csv", args.isa))
+    rows = combine(rounds, args.isa, args.commits)
+    env = environment("cpu")
+    env["gpu"] = device_name(torch.device("cpu"))  # the machine itself, whatever --isa limited the runs to
+    write_csv(rows, out, COLUMNS, env)
+    print_table(rows, SHOWN,
+                title=f"\n{args.commits['head'][:7]} against {args.commits['base'][:7]} (isa {args.isa}), "
+                      f"written to {out}")
+    return rows
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ValueError as error:
+        sys.exit(f"error: {error}")
