@@ -3,6 +3,8 @@ config (the same model, AdamW and step as its rows), each operator's self time p
 share of the step, and for the matrix products (mm, addmm, bmm, baddbmm, from their input shapes)
 the GFLOP/s they ran at, also as a fraction of the same run's 2048^3 matrix-product rate in that
 precision: how far the step is from being bound by its matrix products, and what else costs time.
+Convolutions get their time and share but no GFLOP/s (their strides are not among the shapes the
+profiler records).
 
     python -m bench.profile_step --config ti4_d6_32 --precision bf16
     python -m bench.profile_step --config r10n_32 --precision bf16 --memory-format channels_last
@@ -153,9 +155,9 @@ def main(argv=None):
     products = [r for r in rows if r["gflops_per_s"]]
     matmul_ms = sum(r["ms_per_step"] for r in products)
     matmul_gflop = sum(r["gflops_per_s"] * r["ms_per_step"] / 1000.0 for r in products)
-    summary = (f"matrix products: {matmul_ms / total:.0%} of the operators' time, at "
-               f"{matmul_gflop / (matmul_ms / 1000.0) if matmul_ms else 0:.0f} GFLOP/s "
-               f"({matmul_gflop / (matmul_ms / 1000.0) / rate if matmul_ms else 0:.0%} of the 2048^3 rate)")
+    summary = "matrix products (mm, addmm, bmm, baddbmm; convolutions are not counted): " + (
+        f"{matmul_ms / total:.0%} of the operators' time, at {matmul_gflop / (matmul_ms / 1000.0):.0f} GFLOP/s "
+        f"({matmul_gflop / (matmul_ms / 1000.0) / rate:.0%} of the 2048^3 rate)" if matmul_ms else "none")
     print_table(rows, ("op", "calls_per_step", "ms_per_step", "share", "gflops_per_s", "matmul_fraction"),
                 title=f"\n{args.config} {args.impl} {args.precision} batch {args.batch}, {step_ms:.1f} ms per step "
                       f"under the profiler; {summary}; written to {out}")
