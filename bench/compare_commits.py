@@ -14,11 +14,24 @@ a newer CPU it stands in for an AVX2-only one. oneDNN then reports no native bf1
 "auto" precision resolves to fp32 as on an AVX2 CPU; the CPU model, its caches and clock stay
 this machine's, so the ratios carry over, not the images/s. Everything after `--` goes to
 bench.throughput (not `--out` nor `--rounds`, which this script sets).
+
+`--train --runs-dir DIR` compares training through `fit` instead: each round runs `vitlib train`
+with the arguments after `--` (not `--out`) from each checkout, into DIR/<n>-<base|head> (runs 2r-1
+and 2r make round r; new runs number on after those DIR holds, whose commits must be the same two),
+and the row gives the images/s of summary.json. `--from-runs DIR` makes the table again from such
+run folders, the commits read from their env.json:
+
+    python -m bench.compare_commits --base 18b3d83 --isa avx2 --rounds 2 --train \\
+        --runs-dir results/bench/cpu_fit_runs_avx2-emulated -- --model vit_ti4 --dataset cifar10 --img-size 16 ...
+    python -m bench.compare_commits --from-runs results/bench/cpu_fit_runs_avx2-emulated --isa avx2 \\
+        --out results/bench/cpu_compare_avx2-emulated_fit.csv
 """
 import argparse
 import contextlib
 import csv
+import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -43,6 +56,7 @@ SHOWN = (*KEY, "base_images_per_s", "head_images_per_s", "base_spread", "head_sp
          "ratio_max")
 COLUMNS = (*SHOWN, "rounds", "isa", "base_commit", "head_commit", "base_device", "head_device")
 SET_HERE = ("--out", "--rounds")
+RUN_NAME = re.compile(r"^(\d+)-(base|head)$")  # a --train run folder: <number>-<side>
 
 
 def git(*args, cwd=REPO):
@@ -77,15 +91,53 @@ def run_throughput(tree, throughput_args, out, isa):
         return list(csv.DictReader(f))
 
 
+def run_train(tree, train_args, out, isa):
+    """One `vitlib train` run in `tree` into the run folder `out`."""
+    command = [sys.executable, "-m", "vitlib", "train", *train_args, "--out", str(out)]
+    done = subprocess.run(command, cwd=tree, env={**os.environ, **ISAS[isa]}, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"vitlib train failed in {tree} (exit {done.returncode}):\n{done.stderr[-2000:]}")
+
+
+def fit_runs(runs_dir, isa):
+    """The finished run folders <n>-<base|head> of `runs_dir` as ({side: {round: [row]}}, {side: commit}):
+    each row is the run's images/s through fit (summary.json) with its settings in KEY's columns."""
+    rounds, commits = {"base": {}, "head": {}}, {"base": set(), "head": set()}
+    folders = [f for f in sorted(Path(runs_dir).iterdir()) if RUN_NAME.match(f.name)] if Path(runs_dir).is_dir() else []
+    for folder in folders:
+        number, side = RUN_NAME.match(folder.name).groups()
+        try:
+            summary, env, config = (json.loads((folder / f"{name}.json").read_text())
+                                    for name in ("summary", "env", "config"))
+        except (OSError, ValueError):  # a run that did not finish writing its folder
+            continue
+        if summary.get("status") != "complete":
+            continue
+        if isa == "avx2" and ", AVX2," not in env.get("cpu", ""):
+            raise ValueError(f"{folder}: its env.json says {env.get('cpu')!r}, not a CPU limited to AVX2 (--isa avx2)")
+        model, train = config["model"], config["train"]
+        rounds[side][(int(number) - 1) // 2] = [dict(
+            config=f"fit {model['name']} {model['img_size']}px", impl="vitlib",
+            compile="default" if train.get("compile") else "none", precision=summary["precision"],
+            batch=train["batch_size"], threads="", memory_format=env.get("memory_format", ""),
+            images_per_s=summary["images_per_s"], status="ok", gpu=f"cpu ({env['cpu']})")]
+        commits[side].add(env["git_commit"])
+    for side, found in commits.items():
+        if len(found) > 1:
+            raise ValueError(f"{runs_dir}: the {side} runs come from {len(found)} commits "
+                             f"({', '.join(sorted(c[:7] for c in found))}); one runs folder compares two commits")
+    return rounds, {side: next(iter(found), "") for side, found in commits.items()}, folders
+
+
 def combine(rounds, isa, commits):
     """Rows of KEY with each commit's median images/s over the rounds and its spread, and head / base:
     the median over rounds of the ratio within a round (the two commits ran one after the other
     there, so the ratio holds when the machine's speed drifts between rounds), with its min and max.
-    rounds: {"base": [rows of round 1, ...], "head": [...]}; only rows with status ok count, and a
-    row only one commit has (a new config) is left out."""
+    rounds: {"base": {round: rows}, "head": {...}}; only rows with status ok count, and a row only one
+    commit has (a new config) is left out."""
     speeds, device = {}, {}
     for side, side_rounds in rounds.items():
-        for i, rows in enumerate(side_rounds):
+        for i, rows in side_rounds.items():
             for row in rows:
                 if row.get("status") == "ok" and row.get("images_per_s"):
                     key = tuple(row.get(k, "") for k in KEY)
@@ -114,19 +166,37 @@ def parse_args(argv):
     argv = list(sys.argv[1:] if argv is None else argv)
     ours, throughput_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base", required=True, help="the commit to compare against (any git revision)")
+    p.add_argument("--base", default=None, help="the commit to compare against (any git revision)")
     p.add_argument("--head", default="HEAD", help="the commit to measure (default HEAD)")
     p.add_argument("--isa", default="native", help=f"instruction set to limit the CPU to: {', '.join(ISAS)}")
     p.add_argument("--rounds", type=int, default=3, help="rounds of both commits in turn; the median counts")
     p.add_argument("--out", default=None, help="CSV path (default results/bench/compare_commits.csv)")
+    p.add_argument("--train", action="store_true", help="compare `vitlib train` runs (the arguments after --) "
+                                                        "instead of bench.throughput")
+    p.add_argument("--runs-dir", default=None, help="with --train: where the run folders go")
+    p.add_argument("--from-runs", default=None, help="the table from the run folders of an earlier --train")
     args = p.parse_args(ours)
     check_positive(rounds=args.rounds)
     if args.isa not in ISAS:
         raise ValueError(f"--isa={args.isa!r} is not supported; allowed: {', '.join(ISAS)}")
-    clash = [a for a in throughput_args if a.split("=")[0] in SET_HERE]
+    if args.from_runs:
+        if not Path(args.from_runs).is_dir():
+            raise ValueError(f"--from-runs={args.from_runs!r} is not a folder")
+        return args
+    if args.base is None:
+        raise ValueError("--base is required (the commit to compare against), unless --from-runs")
+    if args.train != bool(args.runs_dir):
+        raise ValueError("--train and --runs-dir go together: the runs of --train need a folder")
+    clash = [a for a in throughput_args if a.split("=")[0] in (("--out",) if args.train else SET_HERE)]
     if clash:
-        raise ValueError(f"{', '.join(clash)} after '--': this script sets {' and '.join(SET_HERE)} itself")
+        raise ValueError(f"{', '.join(clash)} after '--': this script sets it itself")
     args.commits = {"base": resolve_commit(args.base, "base"), "head": resolve_commit(args.head, "head")}
+    if args.train:
+        _, found, _ = fit_runs(args.runs_dir, args.isa)
+        other = {side: c[:7] for side, c in found.items() if c and c != args.commits[side]}
+        if other:
+            raise ValueError(f"--runs-dir={args.runs_dir!r} holds runs of other commits "
+                             f"({', '.join(f'{side} {c}' for side, c in other.items())}): choose a new folder")
     args.throughput_args = throughput_args
     return args
 
@@ -134,24 +204,52 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     out = resolve_out(args.out, "compare_commits")
-    rounds = {"base": [], "head": []}
-    with tempfile.TemporaryDirectory() as tmp, \
-            worktree(args.commits["base"], Path(tmp) / "base") as base, \
-            worktree(args.commits["head"], Path(tmp) / "head") as head:
-        trees = {"base": base, "head": head}
-        for i in range(args.rounds):
-            for side in ("base", "head") if i % 2 == 0 else ("head", "base"):
-                progress(f"round {i + 1}/{args.rounds}: {side} {args.commits[side][:7]} (isa {args.isa})")
-                rounds[side].append(run_throughput(trees[side], args.throughput_args,
-                                                   Path(tmp) / f"{side}-{i}.csv", args.isa))
-    rows = combine(rounds, args.isa, args.commits)
+    if args.from_runs:
+        rounds, commits, _ = fit_runs(args.from_runs, args.isa)
+    elif args.train:
+        rounds, commits = measure_train(args)
+    else:
+        rounds, commits = measure_throughput(args), args.commits
+    rows = combine(rounds, args.isa, commits)
     env = environment("cpu")
     env["gpu"] = device_name(torch.device("cpu"))  # the machine itself, whatever --isa limited the runs to
     write_csv(rows, out, COLUMNS, env)
-    print_table(rows, SHOWN,
-                title=f"\n{args.commits['head'][:7]} against {args.commits['base'][:7]} (isa {args.isa}), "
-                      f"written to {out}")
+    print_table(rows, SHOWN, title=f"\n{commits['head'][:7]} against {commits['base'][:7]} (isa {args.isa}), "
+                                   f"written to {out}")
     return rows
+
+
+def measure_throughput(args):
+    """bench.throughput's rows of each commit, per round."""
+    rounds = {"base": {}, "head": {}}
+    with tempfile.TemporaryDirectory() as tmp, checkouts(args.commits, tmp) as trees:
+        for i in range(args.rounds):
+            for side in ("base", "head") if i % 2 == 0 else ("head", "base"):
+                progress(f"round {i + 1}/{args.rounds}: {side} {args.commits[side][:7]} (isa {args.isa})")
+                rounds[side][i] = run_throughput(trees[side], args.throughput_args, Path(tmp) / f"{side}-{i}.csv",
+                                                 args.isa)
+    return rounds
+
+
+def measure_train(args):
+    """`--rounds` more rounds of `vitlib train` runs in args.runs_dir, then every finished one there."""
+    _, _, folders = fit_runs(args.runs_dir, args.isa)
+    done = max((int(RUN_NAME.match(f.name).group(1)) for f in folders), default=0)
+    first = done // 2 + done % 2  # a new round starts at an odd run number
+    with tempfile.TemporaryDirectory() as tmp, checkouts(args.commits, tmp) as trees:
+        for i in range(first, first + args.rounds):
+            for j, side in enumerate(("base", "head") if i % 2 == 0 else ("head", "base")):
+                run = Path(args.runs_dir).resolve() / f"{2 * i + j + 1}-{side}"
+                progress(f"round {i + 1}: {side} {args.commits[side][:7]} (isa {args.isa}) -> {run}")
+                run_train(trees[side], args.throughput_args, run, args.isa)
+    rounds, commits, _ = fit_runs(args.runs_dir, args.isa)
+    return rounds, commits
+
+
+@contextlib.contextmanager
+def checkouts(commits, tmp):
+    with worktree(commits["base"], Path(tmp) / "base") as base, worktree(commits["head"], Path(tmp) / "head") as head:
+        yield {"base": base, "head": head}
 
 
 if __name__ == "__main__":

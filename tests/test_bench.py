@@ -1,6 +1,7 @@
 """The benchmarks run end to end at tiny sizes on the CPU; no timing is asserted (timings belong in
 bench/, never in an assertion): they must finish, print their table last and write the CSV."""
 import csv
+import json
 import math
 import shutil
 import subprocess
@@ -241,10 +242,11 @@ def test_compare_commits_tiny_cpu(tmp_path, capsys):
 
 
 def test_compare_commits_combines_rounds_by_median():
-    def rounds(*speeds, config="a", status="ok"):
-        return [[dict(config=config, impl="vitlib", images_per_s=str(s), status=status, gpu="cpu (X)")] for s in speeds]
-    got = compare_commits.combine({"base": rounds(100, 120, 80) + rounds(5, config="only-base"),
-                                   "head": rounds(150, 90, 110) + rounds(7, config="a", status="OOM")},
+    def rounds(*speeds, config="a", status="ok", first=0):
+        return {first + i: [dict(config=config, impl="vitlib", images_per_s=str(s), status=status, gpu="cpu (X)")]
+                for i, s in enumerate(speeds)}
+    got = compare_commits.combine({"base": {**rounds(100, 120, 80), **rounds(5, config="only-base", first=3)},
+                                   "head": {**rounds(150, 90, 110), **rounds(7, status="OOM", first=3)}},
                                   "native", {"base": "1" * 40, "head": "2" * 40})
     assert len(got) == 1  # a config only one commit measured, and failed rows, are left out
     row = got[0]
@@ -255,8 +257,61 @@ def test_compare_commits_combines_rounds_by_median():
     assert (row["rounds"], row["base_commit"], row["head_commit"]) == (3, "1111111", "2222222")
 
 
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="needs the repository's git history")
+def test_compare_commits_train_runs_in_turn_and_numbers_on(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    train = ["--", "--model", "vit_ti4", "--dataset", "digits", "--steps", "2", "--batch-size", "32",
+             "--model-arg", "depth=1", "--no-progress"]
+    rows = compare_commits.main(["--base", "HEAD", "--rounds", "1", "--train", "--runs-dir", str(runs),
+                                 "--out", str(tmp_path / "a.csv"), *train])
+    assert sorted(f.name for f in runs.iterdir()) == ["1-base", "2-head"] and rows[0]["rounds"] == 1
+    (runs / "3-head").mkdir()  # an interrupted round: left alone, the next round starts at 5
+    rows = compare_commits.main(["--base", "HEAD", "--rounds", "1", "--train", "--runs-dir", str(runs),
+                                 "--out", str(tmp_path / "b.csv"), *train])
+    assert sorted(f.name for f in runs.iterdir()) == ["1-base", "2-head", "3-head", "5-base", "6-head"]
+    assert rows[0]["rounds"] == 2 and rows[0]["config"] == "fit vit_ti4 16px" and rows[0]["head_vs_base"] > 0
+    with pytest.raises(ValueError, match="holds runs of other commits"):
+        compare_commits.parse_args(["--base", "HEAD~1", "--train", "--runs-dir", str(runs)])
+
+
+def write_fit_run(folder, commit, images_per_s, cpu="AMD EPYC, 2 cores, AVX2, 2 threads, native bf16: no",
+                  status="complete"):
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(dict(status=status, images_per_s=images_per_s, precision="fp32")))
+    (folder / "env.json").write_text(json.dumps(dict(git_commit=commit, cpu=cpu, memory_format="contiguous")))
+    (folder / "config.json").write_text(json.dumps(dict(model=dict(name="vit_ti4", img_size=16),
+                                                        train=dict(batch_size=128, compile=False))))
+
+
+def test_compare_commits_tables_train_runs_from_their_folders(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    # rounds: (1-base, 2-head), (3-head, 4-base); 5-base has no partner yet, 6-head did not finish
+    for name, speed in (("1-base", 900), ("2-head", 990), ("3-head", 800), ("4-base", 1000), ("5-base", 10)):
+        write_fit_run(runs / name, ("a" if name.endswith("base") else "b") * 40, speed)
+    write_fit_run(runs / "6-head", "b" * 40, 5, status="interrupted")
+    (runs / "notes").mkdir()  # not a run folder
+    out = tmp_path / "fit.csv"
+    rows = compare_commits.main(["--from-runs", str(runs), "--isa", "avx2", "--out", str(out)])
+    assert len(rows) == 1 and len(read_csv(out)[1]) == 1
+    row = rows[0]
+    assert (row["config"], row["precision"], row["batch"], row["rounds"]) == ("fit vit_ti4 16px", "fp32", 128, 2)
+    assert (row["base_commit"], row["head_commit"]) == ("aaaaaaa", "bbbbbbb")
+    assert (row["head_vs_base"], row["ratio_min"], row["ratio_max"]) == pytest.approx((0.95, 0.8, 1.1))
+    assert "bbbbbbb against aaaaaaa" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="not a CPU limited to AVX2"):  # runs made without the limits
+        write_fit_run(runs / "7-head", "b" * 40, 900, cpu="AMD EPYC, 2 cores, AVX512, 2 threads, native bf16: yes")
+        compare_commits.main(["--from-runs", str(runs), "--isa", "avx2", "--out", str(out)])
+    write_fit_run(runs / "8-base", "c" * 40, 900)
+    with pytest.raises(ValueError, match="the base runs come from 2 commits"):
+        compare_commits.main(["--from-runs", str(runs), "--out", str(out)])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--base", "HEAD", "--isa", "sse"], "--isa='sse' is not supported; allowed: native, avx2"),
+    (["--base", "HEAD", "--train"], "--train and --runs-dir go together"),
+    (["--isa", "avx2"], "--base is required"),
+    (["--from-runs", "/no/such/folder"], "--from-runs='/no/such/folder' is not a folder"),
+    (["--base", "HEAD", "--train", "--runs-dir", "x", "--", "--out", "y"], "--out after '--'"),
     (["--base", "HEAD", "--rounds", "0"], "--rounds must be positive"),
     (["--base", "HEAD", "--", "--out", "x.csv"], "--out after '--'"),
     (["--base", "no-such-commit-xyz"], "--base='no-such-commit-xyz' is not a commit"),
