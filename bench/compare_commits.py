@@ -182,6 +182,9 @@ def parse_args(argv):
     if args.from_runs:
         if not Path(args.from_runs).is_dir():
             raise ValueError(f"--from-runs={args.from_runs!r} is not a folder")
+        if not all(fit_runs(args.from_runs, args.isa)[1].values()):
+            raise ValueError(f"--from-runs={args.from_runs!r} holds no finished runs of both sides "
+                             "(folders <n>-base and <n>-head whose summary.json says complete)")
         return args
     if args.base is None:
         raise ValueError("--base is required (the commit to compare against), unless --from-runs")

@@ -311,6 +311,7 @@ def test_compare_commits_tables_train_runs_from_their_folders(tmp_path, capsys):
     (["--base", "HEAD", "--train"], "--train and --runs-dir go together"),
     (["--isa", "avx2"], "--base is required"),
     (["--from-runs", "/no/such/folder"], "--from-runs='/no/such/folder' is not a folder"),
+    (["--from-runs", str(REPO / "bench")], "holds no finished runs of both sides"),
     (["--base", "HEAD", "--train", "--runs-dir", "x", "--", "--out", "y"], "--out after '--'"),
     (["--base", "HEAD", "--rounds", "0"], "--rounds must be positive"),
     (["--base", "HEAD", "--", "--out", "x.csv"], "--out after '--'"),
