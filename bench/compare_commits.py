@@ -133,8 +133,9 @@ def combine(rounds, isa, commits):
     """Rows of KEY with each commit's median images/s over the rounds and its spread, and head / base:
     the median over rounds of the ratio within a round (the two commits ran one after the other
     there, so the ratio holds when the machine's speed drifts between rounds), with its min and max.
-    rounds: {"base": {round: rows}, "head": {...}}; only rows with status ok count, and a row only one
-    commit has (a new config) is left out."""
+    rounds: {"base": {round: rows}, "head": {...}}; only rows with status ok count. Returns (rows, left
+    out): the KEY tuples with no round where both commits measured them (a new config, a failed row,
+    a setting one commit records differently)."""
     speeds, device = {}, {}
     for side, side_rounds in rounds.items():
         for i, rows in side_rounds.items():
@@ -143,10 +144,11 @@ def combine(rounds, isa, commits):
                     key = tuple(row.get(k, "") for k in KEY)
                     speeds.setdefault(key, {"base": {}, "head": {}})[side][i] = float(row["images_per_s"])
                     device[side] = row.get("gpu", "")
-    out = []
+    out, left_out = [], []
     for key, by_side in speeds.items():
         paired = sorted(set(by_side["base"]) & set(by_side["head"]))
         if not paired:
+            left_out.append(key)
             continue
         row = dict(zip(KEY, key))
         for side in ("base", "head"):
@@ -159,7 +161,7 @@ def combine(rounds, isa, commits):
                    rounds=len(paired), isa=isa, base_commit=commits["base"][:7], head_commit=commits["head"][:7],
                    base_device=device["base"], head_device=device["head"])
         out.append(row)
-    return out
+    return out, left_out
 
 
 def parse_args(argv):
@@ -213,10 +215,12 @@ def main(argv=None):
         rounds, commits = measure_train(args)
     else:
         rounds, commits = measure_throughput(args), args.commits
-    rows = combine(rounds, args.isa, commits)
+    rows, left_out = combine(rounds, args.isa, commits)
     env = environment("cpu")
     env["gpu"] = device_name(torch.device("cpu"))  # the machine itself, whatever --isa limited the runs to
     write_csv(rows, out, COLUMNS, env)
+    for key in left_out:
+        progress(f"left out, not measured by both commits in one round: {' '.join(str(v) for v in key if v != '')}")
     print_table(rows, SHOWN, title=f"\n{commits['head'][:7]} against {commits['base'][:7]} (isa {args.isa}), "
                                    f"written to {out}")
     return rows

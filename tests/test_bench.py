@@ -245,10 +245,11 @@ def test_compare_commits_combines_rounds_by_median():
     def rounds(*speeds, config="a", status="ok", first=0):
         return {first + i: [dict(config=config, impl="vitlib", images_per_s=str(s), status=status, gpu="cpu (X)")]
                 for i, s in enumerate(speeds)}
-    got = compare_commits.combine({"base": {**rounds(100, 120, 80), **rounds(5, config="only-base", first=3)},
+    got, left_out = compare_commits.combine({"base": {**rounds(100, 120, 80), **rounds(5, config="only-base", first=3)},
                                    "head": {**rounds(150, 90, 110), **rounds(7, status="OOM", first=3)}},
                                   "native", {"base": "1" * 40, "head": "2" * 40})
     assert len(got) == 1  # a config only one commit measured, and failed rows, are left out
+    assert left_out == [("only-base", "vitlib", "", "", "", "", "")]
     row = got[0]
     assert (row["base_images_per_s"], row["head_images_per_s"]) == (100, 110)
     assert (row["base_spread"], row["head_spread"]) == pytest.approx((0.4, 60 / 110))
