@@ -39,6 +39,14 @@ def parse_list(text, allowed, name):
     return items
 
 
+def require_timm(asked):
+    """ValueError naming the flag that asked for timm (`asked`, e.g. "--impl timm") where it is not installed."""
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        raise ValueError(f"{asked} but timm is not installed: pip install timm") from None
+
+
 def check_positive(**values):
     for name, value in values.items():
         if not isinstance(value, (int, float)) or value <= 0:

@@ -29,7 +29,6 @@ run folders, the commits read from their env.json:
 import argparse
 import contextlib
 import csv
-import json
 import os
 import re
 import statistics
@@ -44,6 +43,7 @@ if __package__ in (None, ""):  # run as `python bench/compare_commits.py`
 import torch
 
 from bench.common import REPO, check_positive, environment, print_table, progress, resolve_out, write_csv
+from bench.speedrun import read_stage
 from vitlib.device import device_name
 
 # the environment variables that cap each library at an instruction set
@@ -107,8 +107,7 @@ def fit_runs(runs_dir, isa):
     for folder in folders:
         number, side = RUN_NAME.match(folder.name).groups()
         try:
-            summary, env, config = (json.loads((folder / f"{name}.json").read_text())
-                                    for name in ("summary", "env", "config"))
+            config, env, summary, _ = read_stage(folder)
         except (OSError, ValueError):  # a run that did not finish writing its folder
             continue
         if summary.get("status") != "complete":
@@ -184,7 +183,8 @@ def parse_args(argv):
     if args.from_runs:
         if not Path(args.from_runs).is_dir():
             raise ValueError(f"--from-runs={args.from_runs!r} is not a folder")
-        if not all(fit_runs(args.from_runs, args.isa)[1].values()):
+        args.runs = fit_runs(args.from_runs, args.isa)  # (rounds, commits, folders), read once
+        if not all(args.runs[1].values()):
             raise ValueError(f"--from-runs={args.from_runs!r} holds no finished runs of both sides "
                              "(folders <n>-base and <n>-head whose summary.json says complete)")
         return args
@@ -197,7 +197,8 @@ def parse_args(argv):
         raise ValueError(f"{', '.join(clash)} after '--': this script sets it itself")
     args.commits = {"base": resolve_commit(args.base, "base"), "head": resolve_commit(args.head, "head")}
     if args.train:
-        _, found, _ = fit_runs(args.runs_dir, args.isa)
+        args.runs = fit_runs(args.runs_dir, args.isa)  # the runs already there: checked, then numbered on
+        found = args.runs[1]
         other = {side: c[:7] for side, c in found.items() if c and c != args.commits[side]}
         if other:
             raise ValueError(f"--runs-dir={args.runs_dir!r} holds runs of other commits "
@@ -210,7 +211,7 @@ def main(argv=None):
     args = parse_args(argv)
     out = resolve_out(args.out, "compare_commits")
     if args.from_runs:
-        rounds, commits, _ = fit_runs(args.from_runs, args.isa)
+        rounds, commits, _ = args.runs
     elif args.train:
         rounds, commits = measure_train(args)
     else:
@@ -240,7 +241,7 @@ def measure_throughput(args):
 
 def measure_train(args):
     """`--rounds` more rounds of `vitlib train` runs in args.runs_dir, then every finished one there."""
-    _, _, folders = fit_runs(args.runs_dir, args.isa)
+    folders = args.runs[2]
     done = max((int(RUN_NAME.match(f.name).group(1)) for f in folders), default=0)
     first = done // 2 + done % 2  # a new round starts at an odd run number
     with tempfile.TemporaryDirectory() as tmp, checkouts(args.commits, tmp) as trees:

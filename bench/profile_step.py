@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as `python bench/profile_step.py`
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.common import check_positive, environment, print_table, progress, resolve_out, write_csv
+from bench.common import check_positive, environment, print_table, progress, require_timm, resolve_out, write_csv
 from bench.throughput import (
     CONFIGS,
     IMPLS,
@@ -111,10 +111,7 @@ def parse_args(argv):
     args.precision = resolve_precision(args.device, args.precision)  # bf16 where it is emulated: an error here
     args.batch = args.batch or CONFIGS[args.config][3]
     if args.impl == "timm":
-        try:
-            import timm  # noqa: F401
-        except ImportError:
-            raise ValueError("--impl timm but timm is not installed: pip install timm") from None
+        require_timm("--impl timm")
     return args
 
 

@@ -47,6 +47,7 @@ from bench.common import (
     peak_memory_gib,
     print_table,
     progress,
+    require_timm,
     reset_peak_memory,
     resolve_out,
     wall_seconds,
@@ -336,10 +337,7 @@ def parse_args(argv):
     parse_list(args.best_adamw, ADAMW_KINDS, "--best-adamw")
     check_positive(steps=args.steps, warmup=args.warmup, peak_tflops=args.peak_tflops, rounds=args.rounds)
     if "timm" in args.impls:
-        try:
-            import timm  # noqa: F401
-        except ImportError:
-            raise ValueError("--impls includes timm but timm is not installed: pip install timm") from None
+        require_timm("--impls includes timm")
     return args
 
 
