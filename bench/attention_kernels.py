@@ -30,9 +30,10 @@ from bench.common import (
     print_table,
     progress,
     resolve_out,
+    run_cli,
     write_csv,
 )
-from vitlib.device import cpu_has_native_bf16, cpu_kind, device_name, resolve_device
+from vitlib.device import cpu_has_native_bf16, cpu_kind, resolve_device
 from vitlib.models.vit import Attention, attention_kernel
 
 # (embed dim, heads, tokens): the CPU models' shapes (laptop ViT: D 128 at 16 px with and without a
@@ -115,7 +116,6 @@ def main(argv=None):
     kind = cpu_kind() if device.type == "cpu" else "cuda"
     out = resolve_out(args.out, f"attention_kernels_{kind}")
     env = environment(device)
-    env["gpu"] = device_name(device)
     progress(f"attention kernels on {env['gpu']}, torch {env['torch']}; CSV {out}")
     rows = []
     for dim, heads, tokens in (TINY_SHAPES if args.tiny else SHAPES):
@@ -128,7 +128,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as error:
-        sys.exit(f"error: {error}")
+    run_cli(main)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from vitlib.device import synchronize  # noqa: F401 (the benchmarks import it from here)
+from vitlib.device import device_name, synchronize  # noqa: F401 (the benchmarks import synchronize from here)
 from vitlib.fileio import atomic_write_text
 from vitlib.provenance import short_commit
 
@@ -47,6 +47,15 @@ def require_timm(asked):
         raise ValueError(f"{asked} but timm is not installed: pip install timm") from None
 
 
+def run_cli(main, errors=(ValueError,)):
+    """A benchmark's command line: main(), with bad input (`errors`) as one line, `error: ...`, and
+    exit status 1 instead of a traceback."""
+    try:
+        main()
+    except errors as error:
+        sys.exit(f"error: {error}")
+
+
 def check_positive(**values):
     for name, value in values.items():
         if not isinstance(value, (int, float)) or value <= 0:
@@ -54,9 +63,9 @@ def check_positive(**values):
 
 
 def environment(device):
-    """The environment columns: GPU name (or 'cpu'), torch version, git commit, UTC date."""
-    device = torch.device(device)
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    """The environment columns: the hardware (vitlib.device.device_name: the GPU's name, or "cpu (...)"
+    naming the CPU and its kind), torch version, git commit, UTC date."""
+    gpu = device_name(device)
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"gpu": gpu, "torch": torch.__version__, "commit": short_commit(), "date": date}
 

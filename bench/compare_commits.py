@@ -40,11 +40,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python bench/compare_commits.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch
 
-from bench.common import REPO, check_positive, environment, print_table, progress, resolve_out, write_csv
+from bench.common import REPO, check_positive, environment, print_table, progress, resolve_out, run_cli, write_csv
 from bench.speedrun import read_stage
-from vitlib.device import device_name
 
 # the environment variables that cap each library at an instruction set
 ISAS = {
@@ -218,7 +216,6 @@ def main(argv=None):
         rounds, commits = measure_throughput(args), args.commits
     rows, left_out = combine(rounds, args.isa, commits)
     env = environment("cpu")
-    env["gpu"] = device_name(torch.device("cpu"))  # the machine itself, whatever --isa limited the runs to
     write_csv(rows, out, COLUMNS, env)
     for key in left_out:
         progress(f"left out, not measured by both commits in one round: {' '.join(str(v) for v in key if v != '')}")
@@ -261,7 +258,4 @@ def checkouts(commits, tmp):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as error:
-        sys.exit(f"error: {error}")
+    run_cli(main)

@@ -3,6 +3,8 @@ adds to a training step (the GPU target: at most 3% over synthetic data already 
 
     python -m bench.input_pipeline --device cuda --batches 50 --workers 8   # batch stream vs DataLoader
     python -m bench.input_pipeline --end-to-end [--compile]                 # training-step overhead
+    python -m bench.input_pipeline --end-to-end --device cpu --recipe vit_cpu --img-size 16 --batch-size 128 \
+        --model vit_ti4 --model-arg depth=6 --model-arg embed_dim=128 --model-arg num_heads=4 --model-arg mlp_dim=512
     python -m bench.input_pipeline --tiny --device cpu [--end-to-end]       # the tests' CPU size
 
 Batch stream (default). Both paths start from the same decoded uint8 images in memory (no JPEG
@@ -13,15 +15,19 @@ DataLoader processes, then copies the batch to the device (Mixup runs there, on 
 torchvision's v2.MixUp). Images/s counts `--batches` batches after `--warmup` untimed ones,
 synchronising the device before reading the clock. CSV: results/bench/input_pipeline.csv.
 
-End to end (--end-to-end). One model (`--model`, default vit_s4 on the data's 32 px; `--model-arg
-k=v`; `--compile` wraps it in torch.compile) takes fit's own training step (vitlib.train.step.train_step)
-with the vit_small_data recipe at a constant learning rate: bf16 autocast on CUDA (vitlib.device),
-cross-entropy with the recipe's label smoothing on integer labels or Mixup/CutMix soft targets,
-backward, gradient clipping, the engine's AdamW (fused on CUDA), fed three ways:
+End to end (--end-to-end). One model (`--model`, default vit_s4 on the data's 32 px, or on
+`--img-size` px resized once as fit does; `--model-arg k=v`; `--compile` wraps it in torch.compile)
+takes fit's own training step (vitlib.train.step.train_step) with a recipe's settings (`--recipe`,
+default vit_small_data) at a constant learning rate: the precision "auto" picks (vitlib.device: bf16
+autocast on CUDA and on a native-bf16 CPU), cross-entropy with the recipe's label smoothing on
+integer labels or Mixup/CutMix soft targets, backward, gradient clipping, the engine's AdamW (fused),
+fed three ways:
     synthetic      one random batch already on the device, integer labels (the floor)
-    recipe         BatchStream over the data set with the recipe's augmentation: pad-crop, flip,
-                   RandAugment(2, 9), Mixup 0.8 / CutMix 1.0
+    recipe         BatchStream over the data set with the recipe's augmentation (vit_small_data:
+                   pad-crop, flip, RandAugment(2, 9), Mixup 0.8 / CutMix 1.0)
     pad_crop+flip  BatchStream with the recipe's pad-crop and flip only
+On the CPU, `--recipe vit_cpu --img-size 16 --batch-size 128` with the laptop ViT's shape is what
+`vitlib train` runs there: what fit's batches cost its step beyond the step itself.
 Each mode first runs `--warmup` untimed steps (compilation happens in the first mode's); then
 `--rounds` rounds each time `--batches` steps of every mode in turn (CUDA events around the steps,
 launches left asynchronous as in training), so a drift of the GPU's clock hits all three alike.
@@ -61,7 +67,7 @@ from vitlib import create_model, list_models
 from vitlib.data import AugmentConfig, BatchStream, get_dataset
 from vitlib.device import autocast_context, configure_backends, resolve_device, resolve_precision
 from vitlib.keyvalue import parse_overrides
-from vitlib.train import get_recipe
+from vitlib.train import RECIPES, get_recipe
 from vitlib.train.step import make_optimizer, train_step
 
 AUGMENTS = {
@@ -71,7 +77,7 @@ AUGMENTS = {
 }
 STREAM_COLUMNS = ("pipeline", "augment", "dataset", "images", "img_size", "batch_size", "workers", "batches",
                   "seconds", "images_per_s", "torchvision", "cpus")
-RECIPE = "vit_small_data"  # whose augmentation and training step the end-to-end mode times
+RECIPE = "vit_small_data"  # whose augmentation and training step the end-to-end mode times by default
 # the numbers first: gpu_check.sh prints the first 12 columns
 E2E_COLUMNS = ("mode", "step_ms", "step_ms_spread", "images_per_s", "overhead_pct", "loss", "model", "compile",
                "precision", "batch_size", "steps", "rounds", "dataset", "images", "img_size", "augment")
@@ -160,9 +166,9 @@ def stream_benchmark(data, args, env):
 
 # ---- end to end: training steps on synthetic data vs on BatchStream's batches ---------------------
 
-def e2e_augments():
+def e2e_augments(recipe):
     """name -> AugmentConfig (None: synthetic) of the three end-to-end modes, from the recipe."""
-    full = get_recipe(RECIPE).augment_config()
+    full = recipe.augment_config()
     light = dataclasses.replace(full, randaugment_ops=0, mixup_alpha=0.0, cutmix_alpha=0.0)
     return {"synthetic": None, "recipe": full, "pad_crop+flip": light}
 
@@ -199,13 +205,13 @@ def make_train_step(net, model, optimizer, recipe, device):
 
 def e2e_benchmark(data, args, env):
     device = torch.device(args.device)
-    configure_backends(device)  # TF32 and cudnn.benchmark, as fit sets them
-    recipe = get_recipe(RECIPE)
+    configure_backends(device)  # as fit: TF32 and cudnn.benchmark on CUDA, freed memory kept on the CPU
+    recipe = get_recipe(args.recipe)
     model = create_model(args.model, num_classes=data.num_classes, img_size=data.images.shape[-1],
                          in_chans=data.images.shape[1], **args.model_args).to(device).train()
     optimizer = make_optimizer(model, recipe, device)
     step = make_train_step(torch.compile(model) if args.compile else model, model, optimizer, recipe, device)
-    configs = e2e_augments()
+    configs = e2e_augments(recipe)
     feeds = {name: synthetic_batches(data, args.batch_size, device) if config is None
              else batch_stream_batches(data, config, args) for name, config in configs.items()}
     losses = {name: [] for name in configs}  # this round's step losses, on the device: no sync per step
@@ -234,7 +240,8 @@ def e2e_benchmark(data, args, env):
         progress(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {m[-1]:.2f} ms" for n, m in ms.items()))
     print_table(rows, ("mode", "augment", "step_ms", "step_ms_spread", "images_per_s", "overhead_pct", "loss"),
                 title=f"End to end: {model_name} (compile {rows[0]['compile']}, {rows[0]['precision']}), batch "
-                      f"{args.batch_size} from {data.name}, on {env['gpu']}; GPU target: overhead <= 3%")
+                      f"{args.batch_size} from {data.name}, on {env['gpu']}"
+                      + ("; GPU target: overhead <= 3%" if device.type == "cuda" else ""))
     return rows
 
 
@@ -243,12 +250,13 @@ def e2e_benchmark(data, args, env):
 def load(args):
     if args.dataset == "auto":
         try:
-            return get_dataset("cifar10", "train", download=False)
+            return get_dataset("cifar10", "train", download=False, img_size=args.img_size)
         except FileNotFoundError:
             args.dataset = "fake"
     if args.dataset == "fake":  # enough images for every timed batch of a round in one epoch
-        return get_dataset("fake", "train", num_images=(args.batches + args.warmup) * args.batch_size)
-    return get_dataset(args.dataset, "train", download=False)
+        return get_dataset("fake", "train", num_images=(args.batches + args.warmup) * args.batch_size,
+                           img_size=args.img_size)
+    return get_dataset(args.dataset, "train", download=False, img_size=args.img_size)
 
 
 def parse_args(argv):
@@ -260,12 +268,15 @@ def parse_args(argv):
     p.add_argument("--batches", type=int, default=50, help="timed batches per pipeline (steps per round and mode)")
     p.add_argument("--warmup", type=int, default=5, help="untimed batches (steps) first, per pipeline (mode)")
     p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--img-size", type=int, default=None, help="resize the images once, as fit does (default: "
+                                                            "the data's own size)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DataLoader processes")
     p.add_argument("--out", default=None, help="CSV path (default results/bench/input_pipeline[_e2e].csv)")
     e2e = p.add_argument_group("end to end (--end-to-end)")
     e2e.add_argument("--model", default="vit_s4", help="a vitlib.list_models() name")
     e2e.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="a model field (repeatable)")
     e2e.add_argument("--compile", action="store_true", help="torch.compile the model (default mode)")
+    e2e.add_argument("--recipe", default=RECIPE, help=f"whose augmentation and step settings (default {RECIPE})")
     e2e.add_argument("--rounds", type=int, default=3, help="rounds of --batches steps per mode; median reported")
     if p.parse_known_args(argv)[0].tiny:  # tiny sizes as defaults: explicit flags still win
         p.set_defaults(**TINY)
@@ -273,6 +284,10 @@ def parse_args(argv):
     check_positive(batches=args.batches, batch_size=args.batch_size, rounds=args.rounds)
     if args.warmup < 0 or args.workers < 0:
         raise ValueError(f"--warmup ({args.warmup}) and --workers ({args.workers}) must be >= 0")
+    if args.img_size is not None:
+        check_positive(img_size=args.img_size)
+    if args.recipe not in RECIPES:
+        raise ValueError(f"--recipe {args.recipe!r} is unknown; allowed: {', '.join(RECIPES)}")
     if args.model not in list_models():
         raise ValueError(f"--model {args.model!r} is unknown; allowed: {', '.join(list_models())}")
     args.model_args = {**(TINY_MODEL_ARGS if args.tiny else {}), **parse_overrides(args.model_arg, "--model-arg")}

@@ -26,7 +26,16 @@ if __package__ in (None, ""):  # run as `python bench/profile_step.py`
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.common import check_positive, environment, print_table, progress, require_timm, resolve_out, write_csv
+from bench.common import (
+    check_positive,
+    environment,
+    print_table,
+    progress,
+    require_timm,
+    resolve_out,
+    run_cli,
+    write_csv,
+)
 from bench.throughput import (
     CONFIGS,
     IMPLS,
@@ -39,7 +48,7 @@ from bench.throughput import (
     matmul_gflops,
     memory_format,
 )
-from vitlib.device import cpu_kind, device_name, keep_freed_memory, resolve_precision
+from vitlib.device import cpu_kind, keep_freed_memory, resolve_precision
 
 COLUMNS = ("config", "impl", "precision", "memory_format", "batch", "op", "calls_per_step", "ms_per_step", "share",
            "gflops_per_s", "matmul_fraction", "step_ms", "matmul_rate_gflops")
@@ -120,7 +129,6 @@ def main(argv=None):
     device = args.device
     out = resolve_out(args.out, f"profile_{cpu_kind()}_{args.config}_{args.precision}")
     env = environment(device)
-    env["gpu"] = device_name(device)
     keep_freed_memory()  # as fit and bench.throughput run
     rate = matmul_gflops(args.precision, device)
     progress(f"profile of {args.config} {args.impl} {args.precision} batch {args.batch} on {env['gpu']}; "
@@ -162,7 +170,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as error:
-        sys.exit(f"error: {error}")
+    run_cli(main)

@@ -38,6 +38,7 @@ from bench.common import (
     progress,
     reset_peak_memory,
     resolve_out,
+    run_cli,
     wall_seconds,
     write_csv,
 )
@@ -212,7 +213,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as error:
-        sys.exit(f"error: {error}")
+    run_cli(main)

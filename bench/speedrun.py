@@ -39,7 +39,17 @@ if __package__ in (None, ""):  # run as `python bench/speedrun.py`
 import numpy as np
 import torch
 
-from bench.common import RESULTS, check_positive, free_memory, parse_list, print_table, progress, resolve_out, write_csv
+from bench.common import (
+    RESULTS,
+    check_positive,
+    free_memory,
+    parse_list,
+    print_table,
+    progress,
+    resolve_out,
+    run_cli,
+    write_csv,
+)
 from vitlib import create_model
 from vitlib.data import get_dataset
 from vitlib.device import cpu_kind, resolve_device
@@ -331,13 +341,15 @@ def read_stage(path):
 def machine_of(env):
     """What a run trained on, as the table groups runs: the GPU's name, or the CPU's kind (vitlib.device.
     cpu_kind, read from env.json's CPU description), with the precision: "amx-bf16 bf16", "avx2 fp32"."""
-    if env.get("gpus"):
-        hardware = env["gpus"][0]
-    else:
-        cpu = env.get("cpu", "")
-        kinds = [k for k in ("amx-bf16", "avx512-bf16") if f"({k})" in cpu]
-        hardware = kinds[0] if kinds else ("avx2" if "AVX2" in cpu else cpu.split(",")[-1].strip() or "cpu")
+    hardware = env["gpus"][0] if env.get("gpus") else cpu_kind_of(env.get("cpu", ""))
     return f"{hardware} {env.get('precision', '?')}"
+
+
+def cpu_kind_of(cpu):
+    """The CPU kind (vitlib.device.cpu_kind) a run's env.json description names: "amx-bf16",
+    "avx512-bf16", "avx2", else the description's last part ("cpu" for none)."""
+    kinds = [k for k in ("amx-bf16", "avx512-bf16") if f"({k})" in cpu]
+    return kinds[0] if kinds else ("avx2" if "AVX2" in cpu else cpu.split(",")[-1].strip() or "cpu")
 
 
 SAME_RUN = ("epochs", "steps", "seed", "device")  # fields every run sets for itself: never a setting
@@ -573,7 +585,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    run_cli(main, (ValueError, FileNotFoundError))

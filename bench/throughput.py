@@ -50,6 +50,7 @@ from bench.common import (
     require_timm,
     reset_peak_memory,
     resolve_out,
+    run_cli,
     wall_seconds,
     write_csv,
 )
@@ -57,7 +58,6 @@ from vitlib import count_flops, create_model
 from vitlib.device import (
     configure_backends,
     cpu_has_native_bf16,
-    device_name,
     keep_freed_memory,
     resolve_device,
     resolve_precision,
@@ -358,10 +358,8 @@ def main(argv=None):
     args = parse_args(argv)
     device, out = args.device, resolve_out(args.out, "throughput")
     env = environment(device)
-    if device.type == "cpu":  # the hardware a CPU number was measured on
-        env["gpu"] = device_name(device)
-        if args.keep_freed_memory:
-            keep_freed_memory()
+    if device.type == "cpu" and args.keep_freed_memory:
+        keep_freed_memory()
     if not args.pattern_matcher:
         import torch._inductor.config as inductor_config
         inductor_config.pattern_matcher = False
@@ -417,7 +415,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as error:
-        sys.exit(f"error: {error}")
+    run_cli(main)

@@ -14,7 +14,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # bench/ is a folder of scripts beside the package, not installed with it
 
-from bench import attention_kernels, common, compare_commits, profile_step, sequence_length, throughput  # noqa: E402
+from bench import (  # noqa: E402
+    attention_kernels,
+    common,
+    compare_commits,
+    fit_vs_step,
+    profile_step,
+    sequence_length,
+    throughput,
+)
 from vitlib.device import resolve_precision  # noqa: E402
 
 
@@ -148,7 +156,8 @@ def test_sequence_length_tiny_cpu(tmp_path, capsys):
     columns, data = read_csv(out)
     fit_columns = [f"fit_{k}" for k in sequence_length.FIT_COLUMNS[2:]]
     assert columns == [*sequence_length.COLUMNS, *fit_columns, *common.ENV_COLUMNS]
-    assert len(data) == 8 and {row["depth"] for row in data} == {"1"} and {row["gpu"] for row in data} == {"cpu"}
+    assert len(data) == 8 and {row["depth"] for row in data} == {"1"}
+    assert all(row["gpu"].startswith("cpu (") for row in data)  # the CPU named, as bench.common.environment does
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -323,6 +332,74 @@ def test_compare_commits_refuses_bad_arguments_before_any_work(argv, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         compare_commits.parse_args(argv)
     assert worktrees() == before
+
+
+def test_fit_vs_step_tiny_cpu(tmp_path, capsys):
+    pytest.importorskip("timm")
+    runs, out = tmp_path / "runs", tmp_path / "fit.csv"
+    argv = ["--config", "tiny", "--rounds", "1", "--steps", "1", "--warmup", "1", "--runs-dir", str(runs),
+            "--out", str(out), "--", "--dataset", "digits", "--steps", "2", "--no-progress"]
+    fit_vs_step.main(argv)
+    (runs / "2-step.csv").write_text("")  # an interrupted round: left alone, the next one is round 3
+    rows = fit_vs_step.main(argv)
+    assert sorted(f.name for f in runs.iterdir()) == ["1-fit", "1-step.csv", "2-step.csv", "3-fit", "3-step.csv"]
+    assert [row["round"] for row in rows] == [1, 3, "median"]
+    assert {row["config"] for row in rows} == {"tiny"} and rows[0]["precision"] == resolve_precision("cpu")
+    config = json.loads((runs / "1-fit" / "config.json").read_text())
+    assert (config["model"]["depth"], config["model"]["embed_dim"], config["train"]["batch_size"]) == (2, 64, 8)
+    for row in rows[:2]:
+        assert row["fit_vs_timm_step"] == pytest.approx(row["fit_images_per_s"] / row["timm_step_images_per_s"])
+    header, table_rows = last_table(capsys.readouterr().out, 3)
+    assert header[:3] == ["round", "order", "config"] and table_rows[-1][0] == "median"
+    again = fit_vs_step.main(["--from-runs", str(runs), "--out", str(tmp_path / "again.csv")])
+    assert [r["fit_images_per_s"] for r in again] == [r["fit_images_per_s"] for r in rows]
+
+
+def write_step_csv(path, vitlib, timm, precision="fp32"):
+    rows = [dict(config="ti4_d128_16", impl=impl, precision=precision, images_per_s=speed, status="ok")
+            for impl, speed in (("vitlib", vitlib), ("timm", timm))]
+    common.write_csv(rows, path, ("config", "impl", "precision", "images_per_s", "status"), common.environment("cpu"))
+
+
+def test_fit_vs_step_pairs_each_round_and_takes_the_median_of_ratios(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    for r, (fit, vitlib, timm) in enumerate([(900, 1000, 500), (1100, 1000, 500), (1200, 1300, 500)], start=1):
+        write_step_csv(runs / f"{r}-step.csv", vitlib, timm)
+        write_fit_run(runs / f"{r}-fit", "a" * 40, fit)
+    write_step_csv(runs / "4-step.csv", 1, 1)  # its fit run never finished
+    write_fit_run(runs / "4-fit", "a" * 40, 5, status="interrupted")
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    rows = fit_vs_step.main(["--from-runs", str(runs)])  # named by the CPU kind of the runs' env.json
+    assert read_csv(tmp_path / "results" / "bench" / "cpu_fit_vs_step_avx2_ti4_d128_16.csv")[1][3]["round"] == "median"
+    assert [row["round"] for row in rows] == [1, 2, 3, "median"]
+    assert [row["order"] for row in rows[:3]] == ["step, fit", "fit, step", "step, fit"]
+    median = rows[-1]
+    assert (median["fit_vs_timm_step"], median["fit_vs_timm_min"], median["fit_vs_timm_max"]) == \
+        pytest.approx((2.2, 1.8, 2.4))
+    assert median["fit_vs_vitlib_step"] == pytest.approx(12 / 13)  # the rounds: 0.9, 1.1, 12/13
+    assert median["fit_images_per_s"] == 1100 and median["fit_commit"] == "aaaaaaa"
+    write_step_csv(runs / "5-step.csv", 1000, 500, precision="bf16")  # the fit runs' summary says fp32
+    write_fit_run(runs / "5-fit", "a" * 40, 900)
+    with pytest.raises(ValueError, match="round 5's step ran in bf16, its fit run in fp32"):
+        fit_vs_step.main(["--from-runs", str(runs), "--out", str(tmp_path / "t.csv")])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config", "r10n_32", "--runs-dir", "x", "--", "--epochs", "1"], "--config='r10n_32' is not a ViT config"),
+    (["--config", "ti4_d128_16", "--", "--epochs", "1"], "--runs-dir is required"),
+    (["--runs-dir", "x", "--", "--epochs", "1", "--model", "vit_s4"], "--model after '--'"),
+    (["--runs-dir", "x", "--", "--epochs", "1", "--precision=fp32"], "--precision=fp32 after '--'"),
+    (["--runs-dir", "x", "--", "--dataset", "cifar10"], "say how long each fit run trains"),
+    (["--runs-dir", "x", "--rounds", "0", "--", "--epochs", "1"], "--rounds must be positive"),
+    (["--runs-dir", "x", "--isa", "sse", "--", "--epochs", "1"], "--isa='sse' is not supported"),
+    (["--from-runs", "/no/such/folder"], "--from-runs='/no/such/folder' is not a folder"),
+    (["--from-runs", str(REPO / "bench")], "holds no finished round"),
+])
+def test_fit_vs_step_refuses_bad_arguments_before_any_work(tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        fit_vs_step.parse_args(argv)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")

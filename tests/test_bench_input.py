@@ -46,7 +46,7 @@ def test_batch_stream_tiny(bench, tmp_path, capsys):
         ("BatchStream", "pad_crop+flip"), ("DataLoader+torchvision", "pad_crop+flip"),
         ("BatchStream", "randaugment+mixup"), ("DataLoader+torchvision", "randaugment+mixup")]
     for row in rows:
-        assert float(row["images_per_s"]) > 0 and row["gpu"] == "cpu" and row["torch"] and row["commit"]
+        assert float(row["images_per_s"]) > 0 and row["gpu"].startswith("cpu (") and row["torch"] and row["commit"]
         assert row["batches"] == "5" and row["dataset"] == "fake" and row["batch_size"] == "16"
     assert [r["workers"] for r in rows] == ["0", "1", "0", "1"]
     printed = capsys.readouterr().out.strip().splitlines()
@@ -55,7 +55,7 @@ def test_batch_stream_tiny(bench, tmp_path, capsys):
 
 
 def test_end_to_end_modes_follow_the_recipe(bench):
-    configs = bench.e2e_augments()
+    configs = bench.e2e_augments(get_recipe("vit_small_data"))
     recipe = get_recipe("vit_small_data").augment_config()
     assert list(configs) == ["synthetic", "recipe", "pad_crop+flip"] and configs["synthetic"] is None
     assert configs["recipe"] == recipe and recipe.randaugment_ops and recipe.mixes
@@ -77,7 +77,8 @@ def test_end_to_end_tiny(bench, tmp_path, capsys):
     for row in rows:  # --tiny's sizes, --model-arg over the tiny model's fields
         assert (row["dataset"], row["batch_size"], row["steps"], row["rounds"]) == ("fake", "16", "3", "2")
         assert row["model"] == "vit_ti4 depth=1 embed_dim=64 num_heads=2 mlp_dim=128"
-        assert (row["compile"], row["precision"], row["gpu"]) == ("none", resolve_precision("cpu"), "cpu")
+        assert (row["compile"], row["precision"]) == ("none", resolve_precision("cpu"))
+        assert row["gpu"].startswith("cpu (")
         assert float(row["step_ms"]) > 0 and float(row["step_ms_spread"]) >= 0
         assert float(row["images_per_s"]) == pytest.approx(16_000 / float(row["step_ms"]), rel=0.01, abs=1)
         assert 0 < float(row["loss"]) < 10  # finite: the step really trained
@@ -89,7 +90,7 @@ def test_end_to_end_tiny(bench, tmp_path, capsys):
         assert float(row["overhead_pct"]) == pytest.approx(100 * (ratio - 1),
                                                            abs=rounding + half_unit(row["overhead_pct"]))
     printed = capsys.readouterr().out.strip().splitlines()
-    assert "GPU target: overhead <= 3%" in printed[-6]
+    assert printed[-6].startswith("End to end: vit_ti4") and "GPU target" not in printed[-6]  # a CPU run
     assert printed[-5].split()[:2] == ["mode", "augment"] and printed[-5].split()[-1] == "loss"
     assert printed[-1].split()[0] == "pad_crop+flip"
 
@@ -103,3 +104,18 @@ def test_bad_flags_raise_before_any_work(bench, tmp_path, flags, message):
     with pytest.raises(ValueError, match=message):
         bench.main(["--end-to-end", "--tiny", "--device", "cpu", *flags, "--out", str(out)])
     assert not out.exists()
+
+
+def test_end_to_end_takes_another_recipe_and_image_size(bench, tmp_path):
+    out = tmp_path / "e2e.csv"
+    bench.main(["--end-to-end", "--tiny", "--device", "cpu", "--model-arg", "depth=1", "--recipe", "vit_cpu",
+                "--img-size", "8", "--rounds", "1", "--out", str(out)])
+    rows = read(out)
+    assert [(r["mode"], r["augment"]) for r in rows] == [
+        ("synthetic", "none: one batch on the device"), ("recipe", "pad_crop 4px reflect + flip"),
+        ("pad_crop+flip", "pad_crop 4px reflect + flip")]  # vit_cpu has no RandAugment nor Mixup
+    assert {r["img_size"] for r in rows} == {"8"}
+    with pytest.raises(ValueError, match="--recipe 'nope' is unknown; allowed: "):
+        bench.main(["--end-to-end", "--tiny", "--device", "cpu", "--recipe", "nope", "--out", str(out)])
+    with pytest.raises(ValueError, match="--img-size must be positive"):
+        bench.main(["--end-to-end", "--tiny", "--device", "cpu", "--img-size", "0", "--out", str(out)])
