@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import itertools
 import math
+import statistics
 import sys
 import traceback
 from dataclasses import dataclass
@@ -94,7 +95,7 @@ ADAMW_KINDS = ("fused", "fused-capturable", "foreach")
 BACKENDS = ("inductor", "aot_eager", "eager")  # the last two trace without generating kernels (tests)
 COLUMNS = ("config", "impl", "compile", "precision", "batch", "threads", "memory_format", "images_per_s",
            "spread", "step_ms", "gflops_per_s", "matmul_fraction", "mfu", "peak_mem_gib", "compile_s", "speed_vs_timm",
-           "settings", "status")
+           "vs_timm_paired", "vs_timm_min", "vs_timm_max", "settings", "status")
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,22 @@ def add_speed_vs_timm(rows):
         row["speed_vs_timm"] = row["images_per_s"] / max(timm) if ok(row) and timm else ""
 
 
+def paired_vs_timm(rounds):
+    """Per variant (a column of `rounds`, one list of rows per round): the median over rounds of its
+    images/s over timm's in the same round (add_speed_vs_timm's pairing), with the min and max. The
+    rows of a round ran one after the other, so the ratio holds where the machine's speed drifts
+    between rounds; {} for a variant no round pairs."""
+    ratios = [[] for _ in rounds[0]]
+    for measured in rounds:
+        paired = [dict(row) for row in measured]
+        add_speed_vs_timm(paired)
+        for i, row in enumerate(paired):
+            if row["speed_vs_timm"] != "":
+                ratios[i].append(row["speed_vs_timm"])
+    return [dict(vs_timm_paired=statistics.median(r), vs_timm_min=min(r), vs_timm_max=max(r)) if r else {}
+            for r in ratios]
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", default=None,
@@ -397,6 +414,8 @@ def main(argv=None):
                     rounds.append([measure(config, impl, settings, batch, args.steps, args.warmup, device, flops,
                                            args.peak_tflops * 1e12, threads, matmul) for impl, settings in variants])
                 group = [median_round([r[i] for r in rounds]) for i in range(len(variants))]
+                for row, paired in zip(group, paired_vs_timm(rounds)):
+                    row.update(paired)
                 if device.type == "cpu":  # the allocator setting is the process's: say it in every row
                     for row in group:
                         row["settings"] += f" malloc={'keep' if args.keep_freed_memory else 'default'}"

@@ -68,7 +68,8 @@ def test_throughput_tiny_cpu(tmp_path, capsys):
         assert row["precision"] == resolve_precision("cpu")  # "auto": bf16 where the CPU has it natively
         assert row["batch"] == "8" and row["date"].endswith("Z") and row["commit"]
     timm_speed = float(data[1]["images_per_s"])
-    assert data[1]["speed_vs_timm"] == "1"
+    assert data[1]["speed_vs_timm"] == "1" and data[1]["vs_timm_paired"] == "1"
+    assert float(data[0]["vs_timm_min"]) <= float(data[0]["vs_timm_paired"]) <= float(data[0]["vs_timm_max"])
     assert float(data[0]["speed_vs_timm"]) == pytest.approx(float(data[0]["images_per_s"]) / timm_speed, rel=2e-3)
 
 
@@ -127,6 +128,18 @@ def test_speed_vs_timm_pairs_compile_modes_and_best_takes_fastest_timm():
     rows.append(dict(config="c", impl="vitlib", compile="max-autotune", images_per_s="OOM", status="OOM"))
     throughput.add_speed_vs_timm(rows)
     assert [r["speed_vs_timm"] for r in rows] == pytest.approx([0.9, 1.0, 1.25, 1.0, 1.5, ""])
+
+
+def test_paired_vs_timm_is_the_median_of_each_rounds_own_ratio():
+    def round_of(vitlib, timm):
+        return [dict(config="c", impl=impl, compile="none", images_per_s=speed, status="ok" if speed else "OOM")
+                for impl, speed in (("vitlib", vitlib), ("timm", timm))]
+    # the machine drifts: ratios of the rounds 2.0, 1.5, 1.8 (a failed timm row pairs nothing)
+    rounds = [round_of(200.0, 100.0), round_of(300.0, 200.0), round_of(90.0, 50.0), round_of(80.0, "")]
+    vitlib, timm = throughput.paired_vs_timm(rounds)
+    assert (vitlib["vs_timm_paired"], vitlib["vs_timm_min"], vitlib["vs_timm_max"]) == pytest.approx((1.8, 1.5, 2.0))
+    assert timm["vs_timm_paired"] == 1.0
+    assert throughput.paired_vs_timm([round_of(200.0, "")]) == [{}, {}]
 
 
 @pytest.mark.parametrize("flag, value, message", [
