@@ -13,7 +13,9 @@ profiler records).
 Rows: the `--top` operators by self time, then one `other` row for the rest; the shares add up to 1
 over the operators' self times, which leave out the profiler's own cost. The step's wall time under
 the profiler is in every row (`step_ms`), and bench.throughput's own timing is the one to quote for
-speed. Output: results/bench/profile_<cpu kind>_<config>_<precision>.csv unless `--out`.
+speed. Output: results/bench/profile_<cpu kind>_<config>_<precision>.csv unless `--out`; beside it,
+`..._copies.csv` breaks `aten::copy_` down by the operator each copy ran in and the copied shape
+(copy_table): which copies are casts, which are layouts, which are a bias broadcast.
 """
 import argparse
 import sys
@@ -90,6 +92,32 @@ def op_table(events, steps, top):
     return rows
 
 
+# what a copy is made by, rather than the operator that made it: casts, clones and views that copy
+WRAPPERS = ("aten::copy_", "aten::_to_copy", "aten::to", "aten::clone", "aten::contiguous", "aten::reshape")
+COPY_COLUMNS = ("config", "impl", "precision", "memory_format", "batch", "within", "calls_per_step", "ms_per_step",
+                "share_of_copies", "shape")
+
+
+def copy_table(events, steps):
+    """[(within, shape, calls, self ms)] per step of `aten::copy_`, by the operator it ran inside (its
+    nearest caller that is not a cast, clone, reshape or contiguous: `aten::addmm` copying the bias
+    into the output, `aten::add` casting a bf16 operand, an autograd node such as `ToCopyBackward0`)
+    and the copied shape, longest first. A copy called from Python directly is `within` "python"."""
+    copies = {}
+    for event in events:
+        if event.name != "aten::copy_":
+            continue
+        parent = event.cpu_parent
+        while parent is not None and parent.name in WRAPPERS:
+            parent = parent.cpu_parent
+        key = (parent.name if parent is not None else "python",
+               "x".join(map(str, event.input_shapes[0])) if event.input_shapes and event.input_shapes[0] else "")
+        calls, ms = copies.get(key, (0, 0.0))
+        copies[key] = (calls + 1, ms + event.self_cpu_time_total / 1000.0)
+    ranked = sorted(copies.items(), key=lambda item: -item[1][1])
+    return [(within, shape, calls / steps, ms / steps) for (within, shape), (calls, ms) in ranked]
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="ti4_d6_32", help=f"one of {', '.join(c for c in CONFIGS if c != 'tiny')}")
@@ -157,12 +185,22 @@ def main(argv=None):
                          ms_per_step=ms, share=ms / total, gflops_per_s=gflops,
                          matmul_fraction=gflops / rate if gflops else "", step_ms=step_ms, matmul_rate_gflops=rate))
     write_csv(rows, out, COLUMNS, env)
+    copies = copy_table(prof.events(), args.steps)
+    copies_ms = sum(ms for *_, ms in copies)
+    copy_rows = [dict(config=args.config, impl=args.impl, precision=args.precision, memory_format=args.memory_format,
+                      batch=args.batch, within=within, shape=shape, calls_per_step=calls, ms_per_step=ms,
+                      share_of_copies=ms / copies_ms) for within, shape, calls, ms in copies]
+    copies_out = out.with_name(f"{out.stem}_copies{out.suffix}")
+    write_csv(copy_rows, copies_out, COPY_COLUMNS, env)
     products = [r for r in rows if r["gflops_per_s"]]
     matmul_ms = sum(r["ms_per_step"] for r in products)
     matmul_gflop = sum(r["gflops_per_s"] * r["ms_per_step"] / 1000.0 for r in products)
     summary = "matrix products (mm, addmm, bmm, baddbmm; convolutions are not counted): " + (
         f"{matmul_ms / total:.0%} of the operators' time, at {matmul_gflop / (matmul_ms / 1000.0):.0f} GFLOP/s "
         f"({matmul_gflop / (matmul_ms / 1000.0) / rate:.0%} of the 2048^3 rate)" if matmul_ms else "none")
+    print_table(copy_rows[:10], ("within", "shape", "calls_per_step", "ms_per_step", "share_of_copies"),
+                title=f"\naten::copy_ by the operator it ran in ({copies_ms:.1f} ms per step; all {len(copy_rows)} "
+                      f"rows in {copies_out})")
     print_table(rows, ("op", "calls_per_step", "ms_per_step", "share", "gflops_per_s", "matmul_fraction"),
                 title=f"\n{args.config} {args.impl} {args.precision} batch {args.batch}, {step_ms:.1f} ms per step "
                       f"under the profiler; {summary}; written to {out}")

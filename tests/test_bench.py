@@ -216,6 +216,13 @@ def test_profile_step_tiny_cpu(tmp_path, capsys):
     assert by_op["aten::addmm"]["matmul_fraction"] == pytest.approx(
         by_op["aten::addmm"]["gflops_per_s"] / rows[0]["matmul_rate_gflops"])
     assert all(r["step_ms"] > 0 and r["precision"] == "fp32" for r in rows)
+    columns, copies = read_csv(tmp_path / "profile_copies.csv")  # aten::copy_, by the operator it ran in
+    assert columns == [*profile_step.COPY_COLUMNS, *common.ENV_COLUMNS]
+    assert sum(float(r["share_of_copies"]) for r in copies) == pytest.approx(1.0, abs=1e-3)
+    assert sum(float(r["ms_per_step"]) for r in copies) == pytest.approx(by_op["aten::copy_"]["ms_per_step"], rel=1e-3)
+    # the linear layers' bias, broadcast into the output before the product adds to it: (8 x 17 tokens, 3 x 64)
+    assert any(r["within"] == "aten::addmm" and r["shape"] == "136x192" for r in copies)
+    assert not any(r["within"] in profile_step.WRAPPERS for r in copies)
 
 
 def test_profile_step_counts_matrix_product_flops_from_shapes():
