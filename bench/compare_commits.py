@@ -40,7 +40,6 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python bench/compare_commits.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
 from bench.common import REPO, check_positive, environment, print_table, progress, resolve_out, run_cli, write_csv
 from bench.speedrun import read_stage
 

@@ -59,6 +59,7 @@ from bench.common import (
     print_table,
     progress,
     resolve_out,
+    run_cli,
     synchronize,
     wall_seconds,
     write_csv,
@@ -306,4 +307,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
