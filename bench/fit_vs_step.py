@@ -69,7 +69,8 @@ def read_round(runs_dir, r):
                          f"its fit run in {summary['precision']}")
     return dict(fit=float(summary["images_per_s"]), vitlib=float(steps["vitlib"]["images_per_s"]),
                 timm=float(steps["timm"]["images_per_s"]), config=steps["vitlib"]["config"],
-                precision=summary["precision"], fit_commit=env.get("git_commit", "")[:7], cpu=env.get("cpu", ""),
+                precision=summary["precision"], cpu=env.get("cpu", ""),
+                fit_commit=env.get("git_commit", "")[:7] + ("+dirty" if env.get("git_dirty") else ""),
                 order="step, fit" if r % 2 else "fit, step")
 
 
