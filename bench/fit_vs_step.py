@@ -30,7 +30,17 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python bench/fit_vs_step.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, check_positive, environment, print_table, progress, resolve_out, run_cli, write_csv
+from bench.common import (
+    REPO,
+    check_positive,
+    environment,
+    print_table,
+    progress,
+    require_timm,
+    resolve_out,
+    run_cli,
+    write_csv,
+)
 from bench.compare_commits import ISAS, run_throughput, run_train
 from bench.speedrun import cpu_kind_of, read_stage
 from bench.throughput import CONFIGS
@@ -137,6 +147,7 @@ def parse_args(argv):
         raise ValueError(f"{', '.join(clash)} after '--': this script sets it from --config")
     if not any(a.split("=")[0] in ("--epochs", "--steps") for a in extra):
         raise ValueError("say how long each fit run trains after '--' (--epochs N or --steps N)")
+    require_timm("fit_vs_step compares with timm's step")
     args.train_args = train_args(args.config, extra)
     return args
 
@@ -163,6 +174,9 @@ def measure(args):
 def main(argv=None):
     args = parse_args(argv)
     found = args.found if args.from_runs else measure(args)
+    if not found:
+        raise ValueError(f"{args.runs_dir}: no round finished (a step CSV without both an ok vitlib and timm "
+                         "row, or a fit run that did not complete): see the step CSVs' status column")
     rows = table(found, args.isa)
     config = rows[0]["config"]
     cpu = next(iter(found.values()))["cpu"]  # the machine the rounds ran on
