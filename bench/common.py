@@ -56,6 +56,21 @@ def run_cli(main, errors=(ValueError,)):
         sys.exit(f"error: {error}")
 
 
+def split_passthrough(argv):
+    """A command line `OURS -- PASSED` as (ours, passed): the arguments after `--` go to the command a
+    script runs for each measurement (bench.throughput, `vitlib train`). argv None: sys.argv's."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+
+
+def refuse_passed(passed, flags, why):
+    """ValueError naming each of `flags` found among the passed-through arguments (`--flag` or
+    `--flag=value`): the script sets them itself (`why` says how)."""
+    clash = [a for a in passed if a.split("=")[0] in flags]
+    if clash:
+        raise ValueError(f"{', '.join(clash)} after '--': this script sets it {why}")
+
+
 def check_positive(**values):
     for name, value in values.items():
         if not isinstance(value, (int, float)) or value <= 0:

@@ -40,7 +40,18 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python bench/compare_commits.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, check_positive, environment, print_table, progress, resolve_out, run_cli, write_csv
+from bench.common import (
+    REPO,
+    check_positive,
+    environment,
+    print_table,
+    progress,
+    refuse_passed,
+    resolve_out,
+    run_cli,
+    split_passthrough,
+    write_csv,
+)
 from bench.speedrun import read_stage
 
 # the environment variables that cap each library at an instruction set
@@ -54,6 +65,11 @@ SHOWN = (*KEY, "base_images_per_s", "head_images_per_s", "base_spread", "head_sp
 COLUMNS = (*SHOWN, "rounds", "isa", "base_commit", "head_commit", "base_device", "head_device")
 SET_HERE = ("--out", "--rounds")
 RUN_NAME = re.compile(r"^(\d+)-(base|head)$")  # a --train run folder: <number>-<side>
+
+
+def check_isa(isa):
+    if isa not in ISAS:
+        raise ValueError(f"--isa={isa!r} is not supported; allowed: {', '.join(ISAS)}")
 
 
 def git(*args, cwd=REPO):
@@ -161,8 +177,7 @@ def combine(rounds, isa, commits):
 
 
 def parse_args(argv):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    ours, throughput_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    ours, throughput_args = split_passthrough(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", default=None, help="the commit to compare against (any git revision)")
     p.add_argument("--head", default="HEAD", help="the commit to measure (default HEAD)")
@@ -175,8 +190,7 @@ def parse_args(argv):
     p.add_argument("--from-runs", default=None, help="the table from the run folders of an earlier --train")
     args = p.parse_args(ours)
     check_positive(rounds=args.rounds)
-    if args.isa not in ISAS:
-        raise ValueError(f"--isa={args.isa!r} is not supported; allowed: {', '.join(ISAS)}")
+    check_isa(args.isa)
     if args.from_runs:
         if not Path(args.from_runs).is_dir():
             raise ValueError(f"--from-runs={args.from_runs!r} is not a folder")
@@ -189,9 +203,7 @@ def parse_args(argv):
         raise ValueError("--base is required (the commit to compare against), unless --from-runs")
     if args.train != bool(args.runs_dir):
         raise ValueError("--train and --runs-dir go together: the runs of --train need a folder")
-    clash = [a for a in throughput_args if a.split("=")[0] in (("--out",) if args.train else SET_HERE)]
-    if clash:
-        raise ValueError(f"{', '.join(clash)} after '--': this script sets it itself")
+    refuse_passed(throughput_args, ("--out",) if args.train else SET_HERE, "itself")
     args.commits = {"base": resolve_commit(args.base, "base"), "head": resolve_commit(args.head, "head")}
     if args.train:
         args.runs = fit_runs(args.runs_dir, args.isa)  # the runs already there: checked, then numbered on

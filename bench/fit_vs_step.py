@@ -36,12 +36,14 @@ from bench.common import (
     environment,
     print_table,
     progress,
+    refuse_passed,
     require_timm,
     resolve_out,
     run_cli,
+    split_passthrough,
     write_csv,
 )
-from bench.compare_commits import ISAS, run_throughput, run_train
+from bench.compare_commits import ISAS, check_isa, run_throughput, run_train
 from bench.speedrun import cpu_kind_of, read_stage
 from bench.throughput import CONFIGS
 
@@ -52,6 +54,11 @@ RATIOS = {"fit_vs_timm_step": ("fit", "timm"), "fit_vs_vitlib_step": ("fit", "vi
           "vitlib_step_vs_timm_step": ("vitlib", "timm")}
 SET_HERE = ("--out", "--model", "--model-arg", "--img-size", "--batch-size", "--device", "--precision")
 STEP_FILE, FIT_FOLDER = re.compile(r"^(\d+)-step\.csv$"), "{}-fit"
+
+
+def round_order(r):
+    """What round r runs first: the bare steps in odd rounds, the fit run in even ones."""
+    return ("step", "fit") if r % 2 else ("fit", "step")
 
 
 def train_args(config, extra):
@@ -81,7 +88,7 @@ def read_round(runs_dir, r):
                 timm=float(steps["timm"]["images_per_s"]), config=steps["vitlib"]["config"],
                 precision=summary["precision"], cpu=env.get("cpu", ""),
                 fit_commit=env.get("git_commit", "")[:7] + ("+dirty" if env.get("git_dirty") else ""),
-                order="step, fit" if r % 2 else "fit, step")
+                order=", ".join(round_order(r)))
 
 
 def read_rounds(runs_dir):
@@ -112,8 +119,7 @@ def table(rounds, isa):
 
 
 def parse_args(argv):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    ours, extra = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    ours, extra = split_passthrough(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="ti4_d128_16", help="a bench.throughput config (default: the laptop ViT)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of step and fit in turn")
@@ -126,8 +132,7 @@ def parse_args(argv):
                    help="CSV path (default results/bench/cpu_fit_vs_step_<cpu kind>_<config>.csv)")
     args = p.parse_args(ours)
     check_positive(rounds=args.rounds, steps=args.steps, warmup=args.warmup)
-    if args.isa not in ISAS:
-        raise ValueError(f"--isa={args.isa!r} is not supported; allowed: {', '.join(ISAS)}")
+    check_isa(args.isa)
     if args.from_runs:
         if not Path(args.from_runs).is_dir():
             raise ValueError(f"--from-runs={args.from_runs!r} is not a folder")
@@ -142,9 +147,7 @@ def parse_args(argv):
                          f"allowed: {', '.join(vits)}")
     if not args.runs_dir:
         raise ValueError("--runs-dir is required (where the rounds go), unless --from-runs")
-    clash = [a for a in extra if a.split("=")[0] in SET_HERE]
-    if clash:
-        raise ValueError(f"{', '.join(clash)} after '--': this script sets it from --config")
+    refuse_passed(extra, SET_HERE, "from --config")
     if not any(a.split("=")[0] in ("--epochs", "--steps") for a in extra):
         raise ValueError("say how long each fit run trains after '--' (--epochs N or --steps N)")
     require_timm("fit_vs_step compares with timm's step")
@@ -162,7 +165,7 @@ def measure(args):
     step_args = ["--device", "cpu", *config, "--impls", "vitlib,timm", "--precision", "auto",
                  "--steps", str(args.steps), "--warmup", str(args.warmup)]
     for r in range(first, first + args.rounds):
-        for part in ("step", "fit") if r % 2 else ("fit", "step"):
+        for part in round_order(r):
             progress(f"round {r}: {part} (isa {args.isa})")
             if part == "step":
                 run_throughput(REPO, step_args, runs_dir / f"{r}-step.csv", args.isa)
