@@ -47,12 +47,17 @@ def require_timm(asked):
         raise ValueError(f"{asked} but timm is not installed: pip install timm") from None
 
 
+class ChildRunFailed(RuntimeError):
+    """A command a benchmark ran for one measurement (bench.throughput, `vitlib train`) exited with an
+    error; the message carries the end of its stderr."""
+
+
 def run_cli(main, errors=(ValueError,)):
-    """A benchmark's command line: main(), with bad input (`errors`) as one line, `error: ...`, and
-    exit status 1 instead of a traceback."""
+    """A benchmark's command line: main(), with bad input (`errors`) or a failed child run as
+    `error: ...` and exit status 1 instead of a traceback."""
     try:
         main()
-    except errors as error:
+    except (*errors, ChildRunFailed) as error:
         sys.exit(f"error: {error}")
 
 

@@ -42,6 +42,7 @@ if __package__ in (None, ""):  # run as `python bench/compare_commits.py`
 
 from bench.common import (
     REPO,
+    ChildRunFailed,
     check_positive,
     environment,
     print_table,
@@ -94,22 +95,25 @@ def worktree(commit, folder):
         git("worktree", "remove", "--force", str(folder))
 
 
-def run_throughput(tree, throughput_args, out, isa):
-    """One round of bench.throughput in `tree`; its CSV rows (dicts of strings)."""
-    command = [sys.executable, "-m", "bench.throughput", *throughput_args, "--rounds", "1", "--out", str(out)]
+def run_child(command, tree, isa, what):
+    """`command` run in `tree` with the instruction set limited to `isa`; ChildRunFailed (`what` failed,
+    with the end of its stderr) where it exits with an error."""
     done = subprocess.run(command, cwd=tree, env={**os.environ, **ISAS[isa]}, capture_output=True, text=True)
     if done.returncode:
-        raise RuntimeError(f"bench.throughput failed in {tree} (exit {done.returncode}):\n{done.stderr[-2000:]}")
+        raise ChildRunFailed(f"{what} failed in {tree} (exit {done.returncode}):\n{done.stderr[-2000:].rstrip()}")
+
+
+def run_throughput(tree, throughput_args, out, isa):
+    """One round of bench.throughput in `tree`; its CSV rows (dicts of strings)."""
+    run_child([sys.executable, "-m", "bench.throughput", *throughput_args, "--rounds", "1", "--out", str(out)],
+              tree, isa, "bench.throughput")
     with open(out, newline="") as f:
         return list(csv.DictReader(f))
 
 
 def run_train(tree, train_args, out, isa):
     """One `vitlib train` run in `tree` into the run folder `out`."""
-    command = [sys.executable, "-m", "vitlib", "train", *train_args, "--out", str(out)]
-    done = subprocess.run(command, cwd=tree, env={**os.environ, **ISAS[isa]}, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"vitlib train failed in {tree} (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    run_child([sys.executable, "-m", "vitlib", "train", *train_args, "--out", str(out)], tree, isa, "vitlib train")
 
 
 def fit_runs(runs_dir, isa):

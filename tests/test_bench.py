@@ -270,6 +270,15 @@ def test_compare_commits_tiny_cpu(tmp_path, capsys):
     assert worktrees() == before  # the temporary checkouts are gone
 
 
+def test_a_failed_child_run_is_one_error_line_with_its_stderr(tmp_path):
+    def main():
+        compare_commits.run_child([sys.executable, "-c", "import sys; sys.exit('boom: no such dataset')"],
+                                  tmp_path, "native", "vitlib train")
+    with pytest.raises(SystemExit) as exit:
+        common.run_cli(main)
+    assert str(exit.value) == f"error: vitlib train failed in {tmp_path} (exit 1):\nboom: no such dataset"
+
+
 def test_compare_commits_combines_rounds_by_median():
     def rounds(*speeds, config="a", status="ok", first=0):
         return {first + i: [dict(config=config, impl="vitlib", images_per_s=str(s), status=status, gpu="cpu (X)")]
