@@ -270,7 +270,7 @@ def test_compare_commits_tiny_cpu(tmp_path, capsys):
     assert worktrees() == before  # the temporary checkouts are gone
 
 
-def test_a_failed_child_run_is_one_error_line_with_its_stderr(tmp_path):
+def test_a_failed_child_run_ends_the_script_with_its_stderr_not_a_traceback(tmp_path):
     def main():
         compare_commits.run_child([sys.executable, "-c", "import sys; sys.exit('boom: no such dataset')"],
                                   tmp_path, "native", "vitlib train")
