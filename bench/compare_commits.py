@@ -116,6 +116,12 @@ def run_train(tree, train_args, out, isa):
     run_child([sys.executable, "-m", "vitlib", "train", *train_args, "--out", str(out)], tree, isa, "vitlib train")
 
 
+def round_sides(i):
+    """The commits in the order round i (from 0) measures them: base first in even rounds, head first
+    in odd ones, so a machine whose speed drifts hits both alike."""
+    return ("base", "head") if i % 2 == 0 else ("head", "base")
+
+
 def fit_runs(runs_dir, isa):
     """The finished run folders <n>-<base|head> of `runs_dir` as ({side: {round: [row]}}, {side: commit}):
     each row is the run's images/s through fit (summary.json) with its settings in KEY's columns."""
@@ -244,7 +250,7 @@ def measure_throughput(args):
     rounds = {"base": {}, "head": {}}
     with tempfile.TemporaryDirectory() as tmp, checkouts(args.commits, tmp) as trees:
         for i in range(args.rounds):
-            for side in ("base", "head") if i % 2 == 0 else ("head", "base"):
+            for side in round_sides(i):
                 progress(f"round {i + 1}/{args.rounds}: {side} {args.commits[side][:7]} (isa {args.isa})")
                 rounds[side][i] = run_throughput(trees[side], args.throughput_args, Path(tmp) / f"{side}-{i}.csv",
                                                  args.isa)
@@ -258,7 +264,7 @@ def measure_train(args):
     first = done // 2 + done % 2  # a new round starts at an odd run number
     with tempfile.TemporaryDirectory() as tmp, checkouts(args.commits, tmp) as trees:
         for i in range(first, first + args.rounds):
-            for j, side in enumerate(("base", "head") if i % 2 == 0 else ("head", "base")):
+            for j, side in enumerate(round_sides(i)):
                 run = Path(args.runs_dir).resolve() / f"{2 * i + j + 1}-{side}"
                 progress(f"round {i + 1}: {side} {args.commits[side][:7]} (isa {args.isa}) -> {run}")
                 run_train(trees[side], args.throughput_args, run, args.isa)

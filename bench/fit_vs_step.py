@@ -53,7 +53,7 @@ COLUMNS = ("round", "order", "config", "precision", "fit_images_per_s", "vitlib_
 RATIOS = {"fit_vs_timm_step": ("fit", "timm"), "fit_vs_vitlib_step": ("fit", "vitlib"),
           "vitlib_step_vs_timm_step": ("vitlib", "timm")}
 SET_HERE = ("--out", "--model", "--model-arg", "--img-size", "--batch-size", "--device", "--precision")
-STEP_FILE, FIT_FOLDER = re.compile(r"^(\d+)-step\.csv$"), "{}-fit"
+ROUND_ENTRY, FIT_FOLDER = re.compile(r"^(\d+)-(step\.csv|fit)$"), "{}-fit"  # round r: r-step.csv and r-fit
 
 
 def round_order(r):
@@ -93,8 +93,12 @@ def read_round(runs_dir, r):
 
 def read_rounds(runs_dir):
     """{round: read_round} over the finished rounds of `runs_dir`."""
-    numbers = sorted(int(STEP_FILE.match(p.name).group(1)) for p in Path(runs_dir).iterdir() if STEP_FILE.match(p.name))
-    return {r: found for r in numbers if (found := read_round(runs_dir, r)) is not None}
+    return {r: found for r in round_numbers(runs_dir) if (found := read_round(runs_dir, r)) is not None}
+
+
+def round_numbers(runs_dir):
+    """The round numbers `runs_dir` has a step CSV or a fit run folder of, finished or not, in order."""
+    return sorted({int(m.group(1)) for p in Path(runs_dir).iterdir() if (m := ROUND_ENTRY.match(p.name))})
 
 
 def table(rounds, isa):
@@ -159,8 +163,7 @@ def measure(args):
     """`--rounds` more rounds in args.runs_dir, each bench.throughput's vitlib and timm rows and one fit run."""
     runs_dir = Path(args.runs_dir).resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
-    taken = [int(m.group(1)) for p in runs_dir.iterdir() if (m := re.match(r"^(\d+)-(step\.csv|fit)$", p.name))]
-    first = max(taken, default=0) + 1
+    first = max(round_numbers(runs_dir), default=0) + 1
     config = ["--tiny"] if args.config == "tiny" else ["--configs", args.config]  # bench.throughput's test size
     step_args = ["--device", "cpu", *config, "--impls", "vitlib,timm", "--precision", "auto",
                  "--steps", str(args.steps), "--warmup", str(args.warmup)]

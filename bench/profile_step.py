@@ -192,9 +192,8 @@ def main(argv=None):
                       share_of_copies=ms / copies_ms) for within, shape, calls, ms in copies]
     copies_out = out.with_name(f"{out.stem}_copies{out.suffix}")
     write_csv(copy_rows, copies_out, COPY_COLUMNS, env)
-    products = [r for r in rows if r["gflops_per_s"]]
-    matmul_ms = sum(r["ms_per_step"] for r in products)
-    matmul_gflop = sum(r["gflops_per_s"] * r["ms_per_step"] / 1000.0 for r in products)
+    matmul_ms = sum(ms for _, _, ms, flops in table if flops)
+    matmul_gflop = sum(flops for *_, flops in table) / 1e9
     summary = "matrix products (mm, addmm, bmm, baddbmm; convolutions are not counted): " + (
         f"{matmul_ms / total:.0%} of the operators' time, at {matmul_gflop / (matmul_ms / 1000.0):.0f} GFLOP/s "
         f"({matmul_gflop / (matmul_ms / 1000.0) / rate:.0%} of the 2048^3 rate)" if matmul_ms else "none")
